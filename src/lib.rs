@@ -1,0 +1,124 @@
+//! # unsync
+//!
+//! Python's [`unsync`](https://github.com/alex-sherman/unsync) for Rust: put one attribute on a
+//! function, and calling it runs the body in the background on the right executor and returns
+//! one handle, [`Unfinished<T>`], that sync code can [`.result()`](Unfinished::result) and
+//! async code can `.await`.
+//!
+//! | written | runs on |
+//! |---|---|
+//! | `#[unsync] async fn` | a global multi-threaded tokio runtime, started on first use |
+//! | `#[unsync] fn` | a thread pool for blocking I/O and legacy sync libraries |
+//! | `#[unsync(parallel)] fn` | a rayon pool, one thread per core, for CPU work |
+//!
+//! ```
+//! use std::time::Duration;
+//! use unsync::unsync;
+//!
+//! #[unsync]
+//! async fn fetch(id: u32) -> String {
+//!     tokio::time::sleep(Duration::from_millis(10)).await;
+//!     format!("page {id}")
+//! }
+//!
+//! #[unsync]
+//! fn read_legacy(path: String) -> usize {
+//!     std::fs::read(&path).map_or(0, |bytes| bytes.len())
+//! }
+//!
+//! #[unsync(parallel)]
+//! fn checksum(data: Vec<u8>) -> u64 {
+//!     data.iter().map(|&b| u64::from(b)).sum()
+//! }
+//!
+//! // Each call returns at once; all three run at the same time.
+//! let page = fetch(7);
+//! let size = read_legacy("Cargo.toml".to_owned());
+//! let sum = checksum(vec![1, 2, 3]);
+//!
+//! // From sync code: block for the results.
+//! assert_eq!(page.result(), "page 7");
+//! assert!(size.result() > 0);
+//! assert_eq!(sum.result(), 6);
+//!
+//! // From async code, on any executor: await the very same handle type.
+//! let total = futures::executor::block_on(async { checksum(vec![4, 5]).await + fetch(1).await.len() as u64 });
+//! assert_eq!(total, 9 + 6);
+//! ```
+//!
+//! ## The attribute
+//!
+//! The rewritten function keeps its name, visibility, generics, attributes and docs, and
+//! returns `Unfinished<T>` instead of `T`. Calling it never blocks: the task is queued on its
+//! executor at once. Arguments are moved into the task, so they must be owned (`String`, not
+//! `&str`; `self` or `self: Arc<Self>`, not `&self`) and `Send + 'static`: the compiler says so,
+//! pointing at the argument, when they are not.
+//!
+//! Options: `#[unsync(parallel)]` (rayon), and `#[unsync(crate = "path")]` when this crate is
+//! renamed in your `Cargo.toml`:
+//!
+//! ```
+//! # extern crate unsync as my_unsync;
+//! #[my_unsync::unsync(crate = "my_unsync")]
+//! fn renamed() -> u8 { 1 }
+//! assert_eq!(renamed().result(), 1);
+//! ```
+//!
+//! ## The handle
+//!
+//! [`Unfinished<T>`] is `Send + Sync + Unpin + 'static`, implements `Future<Output = T>` on any
+//! executor (tokio of either flavor, `futures::executor`, smol, ...), and blocks with
+//! [`result`](Unfinished::result) from anywhere, including from inside other unsync tasks of any
+//! mode, however deeply nested. A panic in the task re-raises in whoever reads the result;
+//! [`catch`](Unfinished::catch) turns it into an [`Error`] value. Dropping a handle does not
+//! stop the task (fire and forget); [`cancel`](Unfinished::cancel) does, as far as the mode
+//! allows.
+//!
+//! Without the attribute: [`spawn`], [`spawn_blocking`] and [`spawn_parallel`] return the same
+//! handle for ad-hoc work.
+//!
+//! ## Configuration
+//!
+//! Nothing to set up. To size the executors, call [`Config::install`] before the first task, or
+//! set `UNSYNC_RUNTIME_THREADS`, `UNSYNC_BLOCKING_THREADS`, `UNSYNC_PARALLEL_THREADS`. See
+//! [`Config`].
+
+pub use unsync_core::*;
+
+/// Run the function in the background on the executor that suits it, and return an
+/// [`Unfinished`] handle at once.
+///
+/// | written | runs on |
+/// |---|---|
+/// | `#[unsync] async fn` | the global tokio runtime |
+/// | `#[unsync] fn` | the blocking thread pool |
+/// | `#[unsync(parallel)] fn` | the rayon pool |
+///
+/// Options: `parallel`, and `crate = "path"` for a renamed dependency.
+///
+/// Refused at compile time, with an error on the offending token: borrowed arguments or
+/// `&self` (the task outlives the call), lifetime parameters, `#[unsync(parallel)]` on an
+/// `async fn`, `const`, `unsafe` and `extern` functions, unknown options.
+///
+/// ```
+/// use std::sync::Arc;
+/// use unsync::{unsync, Unfinished};
+///
+/// struct Counter { base: u64 }
+///
+/// impl Counter {
+///     #[unsync]
+///     fn add(self: Arc<Self>, (a, b): (u64, u64)) -> u64 { self.base + a + b }
+/// }
+///
+/// let counter = Arc::new(Counter { base: 100 });
+/// let handle: Unfinished<u64> = counter.add((1, 2));
+/// assert_eq!(handle.result(), 103);
+/// ```
+pub use unsync_macros::unsync;
+
+/// What `#[unsync]` expands to. Not a public API: no stability promise.
+#[doc(hidden)]
+pub mod __private {
+    pub use unsync_core::__private::*;
+}

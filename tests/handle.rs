@@ -1,0 +1,219 @@
+//! The handle from every kind of caller: blocking, and awaited on several executors; failure
+//! re-raised or caught, in each mode.
+
+use std::time::Duration;
+
+use unsync::{Error, Unfinished, unsync};
+
+mod common;
+
+#[unsync]
+async fn async_value(n: u32) -> u32 {
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    n
+}
+
+#[unsync]
+fn thread_value(n: u32) -> u32 {
+    n
+}
+
+#[unsync(parallel)]
+fn parallel_value(n: u32) -> u32 {
+    n
+}
+
+#[unsync]
+async fn async_boom() -> u32 {
+    panic!("async boom")
+}
+
+#[unsync]
+fn thread_boom() -> u32 {
+    panic!("thread boom {}", 7)
+}
+
+#[unsync(parallel)]
+fn parallel_boom() -> u32 {
+    panic!("parallel boom")
+}
+
+fn all_modes(n: u32) -> Vec<Unfinished<u32>> {
+    vec![async_value(n), thread_value(n + 1), parallel_value(n + 2)]
+}
+
+#[test]
+fn awaited_from_futures_block_on() {
+    let sum = futures::executor::block_on(async {
+        let mut sum = 0;
+        for h in all_modes(10) {
+            sum += h.await;
+        }
+        sum
+    });
+    assert_eq!(sum, 33);
+}
+
+#[test]
+fn awaited_from_tokio_current_thread() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let sum = rt.block_on(async {
+        let mut sum = 0;
+        for h in all_modes(20) {
+            sum += h.await;
+        }
+        sum
+    });
+    assert_eq!(sum, 63);
+}
+
+#[test]
+fn awaited_from_tokio_multi_thread_and_its_tasks() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let sum = rt.block_on(async {
+        let spawned = tokio::spawn(async { async_value(1).await + parallel_value(2).await });
+        spawned.await.unwrap() + thread_value(3).await
+    });
+    assert_eq!(sum, 6);
+}
+
+#[test]
+fn awaited_from_smol() {
+    let sum = smol::block_on(async {
+        let mut sum = 0;
+        for h in all_modes(30) {
+            sum += h.await;
+        }
+        sum
+    });
+    assert_eq!(sum, 93);
+}
+
+#[test]
+#[should_panic(expected = "task `handle::async_boom` panicked: async boom")]
+fn async_panic_reraises_in_result() {
+    async_boom().result();
+}
+
+#[test]
+#[should_panic(expected = "task `handle::thread_boom` panicked: thread boom 7")]
+fn thread_panic_reraises_in_result() {
+    thread_boom().result();
+}
+
+#[test]
+#[should_panic(expected = "task `handle::parallel_boom` panicked: parallel boom")]
+fn parallel_panic_reraises_in_result() {
+    parallel_boom().result();
+}
+
+#[test]
+#[should_panic(expected = "parallel boom")]
+fn panic_reraises_through_await() {
+    futures::executor::block_on(async { parallel_boom().await });
+}
+
+#[test]
+fn catch_gives_the_failure_as_a_value_in_every_mode() {
+    for (handle, task, message) in [
+        (async_boom(), "handle::async_boom", "async boom"),
+        (thread_boom(), "handle::thread_boom", "thread boom 7"),
+        (parallel_boom(), "handle::parallel_boom", "parallel boom"),
+    ] {
+        let caught: Unfinished<Result<u32, Error>> = handle.catch();
+        assert_eq!(
+            caught.result(),
+            Err(Error::Panicked {
+                task,
+                message: message.into()
+            })
+        );
+    }
+    assert_eq!(thread_value(5).catch().result(), Ok(5));
+    // catch of a caught handle nests the result
+    assert_eq!(thread_value(6).catch().catch().result(), Ok(Ok(6)));
+}
+
+#[test]
+fn ready_is_done_and_wait_timeout() {
+    let ready = Unfinished::ready(String::from("now"));
+    assert!(ready.is_done());
+    assert!(ready.wait_timeout(Duration::ZERO));
+    assert_eq!(ready.result(), "now");
+
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let pending = unsync::spawn_blocking(move || rx.recv().is_ok());
+    assert!(!pending.is_done());
+    // Not done: the wait times out (the bound is only an upper limit on how long we block).
+    assert!(!pending.wait_timeout(Duration::from_millis(20)));
+    drop(tx);
+    assert!(pending.wait_timeout(common::LIMIT));
+    assert!(pending.is_done());
+    assert!(!pending.result());
+}
+
+#[test]
+fn dropping_a_handle_does_not_stop_the_task() {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+    drop(unsync::spawn_blocking(move || {
+        go_rx.recv().unwrap();
+        tx.send("finished anyway").unwrap();
+    }));
+    go_tx.send(()).unwrap();
+    assert_eq!(rx.recv_timeout(common::LIMIT).unwrap(), "finished anyway");
+}
+
+#[test]
+fn ad_hoc_spawns_name_their_task() {
+    let errors: Vec<Error> = vec![
+        unsync::spawn(async { panic!("a") })
+            .catch()
+            .result()
+            .unwrap_err(),
+        unsync::spawn_blocking(|| panic!("b"))
+            .catch()
+            .result()
+            .unwrap_err(),
+        unsync::spawn_parallel(|| panic!("c"))
+            .catch()
+            .result()
+            .unwrap_err(),
+    ];
+    let tasks: Vec<_> = errors.iter().map(Error::task).collect();
+    assert_eq!(tasks, ["spawn", "spawn_blocking", "spawn_parallel"]);
+}
+
+#[test]
+fn tasks_run_on_the_executor_of_their_mode() {
+    #[unsync]
+    async fn async_thread() -> String {
+        std::thread::current().name().unwrap_or("").to_owned()
+    }
+    #[unsync]
+    fn blocking_thread() -> String {
+        std::thread::current().name().unwrap_or("").to_owned()
+    }
+    #[unsync(parallel)]
+    fn parallel_thread() -> String {
+        std::thread::current().name().unwrap_or("").to_owned()
+    }
+    assert!(async_thread().result().starts_with("unsync-runtime-"));
+    assert!(blocking_thread().result().starts_with("unsync-blocking-"));
+    assert!(parallel_thread().result().starts_with("unsync-parallel-"));
+}
+
+#[test]
+fn handle_type_is_send_sync_unpin_static() {
+    fn check<T: Send + Sync + Unpin + 'static>(_: &T) {}
+    let h = thread_value(1);
+    check(&h);
+    assert_eq!(h.result(), 1);
+}

@@ -1,0 +1,17 @@
+use unsync::unsync;
+
+struct Cache;
+
+impl Cache {
+    #[unsync]
+    fn get(&self, key: String) -> String {
+        key
+    }
+
+    #[unsync]
+    async fn put(&mut self, key: String) {
+        drop(key);
+    }
+}
+
+fn main() {}

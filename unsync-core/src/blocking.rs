@@ -1,0 +1,248 @@
+//! The blocking pool behind plain `#[unsync] fn` and [`spawn_blocking`]: threads meant to
+//! sit in blocking I/O and legacy synchronous libraries.
+//!
+//! A few hot threads (one per core) take jobs from one unbounded lock-free queue, so a burst of
+//! short jobs costs a queue push and pop each, not a thread each. The pool grows only when
+//! every thread is stuck:
+//! - at once, when a pool thread starts waiting on another unsync handle (it is known to be
+//!   blocked, and the handle it waits on may sit in this very queue);
+//! - otherwise from a monitor thread: when jobs wait and none was taken for a whole tick
+//!   (1 ms), the threads are all blocked, and the pool up to doubles, up to
+//!   [`Config::blocking_threads`](crate::Config::blocking_threads) threads (512 by default).
+//!
+//! Threads beyond the hot ones exit after 10 s without work. The monitor sleeps while no job
+//! waits.
+
+use std::cell::Cell as StdCell;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::thread::{self, Thread};
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError};
+
+use crate::cell::{Cell, Completer};
+use crate::handle::Unfinished;
+
+type Job = Box<dyn FnOnce() + Send>;
+
+const TICK: Duration = Duration::from_millis(1);
+const KEEP_ALIVE: Duration = Duration::from_secs(10);
+
+struct Pool {
+    sender: Sender<Job>,
+    receiver: Receiver<Job>,
+    /// Threads kept even when idle.
+    hot: usize,
+    /// Threads the pool may grow to.
+    max: usize,
+    threads: AtomicUsize,
+    idle: AtomicUsize,
+    submitted: AtomicU64,
+    monitor_awake: AtomicBool,
+    monitor: OnceLock<Thread>,
+    next_name: AtomicUsize,
+}
+
+static POOL: OnceLock<Pool> = OnceLock::new();
+
+thread_local! {
+    static IS_POOL_THREAD: StdCell<bool> = const { StdCell::new(false) };
+}
+
+fn pool() -> &'static Pool {
+    POOL.get_or_init(|| {
+        let settings = crate::config::settings();
+        let cores = thread::available_parallelism().map_or(1, |n| n.get());
+        let (sender, receiver) = crossbeam_channel::unbounded();
+        Pool {
+            sender,
+            receiver,
+            hot: cores.min(settings.blocking_threads),
+            max: settings.blocking_threads,
+            threads: AtomicUsize::new(0),
+            idle: AtomicUsize::new(0),
+            submitted: AtomicU64::new(0),
+            monitor_awake: AtomicBool::new(false),
+            monitor: OnceLock::new(),
+            next_name: AtomicUsize::new(0),
+        }
+    })
+}
+
+/// Run a blocking closure on the blocking pool; the handle resolves to its return value.
+///
+/// ```
+/// let contents = unsync_core::spawn_blocking(|| std::fs::read_to_string("Cargo.toml"));
+/// assert!(contents.result().unwrap().contains("[package]"));
+/// ```
+pub fn spawn_blocking<F, T>(body: F) -> Unfinished<T>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    spawn_blocking_task("spawn_blocking", body)
+}
+
+/// [`spawn_blocking`] with the task named after the `#[unsync]` function it runs.
+#[doc(hidden)]
+pub fn spawn_blocking_task<F, T>(task: &'static str, body: F) -> Unfinished<T>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    let cell = Cell::pending(task);
+    let completer = Completer::new(cell.clone());
+    submit(Box::new(move || crate::task::run(completer, body)));
+    Unfinished::from_cell(cell)
+}
+
+fn submit(job: Job) {
+    let pool = pool();
+    pool.submitted.fetch_add(1, Ordering::Relaxed);
+    if pool.sender.send(job).is_err() {
+        unreachable!("the blocking pool owns its receiver");
+    }
+    if pool.idle.load(Ordering::SeqCst) == 0 {
+        if pool.threads.load(Ordering::Relaxed) < pool.hot {
+            pool.spawn_thread();
+        }
+        pool.wake_monitor();
+    }
+}
+
+/// Called when the current thread is about to block on an unsync handle. On a pool thread,
+/// makes sure another thread can take jobs meanwhile.
+pub(crate) fn will_block() {
+    if IS_POOL_THREAD.with(StdCell::get) {
+        let pool = pool();
+        if pool.idle.load(Ordering::SeqCst) == 0 {
+            pool.spawn_thread();
+        }
+    }
+}
+
+impl Pool {
+    /// Start one more thread unless the pool is at its maximum.
+    fn spawn_thread(&'static self) -> bool {
+        if self
+            .threads
+            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| {
+                (n < self.max).then_some(n + 1)
+            })
+            .is_err()
+        {
+            return false;
+        }
+        let n = self.next_name.fetch_add(1, Ordering::Relaxed);
+        let spawned = thread::Builder::new()
+            .name(format!("unsync-blocking-{n}"))
+            .spawn(move || self.work());
+        if let Err(e) = spawned {
+            self.threads.fetch_sub(1, Ordering::AcqRel);
+            eprintln!("unsync: cannot start a blocking-pool thread ({e}); will retry");
+            return false;
+        }
+        true
+    }
+
+    fn work(&'static self) {
+        IS_POOL_THREAD.with(|t| t.set(true));
+        loop {
+            let job = match self.receiver.try_recv() {
+                Ok(job) => job,
+                Err(TryRecvError::Disconnected) => return,
+                Err(TryRecvError::Empty) => {
+                    self.idle.fetch_add(1, Ordering::SeqCst);
+                    let received = self.receiver.recv_timeout(KEEP_ALIVE);
+                    self.idle.fetch_sub(1, Ordering::SeqCst);
+                    match received {
+                        Ok(job) => job,
+                        Err(RecvTimeoutError::Disconnected) => return,
+                        Err(RecvTimeoutError::Timeout) => {
+                            let retired = self
+                                .threads
+                                .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| {
+                                    (n > self.hot).then_some(n - 1)
+                                })
+                                .is_ok();
+                            if retired {
+                                return;
+                            }
+                            continue;
+                        }
+                    }
+                }
+            };
+            job();
+        }
+    }
+
+    fn wake_monitor(&'static self) {
+        if self.monitor_awake.load(Ordering::Relaxed)
+            || self.monitor_awake.swap(true, Ordering::SeqCst)
+        {
+            return;
+        }
+        let monitor = self.monitor.get_or_init(|| {
+            thread::Builder::new()
+                .name("unsync-blocking-monitor".into())
+                .spawn(move || self.monitor())
+                .expect("unsync: cannot start the blocking pool's monitor thread")
+                .thread()
+                .clone()
+        });
+        monitor.unpark();
+    }
+
+    /// Grow the pool while jobs wait and no thread takes them.
+    fn monitor(&'static self) {
+        let mut last_taken = None;
+        loop {
+            let queued = self.receiver.len();
+            if queued == 0 {
+                self.monitor_awake.store(false, Ordering::SeqCst);
+                if self.receiver.is_empty() {
+                    thread::park();
+                }
+                last_taken = None;
+                continue;
+            }
+            let taken = self.submitted.load(Ordering::Relaxed) - queued as u64;
+            if last_taken == Some(taken) && self.idle.load(Ordering::SeqCst) == 0 {
+                let threads = self.threads.load(Ordering::Relaxed);
+                for _ in 0..queued.min(threads.max(1)) {
+                    if !self.spawn_thread() {
+                        break;
+                    }
+                }
+            }
+            last_taken = Some(taken);
+            thread::park_timeout(TICK);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::Barrier;
+
+    #[test]
+    fn grows_while_every_thread_is_blocked() {
+        // 64 jobs that can only finish together: possible only if 64 run at once.
+        let barrier = Arc::new(Barrier::new(64));
+        let handles: Vec<_> = (0..64)
+            .map(|i| {
+                let barrier = barrier.clone();
+                spawn_blocking(move || {
+                    barrier.wait();
+                    i
+                })
+            })
+            .collect();
+        let sum: usize = handles.into_iter().map(Unfinished::result).sum();
+        assert_eq!(sum, (0..64).sum());
+    }
+}

@@ -1,0 +1,354 @@
+//! Configuration: the [`Config`] builder, the `UNSYNC_*` environment variables, and the
+//! settings every executor reads when it starts.
+//!
+//! Settings are fixed once, the first time any executor starts (or when
+//! [`Config::install`] runs, whichever comes first). Precedence, highest first: a value set on
+//! the [`Config`] builder, then the environment variable, then the default.
+//!
+//! | setting | builder | environment | default |
+//! |---|---|---|---|
+//! | async runtime workers | [`Config::runtime_threads`] | `UNSYNC_RUNTIME_THREADS` | cores |
+//! | blocking pool, most threads | [`Config::blocking_threads`] | `UNSYNC_BLOCKING_THREADS` | 512 |
+//! | rayon pool threads | [`Config::parallel_threads`] | `UNSYNC_PARALLEL_THREADS` | cores |
+//! | worker processes | [`Config::processes`] | `UNSYNC_PROCESSES` | cores |
+//! | largest frame on a worker pipe | [`Config::max_frame_bytes`] | `UNSYNC_MAX_FRAME_BYTES` | 256 MiB |
+//!
+//! An environment variable that does not parse is never ignored: [`Config::install`] returns
+//! [`ConfigError::InvalidEnv`], and without `install` the first task panics with the same
+//! message.
+
+use std::fmt;
+use std::sync::{Arc, OnceLock};
+
+use crate::error::{ConfigError, Error};
+
+/// What the executors are built with. Resolved once, then read-only.
+pub(crate) struct Settings {
+    pub(crate) runtime_threads: usize,
+    pub(crate) blocking_threads: usize,
+    pub(crate) parallel_threads: usize,
+    #[allow(dead_code)] // first used by the process pool
+    pub(crate) processes: usize,
+    #[allow(dead_code)]
+    pub(crate) max_frame_bytes: usize,
+    pub(crate) runtime: Option<tokio::runtime::Handle>,
+    pub(crate) unobserved: UnobservedHook,
+}
+
+/// What happens to a failure nobody read.
+#[derive(Clone)]
+pub(crate) enum UnobservedHook {
+    Report,
+    Ignore,
+    Custom(Arc<dyn Fn(&Error) + Send + Sync>),
+}
+
+static SETTINGS: OnceLock<Settings> = OnceLock::new();
+
+/// The settings if they are already fixed (never starts anything, never panics).
+pub(crate) fn installed() -> Option<&'static Settings> {
+    SETTINGS.get()
+}
+
+/// The settings, resolving them from the environment on first use.
+///
+/// # Panics
+/// When an `UNSYNC_*` variable is invalid and [`Config::install`] was never called: starting
+/// with a setting the user did not ask for would be a silent surprise.
+pub(crate) fn settings() -> &'static Settings {
+    SETTINGS.get_or_init(|| match Config::new().resolve() {
+        Ok(settings) => settings,
+        Err(e) => panic!("unsync cannot start: {e}"),
+    })
+}
+
+/// Builder for the executors' settings; [`install`](Config::install) it before the first task.
+///
+/// ```
+/// unsync_core::Config::new()
+///     .runtime_threads(2)
+///     .blocking_threads(64)
+///     .install()
+///     .expect("nothing has started yet");
+/// assert_eq!(unsync_core::spawn(async { 40 + 2 }).result(), 42);
+/// ```
+#[derive(Default, Clone)]
+#[must_use = "a Config does nothing until `.install()` is called"]
+pub struct Config {
+    runtime_threads: Option<usize>,
+    blocking_threads: Option<usize>,
+    parallel_threads: Option<usize>,
+    processes: Option<usize>,
+    max_frame_bytes: Option<usize>,
+    runtime: Option<tokio::runtime::Handle>,
+    unobserved: Option<UnobservedHook>,
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("runtime_threads", &self.runtime_threads)
+            .field("blocking_threads", &self.blocking_threads)
+            .field("parallel_threads", &self.parallel_threads)
+            .field("processes", &self.processes)
+            .field("max_frame_bytes", &self.max_frame_bytes)
+            .field("runtime", &self.runtime.as_ref().map(|_| "Handle"))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Config {
+    /// A builder with every setting left to the environment or the default.
+    ///
+    /// ```
+    /// let config = unsync_core::Config::new();
+    /// # drop(config);
+    /// ```
+    pub fn new() -> Config {
+        Config::default()
+    }
+
+    /// Worker threads of the global tokio runtime that runs `#[unsync] async fn`.
+    ///
+    /// ```
+    /// let config = unsync_core::Config::new().runtime_threads(4);
+    /// # drop(config);
+    /// ```
+    pub fn runtime_threads(mut self, n: usize) -> Config {
+        self.runtime_threads = Some(n);
+        self
+    }
+
+    /// The most threads the blocking pool (plain `#[unsync] fn`) may grow to. It keeps one hot
+    /// thread per core and adds threads only while all of them are blocked.
+    ///
+    /// ```
+    /// let config = unsync_core::Config::new().blocking_threads(128);
+    /// # drop(config);
+    /// ```
+    pub fn blocking_threads(mut self, n: usize) -> Config {
+        self.blocking_threads = Some(n);
+        self
+    }
+
+    /// Threads of the rayon pool that runs `#[unsync(parallel)] fn`.
+    ///
+    /// ```
+    /// let config = unsync_core::Config::new().parallel_threads(8);
+    /// # drop(config);
+    /// ```
+    pub fn parallel_threads(mut self, n: usize) -> Config {
+        self.parallel_threads = Some(n);
+        self
+    }
+
+    /// Worker processes of the pool that runs `#[unsync(cpu_bound)] fn`.
+    ///
+    /// ```
+    /// let config = unsync_core::Config::new().processes(4);
+    /// # drop(config);
+    /// ```
+    pub fn processes(mut self, n: usize) -> Config {
+        self.processes = Some(n);
+        self
+    }
+
+    /// The largest frame (encoded arguments or result of one call) accepted on a worker pipe.
+    /// A bigger frame fails that call with [`Error::WorkerDied`] and replaces the worker.
+    ///
+    /// ```
+    /// let config = unsync_core::Config::new().max_frame_bytes(1 << 30);
+    /// # drop(config);
+    /// ```
+    pub fn max_frame_bytes(mut self, n: usize) -> Config {
+        self.max_frame_bytes = Some(n);
+        self
+    }
+
+    /// Run `#[unsync] async fn` on an application's own multi-threaded tokio runtime instead of
+    /// starting one. [`runtime`](crate::runtime) then returns this handle.
+    ///
+    /// ```
+    /// let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    /// let config = unsync_core::Config::new().runtime(rt.handle().clone());
+    /// # drop(config);
+    /// ```
+    pub fn runtime(mut self, handle: tokio::runtime::Handle) -> Config {
+        self.runtime = Some(handle);
+        self
+    }
+
+    /// Call `hook` for each task that failed (panicked or lost its worker) after every handle
+    /// to it was dropped unread. The default reports such a failure once, as a `tracing`-style
+    /// line on stderr.
+    ///
+    /// ```
+    /// let config = unsync_core::Config::new()
+    ///     .on_unobserved_error(|e| eprintln!("background failure: {e}"));
+    /// # drop(config);
+    /// ```
+    pub fn on_unobserved_error(mut self, hook: impl Fn(&Error) + Send + Sync + 'static) -> Config {
+        self.unobserved = Some(UnobservedHook::Custom(Arc::new(hook)));
+        self
+    }
+
+    /// Do not report failures nobody read.
+    ///
+    /// ```
+    /// let config = unsync_core::Config::new().ignore_unobserved_errors();
+    /// # drop(config);
+    /// ```
+    pub fn ignore_unobserved_errors(mut self) -> Config {
+        self.unobserved = Some(UnobservedHook::Ignore);
+        self
+    }
+
+    /// Fix these settings for the life of the process.
+    ///
+    /// # Errors
+    /// [`ConfigError::AlreadyStarted`] once any executor has started or `install` already ran;
+    /// [`ConfigError::InvalidEnv`] when an `UNSYNC_*` variable does not parse (even one this
+    /// builder overrides: a typo should never pass unnoticed); [`ConfigError::Invalid`] for a
+    /// zero thread or process count or a runtime handle of the current-thread flavor.
+    ///
+    /// ```
+    /// let result = unsync_core::Config::new().runtime_threads(0).install();
+    /// assert!(matches!(result, Err(unsync_core::ConfigError::Invalid { .. })));
+    /// ```
+    pub fn install(self) -> Result<(), ConfigError> {
+        if SETTINGS.get().is_some() {
+            return Err(ConfigError::AlreadyStarted);
+        }
+        let settings = self.resolve()?;
+        SETTINGS
+            .set(settings)
+            .map_err(|_| ConfigError::AlreadyStarted)
+    }
+
+    fn resolve(self) -> Result<Settings, ConfigError> {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let env_runtime = env_count("UNSYNC_RUNTIME_THREADS")?;
+        let env_blocking = env_count("UNSYNC_BLOCKING_THREADS")?;
+        let env_parallel = env_count("UNSYNC_PARALLEL_THREADS")?;
+        let env_processes = env_count("UNSYNC_PROCESSES")?;
+        let env_frame = env_count("UNSYNC_MAX_FRAME_BYTES")?;
+        let pick = |setting: &'static str, builder: Option<usize>, env: Option<usize>, default| {
+            match builder {
+                Some(0) => Err(ConfigError::Invalid {
+                    setting,
+                    reason: "must be at least 1",
+                }),
+                Some(n) => Ok(n),
+                None => Ok(env.unwrap_or(default)),
+            }
+        };
+        if let Some(handle) = &self.runtime {
+            if handle.runtime_flavor() != tokio::runtime::RuntimeFlavor::MultiThread {
+                return Err(ConfigError::Invalid {
+                    setting: "runtime",
+                    reason: "must be a multi-threaded tokio runtime: a current-thread runtime only makes progress inside its own `block_on`",
+                });
+            }
+        }
+        Ok(Settings {
+            runtime_threads: pick("runtime_threads", self.runtime_threads, env_runtime, cores)?,
+            blocking_threads: pick("blocking_threads", self.blocking_threads, env_blocking, 512)?,
+            parallel_threads: pick(
+                "parallel_threads",
+                self.parallel_threads,
+                env_parallel,
+                cores,
+            )?,
+            processes: pick("processes", self.processes, env_processes, cores)?,
+            max_frame_bytes: pick(
+                "max_frame_bytes",
+                self.max_frame_bytes,
+                env_frame,
+                256 << 20,
+            )?,
+            runtime: self.runtime,
+            unobserved: self.unobserved.unwrap_or(UnobservedHook::Report),
+        })
+    }
+}
+
+/// A positive integer from the environment; unset or empty means "not set".
+fn env_count(var: &'static str) -> Result<Option<usize>, ConfigError> {
+    match std::env::var(var) {
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(std::env::VarError::NotUnicode(raw)) => Err(ConfigError::InvalidEnv {
+            var,
+            value: raw.to_string_lossy().into_owned(),
+            reason: "expected a positive integer",
+        }),
+        Ok(value) => parse_count(var, &value),
+    }
+}
+
+fn parse_count(var: &'static str, value: &str) -> Result<Option<usize>, ConfigError> {
+    let trimmed = value.trim();
+    if trimmed.is_empty() {
+        return Ok(None);
+    }
+    match trimmed.parse::<usize>() {
+        Ok(0) | Err(_) => Err(ConfigError::InvalidEnv {
+            var,
+            value: value.to_owned(),
+            reason: "expected a positive integer",
+        }),
+        Ok(n) => Ok(Some(n)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_parse_or_name_the_variable() {
+        assert_eq!(parse_count("UNSYNC_X", "8").unwrap(), Some(8));
+        assert_eq!(parse_count("UNSYNC_X", " 3 ").unwrap(), Some(3));
+        assert_eq!(parse_count("UNSYNC_X", "").unwrap(), None);
+        let err = parse_count("UNSYNC_X", "eight").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "environment variable UNSYNC_X=\"eight\" is invalid: expected a positive integer"
+        );
+        assert!(parse_count("UNSYNC_X", "0").is_err());
+        assert!(parse_count("UNSYNC_X", "-1").is_err());
+    }
+
+    #[test]
+    fn builder_values_override_defaults_and_zero_is_refused() {
+        let s = Config::new().runtime_threads(3).resolve().unwrap();
+        assert_eq!(s.runtime_threads, 3);
+        assert_eq!(s.max_frame_bytes, 256 << 20);
+        let err = Config::new().processes(0).resolve().err().unwrap();
+        assert_eq!(
+            err,
+            ConfigError::Invalid {
+                setting: "processes",
+                reason: "must be at least 1"
+            }
+        );
+    }
+
+    #[test]
+    fn current_thread_runtime_is_refused() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let err = Config::new()
+            .runtime(rt.handle().clone())
+            .resolve()
+            .err()
+            .unwrap();
+        assert!(matches!(
+            err,
+            ConfigError::Invalid {
+                setting: "runtime",
+                ..
+            }
+        ));
+    }
+}

@@ -1,0 +1,288 @@
+//! [`Unfinished<T>`]: the one handle every unsync task returns, whichever executor runs it.
+//!
+//! Sync code blocks on it with [`result`](Unfinished::result); async code `.await`s it, on any
+//! executor. Failure re-raises as a panic in the reader, or arrives as a value after
+//! [`catch`](Unfinished::catch).
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use crate::cell::{Cell, NO_SLOT, Source};
+use crate::error::Error;
+use crate::sync::Arc;
+
+/// A task running in the background, and later its result.
+///
+/// Returned by every `#[unsync]` function and by [`spawn`](crate::spawn),
+/// [`spawn_blocking`](crate::spawn_blocking) and [`spawn_parallel`](crate::spawn_parallel).
+/// The task starts when the handle is created and runs whether or not anyone waits for it:
+/// dropping the handle does not stop it.
+///
+/// ```
+/// use unsync_core::Unfinished;
+///
+/// let from_sync: Unfinished<u32> = unsync_core::spawn_blocking(|| 6 * 7);
+/// assert_eq!(from_sync.result(), 42);
+///
+/// let from_async = unsync_core::spawn_parallel(|| 6 * 7);
+/// assert_eq!(futures::executor::block_on(from_async), 42);
+/// ```
+///
+/// If the task panicked (or was cancelled, or lost its worker process), `.result()` and
+/// `.await` panic in turn with a message naming the task and the cause; use
+/// [`catch`](Unfinished::catch) to get an [`Error`] value instead.
+pub struct Unfinished<T> {
+    /// `None` once the value was handed out.
+    source: Option<Arc<dyn Source<T>>>,
+    /// Where this reader's waker sits in the cell.
+    slot: usize,
+}
+
+impl<T: Send + 'static> Unfinished<T> {
+    pub(crate) fn from_cell(cell: Arc<Cell<T>>) -> Unfinished<T> {
+        Unfinished::from_source(cell)
+    }
+
+    pub(crate) fn from_source(source: Arc<dyn Source<T>>) -> Unfinished<T> {
+        Unfinished {
+            source: Some(source),
+            slot: NO_SLOT,
+        }
+    }
+
+    /// A handle that is already finished with `value`.
+    ///
+    /// ```
+    /// let done = unsync_core::Unfinished::ready("cached");
+    /// assert!(done.is_done());
+    /// assert_eq!(done.result(), "cached");
+    /// ```
+    pub fn ready(value: T) -> Unfinished<T> {
+        Unfinished::from_cell(Cell::finished("ready", Ok(value)))
+    }
+
+    /// A handle that is already finished with `error`.
+    #[allow(dead_code)] // first used by the process pool
+    pub(crate) fn failed(error: Error) -> Unfinished<T> {
+        Unfinished::from_cell(Cell::finished(error.task(), Err(error)))
+    }
+
+    /// Block the current thread until the task is done, and return its value.
+    ///
+    /// Safe from any thread: a plain thread, a tokio worker (of unsync's runtime or your own,
+    /// either flavor), a blocking-pool or rayon task, however deeply nested.
+    ///
+    /// # Panics
+    /// When the task failed: the panic message is the [`Error`]'s, which carries the task's
+    /// own panic message.
+    ///
+    /// ```
+    /// let handle = unsync_core::spawn(async { "hello".len() });
+    /// assert_eq!(handle.result(), 5);
+    /// ```
+    #[track_caller]
+    pub fn result(self) -> T {
+        match self.outcome() {
+            Ok(value) => value,
+            Err(error) => panic!("{error}"),
+        }
+    }
+
+    /// Block until done; the outcome as a value.
+    pub(crate) fn outcome(mut self) -> Result<T, Error> {
+        crate::wait::block_on(|cx| self.poll_outcome(cx), None)
+            .expect("a wait without deadline returns a value")
+    }
+
+    /// The same handle, with failure as a value: resolves to `Ok(value)`, or to `Err(error)`
+    /// where `.result()` would have panicked.
+    ///
+    /// ```
+    /// let handle = unsync_core::spawn_blocking(|| -> u8 { panic!("no such file") });
+    /// let error = handle.catch().result().unwrap_err();
+    /// assert_eq!(error.to_string(), "task `spawn_blocking` panicked: no such file");
+    /// ```
+    pub fn catch(mut self) -> Unfinished<Result<T, Error>> {
+        let Some(source) = self.source.take() else {
+            panic!("`catch` called on an Unfinished that already returned its value");
+        };
+        source.unregister(&mut self.slot);
+        match source.clone().caught() {
+            Some(caught) => Unfinished::from_source(caught),
+            None => {
+                // Already a caught view: forward through a task of its own.
+                let mut upstream = Unfinished::from_source(source);
+                let task = upstream.task();
+                crate::runtime::spawn_task(task, async move {
+                    std::future::poll_fn(|cx| upstream.poll_outcome(cx)).await
+                })
+            }
+        }
+    }
+
+    /// Whether the task is finished (with a value, a failure, or cancelled). Never blocks.
+    ///
+    /// ```
+    /// let handle = unsync_core::Unfinished::ready(1);
+    /// assert!(handle.is_done());
+    /// ```
+    pub fn is_done(&self) -> bool {
+        self.source.as_ref().is_none_or(|s| s.is_done())
+    }
+
+    /// Block up to `timeout` for the task to finish; true once it is done. The handle stays
+    /// usable either way.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let handle = unsync_core::spawn_blocking(|| std::thread::sleep(Duration::from_millis(5)));
+    /// while !handle.wait_timeout(Duration::from_millis(1)) {
+    ///     // do something else meanwhile
+    /// }
+    /// assert!(handle.is_done());
+    /// ```
+    pub fn wait_timeout(&self, timeout: Duration) -> bool {
+        let Some(source) = self.source.as_ref() else {
+            return true;
+        };
+        if source.is_done() {
+            return true;
+        }
+        let deadline = Instant::now().checked_add(timeout);
+        let mut slot = NO_SLOT;
+        let done = crate::wait::block_on(|cx| source.poll_ready(cx, &mut slot), deadline).is_some();
+        source.unregister(&mut slot);
+        done
+    }
+
+    /// Stop the task, or at least its result: from now on this handle (and every clone of it)
+    /// resolves to [`Error::Cancelled`], which `.result()` and `.await` re-raise and
+    /// [`catch`](Unfinished::catch) yields as a value. Never blocks. Returns false only when
+    /// the task had already finished.
+    ///
+    /// What actually stops depends on where the task runs:
+    ///
+    /// | mode | queued, not started yet | already running |
+    /// |---|---|---|
+    /// | `#[unsync] async fn`, [`spawn`](crate::spawn) | never starts | aborted at its next `.await` |
+    /// | `#[unsync] fn`, [`spawn_blocking`](crate::spawn_blocking) | never starts | runs on (a thread cannot be killed); [`is_cancelled`](crate::is_cancelled) turns true so it can return early |
+    /// | `#[unsync(parallel)] fn`, [`spawn_parallel`](crate::spawn_parallel) | never starts | as for threads |
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let slow = unsync_core::spawn(async {
+    ///     tokio::time::sleep(Duration::from_secs(3600)).await;
+    ///     "never"
+    /// });
+    /// assert!(slow.cancel());
+    /// let error = slow.catch().result().unwrap_err();
+    /// assert_eq!(error, unsync_core::Error::Cancelled { task: "spawn" });
+    /// ```
+    pub fn cancel(&self) -> bool {
+        self.source.as_ref().is_some_and(|source| {
+            source.cancel(Error::Cancelled {
+                task: source.task(),
+            })
+        })
+    }
+
+    /// The name of the task: the `#[unsync]` function's path, or `"spawn"`, `"ready"`, ...
+    pub(crate) fn task(&self) -> &'static str {
+        self.source.as_ref().map_or("unsync", |s| s.task())
+    }
+
+    /// Take the outcome if done, else register the waker.
+    pub(crate) fn poll_outcome(&mut self, cx: &mut Context<'_>) -> Poll<Result<T, Error>> {
+        let source = self
+            .source
+            .as_ref()
+            .expect("an Unfinished was polled after it returned its value");
+        let outcome = std::task::ready!(source.poll_outcome(cx, &mut self.slot));
+        self.source = None;
+        Poll::Ready(outcome)
+    }
+}
+
+impl<T: Send + 'static> Future for Unfinished<T> {
+    type Output = T;
+
+    /// Ready with the task's value.
+    ///
+    /// # Panics
+    /// When the task failed (see [`Unfinished::result`]), and when polled again after it
+    /// returned the value.
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
+        match self.get_mut().poll_outcome(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Ok(value)) => Poll::Ready(value),
+            Poll::Ready(Err(error)) => panic!("{error}"),
+        }
+    }
+}
+
+/// Many waiters on one task: every clone resolves to (a clone of) the same value, the task runs
+/// once, and cancelling through any clone cancels it for all of them.
+///
+/// ```
+/// let shared = unsync_core::spawn(async { String::from("config") });
+/// let waiters: Vec<_> = (0..3).map(|_| shared.clone()).collect();
+/// for waiter in waiters {
+///     assert_eq!(waiter.result(), "config");
+/// }
+/// assert_eq!(shared.result(), "config");
+/// ```
+impl<T: Clone + Send + 'static> Clone for Unfinished<T> {
+    fn clone(&self) -> Unfinished<T> {
+        let source = self
+            .source
+            .as_ref()
+            .expect("cannot clone an Unfinished that already returned its value");
+        source.add_reader(T::clone);
+        Unfinished::from_source(source.clone())
+    }
+}
+
+impl<T> Drop for Unfinished<T> {
+    fn drop(&mut self) {
+        if let Some(source) = self.source.take() {
+            source.drop_reader(self.slot);
+        }
+    }
+}
+
+impl<T> fmt::Debug for Unfinished<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.source {
+            Some(source) => f
+                .debug_struct("Unfinished")
+                .field("task", &source.task())
+                .field("done", &source.is_done())
+                .finish(),
+            None => f.write_str("Unfinished { returned }"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_traits<T: Send + Sync + Unpin + 'static>() {}
+
+    #[test]
+    fn handle_is_send_sync_unpin_static() {
+        assert_traits::<Unfinished<u32>>();
+        assert_traits::<Unfinished<Vec<String>>>();
+    }
+
+    #[test]
+    fn ready_and_failed_handles() {
+        assert_eq!(Unfinished::ready(3).result(), 3);
+        let failed = Unfinished::<u8>::failed(Error::Cancelled { task: "t" });
+        assert!(failed.is_done());
+        assert_eq!(failed.catch().result(), Err(Error::Cancelled { task: "t" }));
+    }
+}

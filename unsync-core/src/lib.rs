@@ -1,0 +1,54 @@
+//! The runtime of [unsync](https://docs.rs/unsync-exec): the [`Unfinished`] handle, the four
+//! executors behind `#[unsync]`, and their configuration.
+//!
+//! Most users depend on `unsync-exec` (imported as `unsync`), which re-exports everything here
+//! together with the `#[unsync]` attribute. This crate holds all behaviour; the attribute only
+//! rewrites a function into a call of [`spawn`], [`spawn_blocking`] or [`spawn_parallel`].
+//!
+//! | executor | runs | module |
+//! |---|---|---|
+//! | global multi-threaded tokio runtime, started lazily | `#[unsync] async fn`, [`spawn`] | `runtime` |
+//! | blocking pool that grows while its threads block | `#[unsync] fn`, [`spawn_blocking`] | `blocking` |
+//! | rayon pool, one thread per core | `#[unsync(parallel)] fn`, [`spawn_parallel`] | `parallel` |
+//!
+//! ```
+//! let io = unsync_core::spawn(async { "fetched" });
+//! let legacy = unsync_core::spawn_blocking(|| "read from disk");
+//! let cpu = unsync_core::spawn_parallel(|| (1..=10_u64).product::<u64>());
+//! assert_eq!((io.result(), legacy.result(), cpu.result()), ("fetched", "read from disk", 3_628_800));
+//! ```
+
+#![warn(missing_docs)]
+
+mod blocking;
+mod cell;
+mod config;
+mod error;
+mod handle;
+mod parallel;
+mod report;
+mod runtime;
+mod sync;
+mod task;
+mod wait;
+
+pub use blocking::spawn_blocking;
+pub use config::Config;
+pub use error::{ConfigError, Error};
+pub use handle::Unfinished;
+pub use parallel::spawn_parallel;
+pub use runtime::{runtime, spawn};
+pub use task::is_cancelled;
+
+/// What `#[unsync]` expands to. Not a public API: no stability promise.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::blocking::spawn_blocking_task as spawn_blocking;
+    pub use crate::parallel::spawn_parallel_task as spawn_parallel;
+    pub use crate::runtime::spawn_task as spawn_async;
+
+    /// Makes a closure capture `self` whole (not field by field), so that it is dropped when
+    /// the task ends, as in a normal call.
+    #[inline(always)]
+    pub fn take_whole<T: ?Sized>(_: &T) {}
+}

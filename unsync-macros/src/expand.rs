@@ -1,0 +1,112 @@
+//! The rewrite: same name, visibility, generics, attributes and docs; `async` dropped; the
+//! return type `T` becomes `Unfinished<T>`; the body moves into a task handed to
+//! `unsync::__private`.
+//!
+//! Every argument is moved into the task as a whole (`let x = x;`), so it is dropped when the
+//! body ends, as in a normal call, not when the call returns.
+
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote, quote_spanned};
+use syn::spanned::Spanned;
+use syn::{AttrStyle, FnArg, ItemFn, Pat, ReturnType, Type};
+
+use crate::attr::{Mode, Options};
+
+pub(crate) fn expand(options: &Options, mut function: ItemFn) -> TokenStream {
+    let krate = &options.krate;
+    let name = function.sig.ident.to_string();
+    let task = quote!(::core::concat!(::core::module_path!(), "::", #name));
+    let output = match &function.sig.output {
+        ReturnType::Default => quote!(()),
+        ReturnType::Type(_, ty) => quote!(#ty),
+    };
+    let annotate =
+        !matches!(&function.sig.output, ReturnType::Type(_, ty) if contains_impl_trait(ty));
+
+    let mut moves = Vec::new();
+    for (index, input) in function.sig.inputs.iter_mut().enumerate() {
+        match input {
+            FnArg::Receiver(receiver) => {
+                let self_token = &receiver.self_token;
+                moves.push(
+                    quote_spanned!(self_token.span=> #krate::__private::take_whole(&#self_token);),
+                );
+            }
+            FnArg::Typed(arg) => match &mut *arg.pat {
+                Pat::Ident(ident) if ident.subpat.is_none() && ident.by_ref.is_none() => {
+                    let mutability = ident.mutability.take();
+                    let binding = &ident.ident;
+                    // Spanned at the argument, so that "captured value is not `Send`" points there.
+                    moves.push(
+                        quote_spanned!(binding.span()=> let #mutability #binding = #binding;),
+                    );
+                }
+                pattern => {
+                    let hidden = format_ident!("__unsync_arg{}", index, span = pattern.span());
+                    let original = std::mem::replace(
+                        pattern,
+                        Pat::Ident(syn::PatIdent {
+                            attrs: Vec::new(),
+                            by_ref: None,
+                            mutability: None,
+                            ident: hidden.clone(),
+                            subpat: None,
+                        }),
+                    );
+                    moves.push(quote_spanned!(hidden.span()=> let #hidden = #hidden;));
+                    moves.push(quote!(let #original = #hidden;));
+                }
+            },
+        }
+    }
+
+    let (outer_attrs, inner_attrs): (Vec<_>, Vec<_>) = function
+        .attrs
+        .drain(..)
+        .partition(|a| matches!(a.style, AttrStyle::Outer));
+    let body = &function.block;
+    let call = match options.mode {
+        Mode::Default if function.sig.asyncness.is_some() => {
+            // The output type is given up front so that `?` and `return` in the body infer.
+            let output = if annotate { quote!(#output) } else { quote!(_) };
+            quote!(#krate::__private::spawn_async::<_, #output>(#task, async move { #(#moves)* #body }))
+        }
+        Mode::Default | Mode::Parallel => {
+            let spawn = if matches!(options.mode, Mode::Parallel) {
+                quote!(spawn_parallel)
+            } else {
+                quote!(spawn_blocking)
+            };
+            let arrow = annotate.then(|| quote!(-> #output));
+            quote!(#krate::__private::#spawn(#task, move || #arrow { #(#moves)* #body }))
+        }
+        Mode::CpuBound(span) => {
+            quote_spanned!(span=> ::core::compile_error!("#[unsync(cpu_bound)] is not available in this version"))
+        }
+    };
+
+    function.sig.asyncness = None;
+    let output_span = function.sig.output.span();
+    function.sig.output = syn::parse_quote_spanned!(output_span=> -> #krate::Unfinished<#output>);
+    let vis = &function.vis;
+    let sig = &function.sig;
+    quote! {
+        #(#outer_attrs)*
+        #vis #sig {
+            #(#inner_attrs)*
+            #call
+        }
+    }
+}
+
+fn contains_impl_trait(ty: &Type) -> bool {
+    struct Finder(bool);
+    impl<'ast> syn::visit::Visit<'ast> for Finder {
+        fn visit_type_impl_trait(&mut self, _: &'ast syn::TypeImplTrait) {
+            self.0 = true;
+        }
+    }
+    let mut finder = Finder(false);
+    syn::visit::Visit::visit_type(&mut finder, ty);
+    finder.0
+}

@@ -1,0 +1,225 @@
+//! What `#[unsync]` refuses, each with an error on the offending token that says what to write
+//! instead. A background task outlives the call that started it, so nothing it takes may
+//! borrow from the caller.
+
+use quote::ToTokens;
+use syn::visit::Visit;
+use syn::{FnArg, GenericParam, ItemFn, ReturnType, Type};
+
+use crate::attr::{Mode, Options};
+
+/// Every error in the function at once, so that a newcomer fixes them in one round.
+#[derive(Default)]
+struct Errors(Option<syn::Error>);
+
+impl Errors {
+    fn push(&mut self, tokens: impl ToTokens, message: impl std::fmt::Display) {
+        let error = syn::Error::new_spanned(tokens, message);
+        match &mut self.0 {
+            Some(all) => all.combine(error),
+            None => self.0 = Some(error),
+        }
+    }
+
+    fn finish(self) -> syn::Result<()> {
+        self.0.map_or(Ok(()), Err)
+    }
+}
+
+pub(crate) fn check(options: &Options, function: &ItemFn) -> syn::Result<()> {
+    let mut errors = Errors::default();
+    let sig = &function.sig;
+    if let Some(token) = &sig.constness {
+        errors.push(
+            token,
+            "#[unsync] cannot run a `const fn` in the background: remove `const`",
+        );
+    }
+    if let Some(token) = &sig.unsafety {
+        errors.push(
+            token,
+            "#[unsync] does not take `unsafe fn`: its body moves into a background task, away from the caller's safety contract. Make the function safe and put `unsafe { ... }` blocks inside it",
+        );
+    }
+    if let Some(abi) = &sig.abi {
+        errors.push(abi, "#[unsync] cannot keep an `extern` ABI: the rewritten function returns an `Unfinished` handle. Remove `extern`");
+    }
+    if let Some(variadic) = &sig.variadic {
+        errors.push(variadic, "#[unsync] functions cannot be variadic");
+    }
+    match (options.mode, &sig.asyncness) {
+        (Mode::Parallel, Some(token)) => errors.push(
+            token,
+            "#[unsync(parallel)] runs a plain `fn` on the rayon pool, where an `async fn` would only build its future. Remove `async` to run CPU work on rayon, or remove `(parallel)` to run this `async fn` on the async runtime",
+        ),
+        (Mode::CpuBound(_), Some(token)) => errors.push(
+            token,
+            "#[unsync(cpu_bound)] runs a plain `fn` in a worker process: remove `async`, or remove `(cpu_bound)` to run this `async fn` on the async runtime",
+        ),
+        _ => {}
+    }
+    if let Mode::CpuBound(_) = options.mode {
+        check_cpu_bound(function, &mut errors);
+    }
+    for param in &sig.generics.params {
+        if let GenericParam::Lifetime(lifetime) = param {
+            errors.push(
+                lifetime,
+                format!(
+                    "#[unsync] functions run after the call has returned, so they cannot take lifetime parameters like `{}`: make every argument owned (or `'static`)",
+                    lifetime.lifetime
+                ),
+            );
+        }
+    }
+    for input in &sig.inputs {
+        match input {
+            FnArg::Receiver(receiver) => {
+                let borrowed =
+                    receiver.reference.is_some() || matches!(&*receiver.ty, Type::Reference(_));
+                if borrowed {
+                    errors.push(
+                        receiver,
+                        "#[unsync] methods run after the call has returned, so they cannot borrow `self`: take `self` by value, or `self: Arc<Self>` to share it between calls",
+                    );
+                }
+            }
+            FnArg::Typed(arg) => {
+                let mut borrows = Borrows::default();
+                borrows.visit_type(&arg.ty);
+                for (tokens, message) in borrows.found {
+                    errors.push(tokens, message);
+                }
+            }
+        }
+    }
+    if let ReturnType::Type(_, ty) = &sig.output {
+        let mut borrows = Borrows::default();
+        borrows.visit_type(ty);
+        if let Some((tokens, _)) = borrows.found.into_iter().next() {
+            errors.push(
+                tokens,
+                "#[unsync] functions hand their result over after the call has returned, so it cannot borrow: return an owned type",
+            );
+        }
+    }
+    errors.finish()
+}
+
+fn check_cpu_bound(function: &ItemFn, errors: &mut Errors) {
+    let sig = &function.sig;
+    let type_params = sig
+        .generics
+        .params
+        .iter()
+        .filter(|p| !matches!(p, GenericParam::Lifetime(_)));
+    for param in type_params {
+        errors.push(
+            param,
+            "#[unsync(cpu_bound)] functions cannot be generic: the worker process looks the function up by name, and every instance would need an entry of its own. Write one non-generic function per type",
+        );
+    }
+    for input in &sig.inputs {
+        match input {
+            FnArg::Receiver(receiver) => errors.push(
+                receiver,
+                "#[unsync(cpu_bound)] functions cannot be methods: `self` would have to be sent to another process. Make it a free function that takes the value as an argument",
+            ),
+            FnArg::Typed(arg) => {
+                if let Type::ImplTrait(ty) = &*arg.ty {
+                    errors.push(
+                        ty,
+                        "#[unsync(cpu_bound)] functions cannot take `impl Trait` (a hidden generic): name the concrete type, which must be `Serialize + DeserializeOwned`",
+                    );
+                }
+            }
+        }
+    }
+    if let ReturnType::Type(_, ty) = &sig.output {
+        if let Type::ImplTrait(ty) = &**ty {
+            errors.push(
+                ty,
+                "#[unsync(cpu_bound)] functions cannot return `impl Trait`: the parent process must know the concrete type to decode the result",
+            );
+        }
+    }
+}
+
+fn last_ident_is(path: &syn::Path, name: &str) -> bool {
+    path.segments.last().is_some_and(|s| s.ident == name)
+}
+
+/// A type as a user would write it (token streams print `std :: path :: Path`).
+fn pretty(ty: &Type) -> String {
+    let mut text = ty.to_token_stream().to_string();
+    for (from, to) in [
+        (" :: ", "::"),
+        (":: ", "::"),
+        (" < ", "<"),
+        (" <", "<"),
+        ("< ", "<"),
+        (" >", ">"),
+        (" ,", ","),
+        ("& ", "&"),
+    ] {
+        text = text.replace(from, to);
+    }
+    text
+}
+
+/// Borrows in a type: references and lifetimes other than `'static`. Closure and fn-pointer
+/// signatures (`Fn(&str)`, `fn(&str)`) are skipped: their lifetimes are their own.
+#[derive(Default)]
+struct Borrows {
+    found: Vec<(proc_macro2::TokenStream, String)>,
+}
+
+impl<'ast> Visit<'ast> for Borrows {
+    fn visit_type_reference(&mut self, reference: &'ast syn::TypeReference) {
+        let is_static = reference
+            .lifetime
+            .as_ref()
+            .is_some_and(|l| l.ident == "static");
+        if is_static {
+            return self.visit_type(&reference.elem);
+        }
+        let instead = match &*reference.elem {
+            _ if reference.mutability.is_some() => {
+                "take the value itself (and hand it back in the result), or share it as `Arc<Mutex<T>>`".to_owned()
+            }
+            Type::Path(p) if last_ident_is(&p.path, "str") => "take a `String`".to_owned(),
+            Type::Path(p) if last_ident_is(&p.path, "Path") => "take a `PathBuf`".to_owned(),
+            Type::Slice(s) => format!("take a `Vec<{}>`", pretty(&s.elem)),
+            other => format!(
+                "take `{}` itself, or `Arc<{}>` to share it",
+                pretty(other),
+                pretty(other)
+            ),
+        };
+        self.found.push((
+            reference.to_token_stream(),
+            format!(
+                "#[unsync] functions run in the background after the call has returned, so their arguments cannot borrow from the caller: {instead} (a `&'static` reference is fine too)"
+            ),
+        ));
+    }
+
+    fn visit_lifetime(&mut self, lifetime: &'ast syn::Lifetime) {
+        if lifetime.ident != "static" {
+            self.found.push((
+                lifetime.to_token_stream(),
+                format!(
+                    "#[unsync] functions run in the background after the call has returned, so their arguments cannot borrow from the caller: `{lifetime}` must be `'static`, or use an owned type"
+                ),
+            ));
+        }
+    }
+
+    fn visit_type_bare_fn(&mut self, _: &'ast syn::TypeBareFn) {}
+
+    fn visit_parenthesized_generic_arguments(
+        &mut self,
+        _: &'ast syn::ParenthesizedGenericArguments,
+    ) {
+    }
+}
