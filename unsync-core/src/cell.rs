@@ -19,16 +19,15 @@ use crate::sync::{Arc, AtomicBool, Mutex, Ordering, lock};
 pub(crate) enum Abort {
     /// An async task: abort it at its next `.await`.
     Tokio(tokio::task::AbortHandle),
-    /// Anything else (a worker process to kill, an upstream handle to cancel).
-    #[allow(dead_code)] // first used by the process pool
-    Hook(Box<dyn FnOnce() + Send>),
+    /// A `cpu_bound` call: drop it if queued, kill its worker if running.
+    Process(u64),
 }
 
 impl Abort {
     fn run(self) {
         match self {
             Abort::Tokio(handle) => handle.abort(),
-            Abort::Hook(hook) => hook(),
+            Abort::Process(id) => crate::process::cancel(id),
         }
     }
 }

@@ -27,9 +27,7 @@ pub(crate) struct Settings {
     pub(crate) runtime_threads: usize,
     pub(crate) blocking_threads: usize,
     pub(crate) parallel_threads: usize,
-    #[allow(dead_code)] // first used by the process pool
     pub(crate) processes: usize,
-    #[allow(dead_code)]
     pub(crate) max_frame_bytes: usize,
     pub(crate) runtime: Option<tokio::runtime::Handle>,
     pub(crate) unobserved: UnobservedHook,

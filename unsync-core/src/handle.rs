@@ -65,7 +65,6 @@ impl<T: Send + 'static> Unfinished<T> {
     }
 
     /// A handle that is already finished with `error`.
-    #[allow(dead_code)] // first used by the process pool
     pub(crate) fn failed(error: Error) -> Unfinished<T> {
         Unfinished::from_cell(Cell::finished(error.task(), Err(error)))
     }

@@ -26,6 +26,7 @@ mod config;
 mod error;
 mod handle;
 mod parallel;
+mod process;
 mod report;
 mod runtime;
 mod sync;
@@ -37,6 +38,7 @@ pub use config::Config;
 pub use error::{ConfigError, Error};
 pub use handle::Unfinished;
 pub use parallel::spawn_parallel;
+pub use process::init;
 pub use runtime::{runtime, spawn};
 pub use task::is_cancelled;
 
@@ -45,7 +47,20 @@ pub use task::is_cancelled;
 pub mod __private {
     pub use crate::blocking::spawn_blocking_task as spawn_blocking;
     pub use crate::parallel::spawn_parallel_task as spawn_parallel;
+    pub use crate::process::private::*;
     pub use crate::runtime::spawn_task as spawn_async;
+    pub use linkme;
+    pub use serde;
+
+    /// Run a `cpu_bound` body in this process (used inside a worker, for nested calls).
+    pub fn run_inline<T: Send + 'static>(
+        task: &'static str,
+        body: impl FnOnce() -> T,
+    ) -> crate::Unfinished<T> {
+        let cell = crate::cell::Cell::pending(task);
+        crate::task::run(crate::cell::Completer::new(cell.clone()), body);
+        crate::Unfinished::from_cell(cell)
+    }
 
     /// Makes a closure capture `self` whole (not field by field), so that it is dropped when
     /// the task ends, as in a normal call.

@@ -1,6 +1,6 @@
 //! The options inside `#[unsync(...)]`.
 
-use proc_macro2::{Span, TokenStream};
+use proc_macro2::TokenStream;
 use syn::parse::Parser;
 use syn::punctuated::Punctuated;
 use syn::{Meta, Token};
@@ -13,7 +13,7 @@ pub(crate) enum Mode {
     /// The rayon pool.
     Parallel,
     /// The worker-process pool.
-    CpuBound(Span),
+    CpuBound,
 }
 
 pub(crate) struct Options {
@@ -45,7 +45,7 @@ impl Options {
                     mode = if path.is_ident("parallel") {
                         Mode::Parallel
                     } else {
-                        Mode::CpuBound(span_of(path))
+                        Mode::CpuBound
                     };
                 }
                 Meta::NameValue(nv) if nv.path.is_ident("crate") => {
@@ -84,10 +84,4 @@ impl Options {
             krate: krate.unwrap_or_else(|| syn::parse_quote!(::unsync)),
         })
     }
-}
-
-fn span_of(path: &syn::Path) -> Span {
-    path.segments
-        .first()
-        .map_or_else(Span::call_site, |s| s.ident.span())
 }

@@ -13,6 +13,9 @@ use syn::{AttrStyle, FnArg, ItemFn, Pat, ReturnType, Type};
 use crate::attr::{Mode, Options};
 
 pub(crate) fn expand(options: &Options, mut function: ItemFn) -> TokenStream {
+    if let Mode::CpuBound = options.mode {
+        return crate::cpu_bound::expand(options, function);
+    }
     let krate = &options.krate;
     let name = function.sig.ident.to_string();
     let task = quote!(::core::concat!(::core::module_path!(), "::", #name));
@@ -80,9 +83,7 @@ pub(crate) fn expand(options: &Options, mut function: ItemFn) -> TokenStream {
             let arrow = annotate.then(|| quote!(-> #output));
             quote!(#krate::__private::#spawn(#task, move || #arrow { #(#moves)* #body }))
         }
-        Mode::CpuBound(span) => {
-            quote_spanned!(span=> ::core::compile_error!("#[unsync(cpu_bound)] is not available in this version"))
-        }
+        Mode::CpuBound => unreachable!("expanded by cpu_bound::expand"),
     };
 
     function.sig.asyncness = None;

@@ -6,6 +6,7 @@
 //! `unsync::__private::*`. Every behaviour lives in `unsync-core`.
 
 mod attr;
+mod cpu_bound;
 mod expand;
 mod validate;
 

@@ -52,13 +52,13 @@ pub(crate) fn check(options: &Options, function: &ItemFn) -> syn::Result<()> {
             token,
             "#[unsync(parallel)] runs a plain `fn` on the rayon pool, where an `async fn` would only build its future. Remove `async` to run CPU work on rayon, or remove `(parallel)` to run this `async fn` on the async runtime",
         ),
-        (Mode::CpuBound(_), Some(token)) => errors.push(
+        (Mode::CpuBound, Some(token)) => errors.push(
             token,
             "#[unsync(cpu_bound)] runs a plain `fn` in a worker process: remove `async`, or remove `(cpu_bound)` to run this `async fn` on the async runtime",
         ),
         _ => {}
     }
-    if let Mode::CpuBound(_) = options.mode {
+    if let Mode::CpuBound = options.mode {
         check_cpu_bound(function, &mut errors);
     }
     for param in &sig.generics.params {

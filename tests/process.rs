@@ -1,0 +1,350 @@
+//! `#[unsync(cpu_bound)]` with real worker processes: values, panics, crashes, kills,
+//! cancellation, timeouts, big payloads, stdout, nesting.
+
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use unsync::{Error, unsync};
+
+mod common;
+use common::{LIMIT, watchdog};
+
+#[unsync(cpu_bound)]
+fn pid() -> u32 {
+    std::process::id()
+}
+
+#[unsync(cpu_bound)]
+fn add(a: u64, b: u64) -> u64 {
+    a + b
+}
+
+#[derive(Serialize, Deserialize, Debug, PartialEq, Clone)]
+struct Job {
+    name: String,
+    weights: Vec<f64>,
+}
+
+#[unsync(cpu_bound)]
+fn score((scale, job): (f64, Job), mut bias: f64) -> (String, f64) {
+    bias += job.weights.iter().sum::<f64>() * scale;
+    (job.name, bias)
+}
+
+#[unsync(cpu_bound)]
+fn echo_bytes(data: Vec<u8>) -> Vec<u8> {
+    data
+}
+
+#[unsync(cpu_bound)]
+fn sum_floats(values: Vec<f64>) -> f64 {
+    values.iter().sum()
+}
+
+#[unsync(cpu_bound)]
+fn fails(message: String) -> u8 {
+    panic!("{message}")
+}
+
+#[unsync(cpu_bound)]
+fn aborts() -> u8 {
+    std::process::abort()
+}
+
+#[unsync(cpu_bound)]
+fn exits(code: i32) -> u8 {
+    std::process::exit(code)
+}
+
+#[unsync(cpu_bound)]
+fn segfaults() -> u8 {
+    // SAFETY: none: this deliberately crashes the worker process with SIGSEGV.
+    unsafe { libc::raise(libc::SIGSEGV) };
+    unreachable!()
+}
+
+#[unsync(cpu_bound)]
+fn spins_forever() -> u8 {
+    loop {
+        std::hint::spin_loop();
+    }
+}
+
+#[unsync(cpu_bound)]
+fn prints(line: String) -> usize {
+    println!("{line}");
+    line.len()
+}
+
+#[unsync(cpu_bound)]
+fn nested(depth: u32) -> (u32, u32) {
+    // The inner calls run inline in this worker: same pid all the way down.
+    if depth == 0 {
+        (std::process::id(), 0)
+    } else {
+        let (pid, d) = nested(depth - 1).result();
+        assert_eq!(pid, std::process::id());
+        (pid, d + 1)
+    }
+}
+
+#[unsync(cpu_bound)]
+fn env_and_cwd(var: String) -> (Option<String>, std::path::PathBuf) {
+    (std::env::var(&var).ok(), std::env::current_dir().unwrap())
+}
+
+#[test]
+fn runs_in_another_process_and_returns_values() {
+    watchdog(LIMIT, || {
+        let worker = pid().result();
+        assert_ne!(worker, std::process::id());
+        assert_eq!(add(40, 2).result(), 42);
+        let job = Job {
+            name: "j".into(),
+            weights: vec![1.0, 2.0],
+        };
+        assert_eq!(score((2.0, job), 0.5).result(), ("j".into(), 6.5));
+        assert_eq!(add(1, 2).catch().result(), Ok(3));
+    });
+}
+
+#[test]
+fn many_calls_queue_and_all_complete() {
+    watchdog(LIMIT, || {
+        let handles: Vec<_> = (0..2000_u64).map(|i| add(i, 1)).collect();
+        let sum: u64 = handles.into_iter().map(|h| h.result()).sum();
+        assert_eq!(sum, (1..=2000).sum());
+    });
+}
+
+#[test]
+fn big_payloads_take_the_bulk_path() {
+    watchdog(LIMIT, || {
+        let data: Vec<u8> = (0..(3 << 20)).map(|i| (i % 251) as u8).collect();
+        assert_eq!(echo_bytes(data.clone()).result(), data);
+        let floats: Vec<f64> = (0..100_000).map(f64::from).collect();
+        assert_eq!(sum_floats(floats).result(), 4_999_950_000.0);
+    });
+}
+
+#[test]
+fn a_panic_is_an_error_and_the_worker_survives() {
+    watchdog(LIMIT, || {
+        let before = pid().result();
+        let error = fails("bad input".into()).catch().result().unwrap_err();
+        assert_eq!(
+            error,
+            Error::Panicked {
+                task: "process::fails",
+                message: "bad input".into()
+            }
+        );
+        // Same worker still answers (with 1 process per test it is the only one).
+        let _ = before;
+        assert_eq!(add(1, 1).result(), 2);
+    });
+}
+
+#[test]
+#[should_panic(expected = "task `process::fails` panicked: re-raised")]
+fn a_worker_panic_reraises_in_result() {
+    fails("re-raised".into()).result();
+}
+
+fn assert_died(error: Error, expect: &str) {
+    match error {
+        Error::WorkerDied { detail, .. } => assert!(detail.contains(expect), "{detail}"),
+        other => panic!("expected WorkerDied, got {other:?}"),
+    }
+}
+
+#[test]
+fn crashes_cost_one_worker_and_later_calls_succeed() {
+    watchdog(LIMIT, || {
+        assert_died(aborts().catch().result().unwrap_err(), "SIGABRT");
+        assert_eq!(add(2, 2).result(), 4);
+        assert_died(
+            exits(7).catch().result().unwrap_err(),
+            "exited with status 7",
+        );
+        assert_died(segfaults().catch().result().unwrap_err(), "SIGSEGV");
+        assert_eq!(add(3, 3).result(), 6);
+    });
+}
+
+#[test]
+fn calls_queued_behind_a_crash_still_run() {
+    watchdog(LIMIT, || {
+        let crash = aborts();
+        let after: Vec<_> = (0..50).map(|i| add(i, i)).collect();
+        assert!(matches!(
+            crash.catch().result(),
+            Err(Error::WorkerDied { .. })
+        ));
+        for (i, h) in after.into_iter().enumerate() {
+            assert_eq!(h.result(), 2 * i as u64);
+        }
+    });
+}
+
+#[test]
+fn cancel_kills_a_runaway_call_quickly() {
+    watchdog(LIMIT, || {
+        let runaway = spins_forever();
+        // Make sure it is running, not just queued: a call queued behind it needs a free worker.
+        assert_eq!(add(5, 5).result(), 10);
+        let started = Instant::now();
+        assert!(runaway.cancel());
+        assert_eq!(
+            runaway.catch().result(),
+            Err(Error::Cancelled {
+                task: "process::spins_forever"
+            })
+        );
+        // The pool replaces the killed worker; new calls succeed.
+        assert_eq!(add(6, 6).result(), 12);
+        // Generous bound: killing and replacing a worker takes milliseconds.
+        assert!(started.elapsed() < Duration::from_secs(5));
+    });
+}
+
+#[test]
+fn worker_stdout_reaches_the_parent_output_not_the_protocol() {
+    watchdog(LIMIT, || {
+        let line = "printed by a worker, through the parent's stdout".to_owned();
+        assert_eq!(prints(line.clone()).result(), line.len());
+        assert_eq!(add(1, 2).result(), 3);
+    });
+}
+
+#[test]
+fn nested_cpu_bound_calls_run_inline_in_the_worker() {
+    watchdog(LIMIT, || {
+        let (worker, depth) = nested(5).result();
+        assert_ne!(worker, std::process::id());
+        assert_eq!(depth, 5);
+    });
+}
+
+#[test]
+fn workers_inherit_environment_and_directory() {
+    watchdog(LIMIT, || {
+        let (value, dir) = env_and_cwd("CARGO_PKG_NAME".into()).result();
+        assert_eq!(value.as_deref(), Some(env!("CARGO_PKG_NAME")));
+        assert_eq!(dir, std::env::current_dir().unwrap());
+    });
+}
+
+#[unsync(cpu_bound)]
+fn slow_pid(spin_ms: u64) -> u32 {
+    let until = Instant::now() + Duration::from_millis(spin_ms);
+    while Instant::now() < until {
+        std::hint::spin_loop();
+    }
+    std::process::id()
+}
+
+/// Runs only as the child of `no_orphans_when_the_parent_is_killed`: learns its workers'
+/// pids, prints them, keeps the workers busy, and waits to be killed.
+#[test]
+fn orphan_helper() {
+    if std::env::var_os("UNSYNC_ORPHAN_HELPER").is_none() {
+        return;
+    }
+    let started: Vec<_> = (0..8).map(|_| slow_pid(30)).collect();
+    let mut pids: Vec<u32> = started.into_iter().map(|h| h.result()).collect();
+    pids.sort_unstable();
+    pids.dedup();
+    let busy: Vec<_> = (0..4).map(|_| spins_forever()).collect();
+    println!(
+        "WORKER_PIDS {}",
+        pids.iter()
+            .map(u32::to_string)
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    use std::io::Write;
+    std::io::stdout().flush().unwrap();
+    drop(busy);
+    loop {
+        std::thread::park();
+    }
+}
+
+fn is_alive(pid: u32) -> bool {
+    // A zombie has exited; only its entry remains until something reaps it.
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|rest| rest.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+#[test]
+fn no_orphans_when_the_parent_is_killed() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    watchdog(LIMIT, || {
+        let mut helper = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "orphan_helper",
+                "--exact",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("UNSYNC_ORPHAN_HELPER", "1")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = BufReader::new(helper.stdout.take().unwrap());
+        let line = stdout
+            .lines()
+            .map(Result::unwrap)
+            .find(|l| l.contains("WORKER_PIDS "))
+            .expect("the helper reports its workers");
+        let pids: Vec<u32> = line
+            .split("WORKER_PIDS ")
+            .nth(1)
+            .unwrap()
+            .split_whitespace()
+            .map(|p| p.parse().unwrap())
+            .collect();
+        assert!(!pids.is_empty());
+        assert!(
+            pids.iter().all(|&p| is_alive(p)),
+            "workers run before the kill"
+        );
+        helper.kill().unwrap();
+        helper.wait().unwrap();
+        let killed = Instant::now();
+        // Poll /proc until every worker is gone; the requirement is "within a second".
+        while pids.iter().any(|&p| is_alive(p)) {
+            assert!(
+                killed.elapsed() < Duration::from_secs(1),
+                "workers {pids:?} outlived their parent by a second"
+            );
+            std::thread::yield_now();
+        }
+    });
+}
+
+#[test]
+fn a_stray_worker_process_exits_with_a_clear_message() {
+    use std::process::Command;
+    watchdog(LIMIT, || {
+        for spec in ["garbage", "3,4,1,0,1024", "900,901,1,0,1024"] {
+            let output = Command::new(std::env::current_exe().unwrap())
+                .env("UNSYNC_WORKER", spec)
+                .output()
+                .unwrap();
+            assert_eq!(output.status.code(), Some(2), "spec {spec}");
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert!(stderr.contains("unsync worker:"), "{stderr}");
+            assert!(stderr.contains("only unsync's process pool"), "{stderr}");
+            assert!(output.stdout.is_empty(), "main never ran");
+        }
+    });
+}

@@ -1,0 +1,39 @@
+use unsync::unsync;
+
+struct NotSerializable;
+
+#[unsync(cpu_bound)]
+fn generic<T: Clone>(value: T) -> T {
+    value
+}
+
+#[unsync(cpu_bound)]
+async fn asynchronous() -> u8 {
+    1
+}
+
+#[unsync(cpu_bound)]
+fn hidden_generic(value: impl Clone) -> u8 {
+    1
+}
+
+#[unsync(cpu_bound)]
+fn takes(value: NotSerializable) -> u8 {
+    1
+}
+
+#[unsync(cpu_bound)]
+fn returns() -> NotSerializable {
+    NotSerializable
+}
+
+struct Service;
+
+impl Service {
+    #[unsync(cpu_bound)]
+    fn method(self) -> u8 {
+        1
+    }
+}
+
+fn main() {}

@@ -1,0 +1,79 @@
+//! Starting one worker process: the current executable again (`/proc/self/exe` on Linux, so a
+//! rebuilt or deleted binary on disk does not matter), with two private pipes on fds of their
+//! own. The worker inherits the environment, the working directory, stdout and stderr (so its
+//! `println!` shows up in the parent's output and never touches the protocol), but not stdin.
+//!
+//! Must be called from the pool's long-lived supervisor thread: `PR_SET_PDEATHSIG` fires when
+//! the thread that forked the worker exits, not the process.
+
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
+
+use rustix::pipe::PipeFlags;
+
+use super::worker;
+
+/// A started worker: its process and the parent's ends of its pipes (non-blocking).
+pub(crate) struct Launched {
+    pub(crate) child: Child,
+    pub(crate) requests: OwnedFd,
+    pub(crate) responses: OwnedFd,
+}
+
+/// Pipe capacity asked for: large frames cross with fewer context switches.
+const PIPE_SIZE: usize = 1 << 20;
+
+pub(crate) fn launch(fingerprint: u64, max_frame: usize) -> io::Result<Launched> {
+    let (child_reads, requests) = rustix::pipe::pipe_with(PipeFlags::CLOEXEC)?;
+    let (responses, child_writes) = rustix::pipe::pipe_with(PipeFlags::CLOEXEC)?;
+    for fd in [&requests, &responses] {
+        // Best effort: the default 64 KiB works, only slower for big payloads.
+        let _ = rustix::pipe::fcntl_setpipe_size(fd, PIPE_SIZE);
+    }
+    let exe = if cfg!(target_os = "linux") {
+        std::path::PathBuf::from("/proc/self/exe")
+    } else {
+        std::env::current_exe()?
+    };
+    let name = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "unsync".into());
+    let (child_in, child_out) = (child_reads.as_raw_fd(), child_writes.as_raw_fd());
+    let mut command = Command::new(exe);
+    command
+        .arg0(format!("{name} (unsync worker)"))
+        .env(
+            worker::WORKER_ENV,
+            worker::spec(child_in, child_out, fingerprint, max_frame),
+        )
+        .stdin(Stdio::null());
+    // SAFETY: the closure runs in the forked child before `exec` and makes only
+    // async-signal-safe system calls (`fcntl`, `prctl`) on fds that stay open until `exec`.
+    unsafe {
+        command.pre_exec(move || {
+            // SAFETY: both fds are open in the child: the parent closes them only after `spawn`.
+            let (read_end, write_end) = (
+                BorrowedFd::borrow_raw(child_in),
+                BorrowedFd::borrow_raw(child_out),
+            );
+            rustix::io::fcntl_setfd(read_end, rustix::io::FdFlags::empty())?;
+            rustix::io::fcntl_setfd(write_end, rustix::io::FdFlags::empty())?;
+            #[cfg(target_os = "linux")]
+            rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))?;
+            Ok(())
+        });
+    }
+    let child = command.spawn()?;
+    drop((child_reads, child_writes));
+    for fd in [requests.as_fd(), responses.as_fd()] {
+        rustix::fs::fcntl_setfl(fd, rustix::fs::OFlags::NONBLOCK)?;
+    }
+    Ok(Launched {
+        child,
+        requests,
+        responses,
+    })
+}

@@ -1,0 +1,512 @@
+//! The worker pipe protocol: length-prefixed frames, and the messages they carry.
+//!
+//! A frame is a little-endian `u32` body length, then the body: one kind byte and its fields.
+//! Lengths above the configured maximum are refused before anything is allocated, and a
+//! frame's buffer grows only as its bytes actually arrive, so a lying length costs nothing.
+//!
+//! | kind | direction | fields |
+//! |---|---|---|
+//! | `CALL` | parent → worker | call id `u64`, function key `u64`, encoded arguments |
+//! | `HELLO` | worker → parent | protocol version `u32`, build fingerprint `u64`, pid `u32` |
+//! | `REFUSED` | worker → parent | why the worker will not serve this parent (UTF-8) |
+//! | `RETURNED` | worker → parent | call id, microseconds the body ran `u32`, encoded result |
+//! | `PANICKED` | worker → parent | call id, panic message (UTF-8) |
+//! | `FAILED` | worker → parent | call id, why the call could not run (UTF-8) |
+
+use std::io::{self, Read};
+use std::ops::Range;
+
+/// Bumped whenever a frame's layout changes.
+pub(crate) const PROTOCOL_VERSION: u32 = 1;
+
+const CALL: u8 = 1;
+const HELLO: u8 = 0x10;
+const REFUSED: u8 = 0x11;
+const RETURNED: u8 = 0x12;
+const PANICKED: u8 = 0x13;
+const FAILED: u8 = 0x14;
+
+/// Bytes of the length prefix.
+pub(crate) const PREFIX: usize = 4;
+
+/// Largest read step while a frame's body arrives: the buffer grows by at most this much
+/// beyond the bytes received so far.
+const GROWTH_STEP: usize = 1 << 20;
+
+/// One decoded frame body, borrowing from the reader's buffer.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Message<'a> {
+    Call {
+        id: u64,
+        key: u64,
+        args: &'a [u8],
+    },
+    Hello {
+        version: u32,
+        fingerprint: u64,
+        pid: u32,
+    },
+    Refused {
+        reason: &'a str,
+    },
+    Returned {
+        id: u64,
+        micros: u32,
+        payload: &'a [u8],
+    },
+    Panicked {
+        id: u64,
+        message: &'a str,
+    },
+    Failed {
+        id: u64,
+        message: &'a str,
+    },
+}
+
+/// Why a frame could not be read.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ProtocolError {
+    #[error(
+        "a frame of {len} bytes exceeds the limit of {max} bytes (raise it with `Config::max_frame_bytes` or UNSYNC_MAX_FRAME_BYTES)"
+    )]
+    TooLarge { len: usize, max: usize },
+    #[error("malformed frame: {0}")]
+    Malformed(&'static str),
+    #[error("the pipe closed in the middle of a frame")]
+    Truncated,
+    #[error("pipe error: {0}")]
+    Io(#[from] io::Error),
+}
+
+impl Message<'_> {
+    /// Append this message as one whole frame.
+    pub(crate) fn encode(&self, out: &mut Vec<u8>) {
+        let start = begin_frame(out);
+        match *self {
+            Message::Call { id, key, args } => {
+                out.push(CALL);
+                out.extend_from_slice(&id.to_le_bytes());
+                out.extend_from_slice(&key.to_le_bytes());
+                out.extend_from_slice(args);
+            }
+            Message::Hello {
+                version,
+                fingerprint,
+                pid,
+            } => {
+                out.push(HELLO);
+                out.extend_from_slice(&version.to_le_bytes());
+                out.extend_from_slice(&fingerprint.to_le_bytes());
+                out.extend_from_slice(&pid.to_le_bytes());
+            }
+            Message::Refused { reason } => {
+                out.push(REFUSED);
+                out.extend_from_slice(reason.as_bytes());
+            }
+            Message::Returned {
+                id,
+                micros,
+                payload,
+            } => {
+                out.push(RETURNED);
+                out.extend_from_slice(&id.to_le_bytes());
+                out.extend_from_slice(&micros.to_le_bytes());
+                out.extend_from_slice(payload);
+            }
+            Message::Panicked { id, message } => {
+                out.push(PANICKED);
+                out.extend_from_slice(&id.to_le_bytes());
+                out.extend_from_slice(message.as_bytes());
+            }
+            Message::Failed { id, message } => {
+                out.push(FAILED);
+                out.extend_from_slice(&id.to_le_bytes());
+                out.extend_from_slice(message.as_bytes());
+            }
+        }
+        end_frame(out, start);
+    }
+
+    /// Decode a frame body (without its length prefix).
+    pub(crate) fn decode(body: &[u8]) -> Result<Message<'_>, ProtocolError> {
+        let (&kind, rest) = body
+            .split_first()
+            .ok_or(ProtocolError::Malformed("empty frame"))?;
+        let mut fields = Fields(rest);
+        let message = match kind {
+            CALL => Message::Call {
+                id: fields.u64()?,
+                key: fields.u64()?,
+                args: fields.rest(),
+            },
+            HELLO => Message::Hello {
+                version: fields.u32()?,
+                fingerprint: fields.u64()?,
+                pid: fields.u32()?,
+            },
+            REFUSED => Message::Refused {
+                reason: fields.text()?,
+            },
+            RETURNED => Message::Returned {
+                id: fields.u64()?,
+                micros: fields.u32()?,
+                payload: fields.rest(),
+            },
+            PANICKED => Message::Panicked {
+                id: fields.u64()?,
+                message: fields.text()?,
+            },
+            FAILED => Message::Failed {
+                id: fields.u64()?,
+                message: fields.text()?,
+            },
+            _ => return Err(ProtocolError::Malformed("unknown frame kind")),
+        };
+        Ok(message)
+    }
+}
+
+/// Append a `CALL` frame whose arguments `encode_args` appends in place (no copy).
+pub(crate) fn encode_call<E>(
+    out: &mut Vec<u8>,
+    id: u64,
+    key: u64,
+    encode_args: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
+) -> Result<(), E> {
+    let start = begin_frame(out);
+    out.push(CALL);
+    out.extend_from_slice(&id.to_le_bytes());
+    out.extend_from_slice(&key.to_le_bytes());
+    encode_args(out)?;
+    end_frame(out, start);
+    Ok(())
+}
+
+/// Append a `RETURNED` frame whose payload `run` appends in place, timing it. On failure,
+/// `out` is left as it was.
+pub(crate) fn encode_returned<E>(
+    out: &mut Vec<u8>,
+    id: u64,
+    run: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
+) -> Result<(), E> {
+    let start = begin_frame(out);
+    out.push(RETURNED);
+    out.extend_from_slice(&id.to_le_bytes());
+    let micros_at = out.len();
+    out.extend_from_slice(&[0; 4]);
+    let began = std::time::Instant::now();
+    if let Err(e) = run(out) {
+        out.truncate(start);
+        return Err(e);
+    }
+    let micros = u32::try_from(began.elapsed().as_micros()).unwrap_or(u32::MAX);
+    out[micros_at..micros_at + 4].copy_from_slice(&micros.to_le_bytes());
+    end_frame(out, start);
+    Ok(())
+}
+
+/// Reserve the length prefix of a frame about to be appended; returns where it starts.
+pub(crate) fn begin_frame(out: &mut Vec<u8>) -> usize {
+    let start = out.len();
+    out.extend_from_slice(&[0; PREFIX]);
+    start
+}
+
+/// Write the length prefix of the frame begun at `start`.
+///
+/// # Panics
+/// When the body exceeds `u32::MAX` bytes (the caller checks the configured limit first).
+pub(crate) fn end_frame(out: &mut [u8], start: usize) {
+    let len = out.len() - start - PREFIX;
+    let len = u32::try_from(len).expect("frame body larger than 4 GiB");
+    out[start..start + PREFIX].copy_from_slice(&len.to_le_bytes());
+}
+
+/// The body length of the frame at `frame` (which starts with its prefix).
+pub(crate) fn body_len(frame: &[u8]) -> usize {
+    let mut prefix = [0; PREFIX];
+    prefix.copy_from_slice(&frame[..PREFIX]);
+    u32::from_le_bytes(prefix) as usize
+}
+
+struct Fields<'a>(&'a [u8]);
+
+impl<'a> Fields<'a> {
+    fn take<const N: usize>(&mut self) -> Result<[u8; N], ProtocolError> {
+        let (head, rest) = self
+            .0
+            .split_first_chunk::<N>()
+            .ok_or(ProtocolError::Malformed("frame shorter than its fields"))?;
+        self.0 = rest;
+        Ok(*head)
+    }
+    fn u32(&mut self) -> Result<u32, ProtocolError> {
+        self.take().map(u32::from_le_bytes)
+    }
+    fn u64(&mut self) -> Result<u64, ProtocolError> {
+        self.take().map(u64::from_le_bytes)
+    }
+    fn rest(self) -> &'a [u8] {
+        self.0
+    }
+    fn text(self) -> Result<&'a str, ProtocolError> {
+        std::str::from_utf8(self.0).map_err(|_| ProtocolError::Malformed("text is not UTF-8"))
+    }
+}
+
+/// Reads frames from a byte stream, blocking or not (see [`fill`](FrameReader::fill)).
+pub(crate) struct FrameReader<R> {
+    source: R,
+    /// Storage, all initialised; data lives in `start..end`.
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    max: usize,
+    eof: bool,
+}
+
+impl<R: Read> FrameReader<R> {
+    pub(crate) fn new(source: R, max: usize) -> FrameReader<R> {
+        FrameReader {
+            source,
+            buf: vec![0; 64 << 10],
+            start: 0,
+            end: 0,
+            max,
+            eof: false,
+        }
+    }
+
+    /// The range of the next complete frame's body in the buffer, if one is buffered.
+    fn complete_frame(&self) -> Result<Option<(usize, usize)>, ProtocolError> {
+        let pending = &self.buf[self.start..self.end];
+        if pending.len() < PREFIX {
+            return Ok(None);
+        }
+        let len = body_len(pending);
+        if len > self.max {
+            return Err(ProtocolError::TooLarge { len, max: self.max });
+        }
+        if pending.len() < PREFIX + len {
+            return Ok(None);
+        }
+        let body = self.start + PREFIX;
+        Ok(Some((body, body + len)))
+    }
+
+    /// Whether a whole frame is already buffered (so reading it will not block).
+    pub(crate) fn has_frame(&self) -> bool {
+        matches!(self.complete_frame(), Ok(Some(_)))
+    }
+
+    /// Read once from the source into the buffer. Returns the bytes read (0 at end of stream);
+    /// on a non-blocking source, `WouldBlock` when nothing is available.
+    pub(crate) fn fill(&mut self) -> io::Result<usize> {
+        if self.start == self.end {
+            (self.start, self.end) = (0, 0);
+        }
+        let pending = self.end - self.start;
+        let wanted = if pending >= PREFIX {
+            // Grow towards the frame's end, a step at a time, never past the limit.
+            let len = body_len(&self.buf[self.start..self.end]).min(self.max);
+            (PREFIX + len).saturating_sub(pending).clamp(1, GROWTH_STEP)
+        } else {
+            PREFIX - pending
+        };
+        if self.buf.len() - self.end < wanted {
+            // Move pending data to the front first; grow only if that is not enough.
+            self.buf.copy_within(self.start..self.end, 0);
+            (self.start, self.end) = (0, pending);
+            if self.buf.len() - self.end < wanted {
+                self.buf.resize(self.end + wanted, 0);
+            }
+        }
+        let read = self.source.read(&mut self.buf[self.end..]);
+        match read {
+            Ok(0) => self.eof = true,
+            Ok(n) => self.end += n,
+            Err(_) => {}
+        }
+        read
+    }
+
+    /// Where the next buffered frame's body lies in the buffer, without reading; `Ok(None)`:
+    /// more bytes are needed. The range stays valid until the next [`fill`](Self::fill).
+    pub(crate) fn buffered_range(&mut self) -> Result<Option<Range<usize>>, ProtocolError> {
+        match self.complete_frame()? {
+            Some((body, end)) => {
+                self.start = end;
+                Ok(Some(body..end))
+            }
+            None if self.eof && self.start < self.end => Err(ProtocolError::Truncated),
+            None => Ok(None),
+        }
+    }
+
+    /// Bytes of the buffer, by a range from [`buffered_range`](Self::buffered_range).
+    pub(crate) fn slice(&self, range: Range<usize>) -> &[u8] {
+        &self.buf[range]
+    }
+
+    /// The next buffered frame's body, without reading. `Ok(None)`: more bytes are needed.
+    pub(crate) fn buffered_frame(&mut self) -> Result<Option<&[u8]>, ProtocolError> {
+        Ok(self.buffered_range()?.map(|range| &self.buf[range]))
+    }
+
+    /// The next frame's body, reading (blocking) as needed. `Ok(None)` at a clean end of
+    /// stream between frames.
+    pub(crate) fn next_frame(&mut self) -> Result<Option<&[u8]>, ProtocolError> {
+        loop {
+            if self.complete_frame()?.is_some() {
+                return self.buffered_frame();
+            }
+            if self.eof {
+                return match self.buffered_frame()? {
+                    Some(_) => unreachable!("checked above"),
+                    None => Ok(None),
+                };
+            }
+            match self.fill() {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Bytes currently allocated for buffering (for tests of the allocation bound).
+    #[cfg(test)]
+    fn allocated(&self) -> usize {
+        self.buf.capacity()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn frames(messages: &[Message<'_>]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for m in messages {
+            m.encode(&mut out);
+        }
+        out
+    }
+
+    #[test]
+    fn messages_round_trip() {
+        let all = [
+            Message::Call {
+                id: 7,
+                key: 0xdead_beef,
+                args: b"args",
+            },
+            Message::Hello {
+                version: PROTOCOL_VERSION,
+                fingerprint: 42,
+                pid: 1234,
+            },
+            Message::Refused {
+                reason: "other build",
+            },
+            Message::Returned {
+                id: 7,
+                micros: 15,
+                payload: &[1, 2, 3],
+            },
+            Message::Panicked {
+                id: 8,
+                message: "boom",
+            },
+            Message::Failed {
+                id: 9,
+                message: "no such function",
+            },
+        ];
+        let bytes = frames(&all);
+        let mut reader = FrameReader::new(&bytes[..], 1 << 20);
+        for expected in &all {
+            let body = reader.next_frame().unwrap().unwrap();
+            assert_eq!(&Message::decode(body).unwrap(), expected);
+        }
+        assert!(reader.next_frame().unwrap().is_none());
+    }
+
+    #[test]
+    fn oversized_frames_are_refused_before_allocation() {
+        let mut bytes = u32::MAX.to_le_bytes().to_vec();
+        bytes.extend_from_slice(&[0; 16]);
+        let mut reader = FrameReader::new(&bytes[..], 1024);
+        let err = reader.next_frame().unwrap_err();
+        assert!(
+            matches!(err, ProtocolError::TooLarge { len, max: 1024 } if len == u32::MAX as usize)
+        );
+        assert!(reader.allocated() <= 128 << 10);
+    }
+
+    #[test]
+    fn truncated_frames_are_errors_not_hangs() {
+        let bytes = frames(&[Message::Panicked {
+            id: 1,
+            message: "cut short",
+        }]);
+        let mut reader = FrameReader::new(&bytes[..bytes.len() - 3], 1024);
+        assert!(matches!(reader.next_frame(), Err(ProtocolError::Truncated)));
+    }
+
+    #[test]
+    fn a_lying_length_costs_only_what_arrives() {
+        // Claims 200 MiB (under a 256 MiB limit) but sends 10 bytes.
+        let mut bytes = (200_u32 << 20).to_le_bytes().to_vec();
+        bytes.extend_from_slice(&[RETURNED; 10]);
+        let mut reader = FrameReader::new(&bytes[..], 256 << 20);
+        assert!(matches!(reader.next_frame(), Err(ProtocolError::Truncated)));
+        assert!(reader.allocated() <= (64 << 10) + GROWTH_STEP + PREFIX);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// Random bytes: the reader and decoder never panic, always end, and never hold
+        /// more than the limit plus one growth step.
+        #[test]
+        fn random_bytes_never_panic_or_overallocate(bytes in proptest::collection::vec(any::<u8>(), 0..4096), max in 1_usize..8192) {
+            let mut reader = FrameReader::new(&bytes[..], max);
+            let mut frames = 0;
+            loop {
+                match reader.next_frame() {
+                    Ok(Some(body)) => {
+                        let _ = Message::decode(body);
+                        frames += 1;
+                        prop_assert!(frames <= bytes.len());
+                    }
+                    Ok(None) | Err(_) => break,
+                }
+            }
+            prop_assert!(reader.allocated() <= (64 << 10) + max + GROWTH_STEP + PREFIX);
+        }
+
+        /// Valid frames cut anywhere: every whole frame before the cut decodes, the cut one is
+        /// an error, nothing panics.
+        #[test]
+        fn valid_frames_cut_anywhere(ids in proptest::collection::vec(any::<u64>(), 1..20), cut in any::<prop::sample::Index>()) {
+            let messages: Vec<_> = ids.iter().map(|&id| Message::Returned { id, micros: 1, payload: b"xyz" }).collect();
+            let bytes = frames(&messages);
+            let cut = cut.index(bytes.len() + 1);
+            let mut reader = FrameReader::new(&bytes[..cut], 1 << 16);
+            let mut seen = 0;
+            loop {
+                match reader.next_frame() {
+                    Ok(Some(body)) => {
+                        prop_assert_eq!(Message::decode(body).unwrap(), Message::Returned { id: ids[seen], micros: 1, payload: b"xyz" });
+                        seen += 1;
+                    }
+                    Ok(None) => { prop_assert_eq!(cut, bytes.len()); break; }
+                    Err(_) => { prop_assert!(cut < bytes.len()); break; }
+                }
+            }
+        }
+    }
+}

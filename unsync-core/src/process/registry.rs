@@ -1,0 +1,99 @@
+//! The registry of `cpu_bound` functions, gathered at link time: each `#[unsync(cpu_bound)]`
+//! adds one [`WorkerFn`] to a `linkme` distributed slice, so a worker process (the same
+//! executable) finds every function by a stable key without any call at start-up. The slice
+//! is complete even before `main` (unlike `inventory`, which is filled by constructors that may
+//! run after ours).
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+use super::codec::CodecError;
+
+/// Decode the arguments from the first slice, run the function, append the encoded result.
+pub type Shim = fn(&[u8], &mut Vec<u8>) -> Result<(), CodecError>;
+
+/// One `cpu_bound` function, as registered by `#[unsync(cpu_bound)]`.
+pub struct WorkerFn {
+    /// `module::path::name`: the task name in errors.
+    pub(crate) name: &'static str,
+    /// Identifies the function on the pipe: hash of the name and of the signature, so that a
+    /// changed signature is another function.
+    pub(crate) key: u64,
+    pub(crate) shim: Shim,
+}
+
+impl WorkerFn {
+    /// Describe a function; `signature` is a hash of its tokens, computed by the macro.
+    pub const fn new(name: &'static str, signature: u64, shim: Shim) -> WorkerFn {
+        WorkerFn {
+            name,
+            key: fnv1a(name.as_bytes(), signature),
+            shim,
+        }
+    }
+}
+
+/// Every `cpu_bound` function linked into this executable.
+#[linkme::distributed_slice]
+pub static WORKER_FNS: [WorkerFn];
+
+/// 64-bit FNV-1a, seeded, usable in constants.
+pub(crate) const fn fnv1a(bytes: &[u8], seed: u64) -> u64 {
+    let mut hash = 0xcbf2_9ce4_8422_2325_u64 ^ seed;
+    let mut i = 0;
+    while i < bytes.len() {
+        hash ^= bytes[i] as u64;
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+        i += 1;
+    }
+    hash
+}
+
+/// Identifies this build's set of `cpu_bound` functions and protocol: a parent and a worker
+/// with different fingerprints refuse each other at the handshake.
+pub(crate) fn fingerprint() -> u64 {
+    static FINGERPRINT: OnceLock<u64> = OnceLock::new();
+    *FINGERPRINT.get_or_init(|| {
+        let mut keys: Vec<u64> = WORKER_FNS.iter().map(|f| f.key).collect();
+        keys.sort_unstable();
+        let mut hash = fnv1a(env!("CARGO_PKG_VERSION").as_bytes(), 0);
+        hash = fnv1a(&super::protocol::PROTOCOL_VERSION.to_le_bytes(), hash);
+        for key in keys {
+            hash = fnv1a(&key.to_le_bytes(), hash);
+        }
+        hash
+    })
+}
+
+/// The function with this key, in this executable.
+pub(crate) fn lookup(key: u64) -> Option<&'static WorkerFn> {
+    static BY_KEY: OnceLock<HashMap<u64, &'static WorkerFn>> = OnceLock::new();
+    BY_KEY
+        .get_or_init(|| WORKER_FNS.iter().map(|f| (f.key, f)).collect())
+        .get(&key)
+        .copied()
+}
+
+/// Where `entry` sits in the registry, or `None` if the linker dropped it (then no worker
+/// could run it either).
+pub(crate) fn index_of(entry: &WorkerFn) -> Option<usize> {
+    let start = WORKER_FNS.as_ptr() as usize;
+    let at = entry as *const WorkerFn as usize;
+    let size = std::mem::size_of::<WorkerFn>();
+    let offset = at.checked_sub(start)?;
+    let index = offset / size;
+    (offset % size == 0 && index < WORKER_FNS.len()).then_some(index)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_differ_by_name_and_signature() {
+        assert_ne!(fnv1a(b"a::f", 1), fnv1a(b"a::g", 1));
+        assert_ne!(fnv1a(b"a::f", 1), fnv1a(b"a::f", 2));
+        const KEY: u64 = fnv1a(b"const", 0);
+        assert_eq!(KEY, fnv1a(b"const", 0));
+    }
+}

@@ -1,0 +1,250 @@
+//! The worker side: a process started by the pool with `UNSYNC_WORKER` set takes over before
+//! `main` (a `ctor` hook, or [`init`] where constructors do not run), answers the handshake,
+//! then runs calls one after another until its parent closes the pipe.
+//!
+//! In every other process the hook costs one environment lookup and one store.
+
+use std::ffi::{OsStr, OsString};
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use super::protocol::{self, FrameReader, Message, PROTOCOL_VERSION};
+use super::registry;
+
+/// Set by the pool in a worker's environment: `<request fd>,<response fd>,<parent pid>,<fingerprint hex>,<max frame>`.
+pub(crate) const WORKER_ENV: &str = "UNSYNC_WORKER";
+
+/// Whether the start-up hook (or [`init`]) ran in this process. The pool checks it before
+/// starting workers: if the linker dropped the hook, workers would run `main` instead.
+static HOOK_RAN: AtomicBool = AtomicBool::new(false);
+
+/// Whether this process is a worker (nested `cpu_bound` calls then run inline).
+static IN_WORKER: AtomicBool = AtomicBool::new(false);
+
+#[ctor::ctor(unsafe)]
+fn unsync_worker_hook() {
+    take_over_if_worker();
+}
+
+/// The explicit start-up hook, for set-ups where life-before-main constructors do not run (some
+/// static-library and LTO builds): call it first thing in `main`. In a worker process it never
+/// returns; everywhere else it returns at once. Calling it when the constructor already ran is
+/// harmless.
+///
+/// ```
+/// unsync_core::init(); // first thing in `main`
+/// ```
+pub fn init() {
+    take_over_if_worker();
+}
+
+fn take_over_if_worker() {
+    HOOK_RAN.store(true, Ordering::Release);
+    if let Some(spec) = std::env::var_os(WORKER_ENV) {
+        become_worker(&spec);
+    }
+}
+
+pub(crate) fn hook_ran() -> bool {
+    HOOK_RAN.load(Ordering::Acquire)
+}
+
+/// Whether the current process is a worker.
+pub fn in_worker() -> bool {
+    IN_WORKER.load(Ordering::Relaxed)
+}
+
+fn become_worker(spec: &OsStr) -> ! {
+    // SAFETY: this runs before `main` (or first thing in it), before this process starts any
+    // thread, so nothing reads the environment concurrently. Removing the variable keeps
+    // processes this worker starts from becoming workers themselves.
+    unsafe { std::env::remove_var(WORKER_ENV) };
+    // std ignores SIGPIPE only once `main` is entered; a worker whose parent went away must
+    // get EPIPE from `write`, not die silently.
+    // SAFETY: setting a signal's disposition to SIG_IGN has no preconditions.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+    let code = match WorkerSpec::parse(spec) {
+        Err(reason) => {
+            eprintln!(
+                "unsync worker: {reason}. This process was started with {WORKER_ENV} set, which only unsync's process pool should do; exiting."
+            );
+            2
+        }
+        Ok(spec) => {
+            IN_WORKER.store(true, Ordering::Relaxed);
+            // Serve on a thread std set up itself (name, stack guard), not in the constructor.
+            let served = std::thread::Builder::new()
+                .name("unsync-worker".into())
+                .spawn(move || serve(spec));
+            match served.map(|t| t.join()) {
+                Ok(Ok(code)) => code,
+                _ => 5,
+            }
+        }
+    };
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    std::process::exit(code)
+}
+
+struct WorkerSpec {
+    requests: OwnedFd,
+    responses: OwnedFd,
+    fingerprint: u64,
+    max_frame: usize,
+}
+
+impl WorkerSpec {
+    fn parse(spec: &OsStr) -> Result<WorkerSpec, String> {
+        let text = spec.to_str().ok_or("malformed worker spec")?;
+        let fields: Vec<&str> = text.split(',').collect();
+        let [requests, responses, parent, fingerprint, max_frame] = fields[..] else {
+            return Err(format!("malformed worker spec {text:?}"));
+        };
+        let number = |s: &str| {
+            s.parse::<u64>()
+                .map_err(|_| format!("malformed worker spec {text:?}"))
+        };
+        let parent = number(parent)?;
+        let fingerprint = u64::from_str_radix(fingerprint, 16)
+            .map_err(|_| format!("malformed worker spec {text:?}"))?;
+        let max_frame = number(max_frame)? as usize;
+        // Die with the parent, and make sure it is still the parent that started us.
+        let _ =
+            rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL));
+        let actual_parent = rustix::process::getppid().map_or(0, |p| p.as_raw_nonzero().get());
+        if u64::try_from(actual_parent).ok() != Some(parent) {
+            return Err(format!(
+                "the parent process {parent} that started this worker is gone"
+            ));
+        }
+        Ok(WorkerSpec {
+            requests: pipe_fd(requests, "request")?,
+            responses: pipe_fd(responses, "response")?,
+            fingerprint,
+            max_frame,
+        })
+    }
+}
+
+/// Take ownership of an inherited pipe end, after checking that it is one.
+fn pipe_fd(text: &str, which: &str) -> Result<OwnedFd, String> {
+    let fd: RawFd = text
+        .parse()
+        .map_err(|_| format!("malformed {which} fd {text:?}"))?;
+    if fd < 3 {
+        return Err(format!("the {which} fd {fd} is a standard stream"));
+    }
+    // SAFETY: borrowed only to inspect it; `fstat` on a closed or foreign fd just fails.
+    let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    let is_pipe = rustix::fs::fstat(borrowed)
+        .map(|stat| rustix::fs::FileType::from_raw_mode(stat.st_mode) == rustix::fs::FileType::Fifo)
+        .unwrap_or(false);
+    if !is_pipe {
+        return Err(format!("the {which} fd {fd} is not an open pipe"));
+    }
+    // SAFETY: the pool passed this fd to this process for its sole use, it is open (fstat
+    // succeeded), and nothing else in this process refers to it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+fn serve(spec: WorkerSpec) -> i32 {
+    let mut requests = FrameReader::new(File::from(spec.requests), spec.max_frame);
+    let mut responses = BufWriter::with_capacity(64 << 10, File::from(spec.responses));
+    let mut frame = Vec::with_capacity(1024);
+    let ours = registry::fingerprint();
+    if spec.fingerprint != ours {
+        let reason = format!(
+            "this worker is a different build of the program (fingerprint {ours:016x}, parent {:016x}): the executable changed since the parent started",
+            spec.fingerprint
+        );
+        Message::Refused { reason: &reason }.encode(&mut frame);
+        let _ = responses.write_all(&frame).and_then(|()| responses.flush());
+        return 3;
+    }
+    Message::Hello {
+        version: PROTOCOL_VERSION,
+        fingerprint: ours,
+        pid: std::process::id(),
+    }
+    .encode(&mut frame);
+    if responses
+        .write_all(&frame)
+        .and_then(|()| responses.flush())
+        .is_err()
+    {
+        return 0;
+    }
+    loop {
+        if !requests.has_frame() && responses.flush().is_err() {
+            return 0;
+        }
+        let body = match requests.next_frame() {
+            Ok(Some(body)) => body,
+            Ok(None) => return 0,
+            Err(e) => {
+                eprintln!("unsync worker {}: {e}; exiting", std::process::id());
+                return 4;
+            }
+        };
+        let Ok(Message::Call { id, key, args }) = Message::decode(body) else {
+            eprintln!(
+                "unsync worker {}: expected a call frame; exiting",
+                std::process::id()
+            );
+            return 4;
+        };
+        frame.clear();
+        match registry::lookup(key) {
+            None => Message::Failed {
+                id,
+                message: "no such cpu_bound function in the worker",
+            }
+            .encode(&mut frame),
+            Some(function) => {
+                let ran = catch_unwind(AssertUnwindSafe(|| {
+                    protocol::encode_returned(&mut frame, id, |out| (function.shim)(args, out))
+                }));
+                match ran {
+                    Ok(Ok(())) => {}
+                    Ok(Err(codec)) => {
+                        frame.clear();
+                        Message::Failed {
+                            id,
+                            message: &format!("in the worker: {codec}"),
+                        }
+                        .encode(&mut frame)
+                    }
+                    Err(panic) => {
+                        frame.clear();
+                        Message::Panicked {
+                            id,
+                            message: &crate::error::panic_message(&*panic),
+                        }
+                        .encode(&mut frame)
+                    }
+                }
+            }
+        }
+        if responses.write_all(&frame).is_err() {
+            return 0;
+        }
+    }
+}
+
+/// The spec a worker is started with.
+pub(crate) fn spec(
+    requests: RawFd,
+    responses: RawFd,
+    fingerprint: u64,
+    max_frame: usize,
+) -> OsString {
+    format!(
+        "{requests},{responses},{},{fingerprint:x},{max_frame}",
+        std::process::id()
+    )
+    .into()
+}

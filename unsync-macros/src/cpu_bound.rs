@@ -1,0 +1,141 @@
+//! The rewrite for `#[unsync(cpu_bound)]`: the body becomes a nested function, registered (with
+//! a shim that decodes the arguments and encodes the result) in the link-time registry that
+//! worker processes look functions up in; the outer function encodes its arguments and hands
+//! them to the process pool.
+//!
+//! Arguments and results written `Vec<u8>`, `Vec<f64>`, ... (any primitive number) cross the
+//! pipe as one block of bytes (`Bulk`), not element by element.
+
+use proc_macro2::TokenStream;
+use quote::{ToTokens, format_ident, quote, quote_spanned};
+use syn::spanned::Spanned;
+use syn::{AttrStyle, FnArg, ItemFn, Pat, ReturnType, Type};
+
+use crate::attr::Options;
+
+const BULK_ELEMENTS: &[&str] = &[
+    "u8", "i8", "u16", "i16", "u32", "i32", "u64", "i64", "u128", "i128", "f32", "f64",
+];
+
+/// Whether `ty` is written `Vec<E>` for a primitive number `E`.
+fn is_bulk(ty: &Type) -> bool {
+    let Type::Path(path) = ty else { return false };
+    let Some(last) = path.path.segments.last() else {
+        return false;
+    };
+    if last.ident != "Vec" {
+        return false;
+    }
+    let syn::PathArguments::AngleBracketed(args) = &last.arguments else {
+        return false;
+    };
+    match args.args.first() {
+        Some(syn::GenericArgument::Type(Type::Path(elem))) if args.args.len() == 1 => elem
+            .path
+            .get_ident()
+            .is_some_and(|i| BULK_ELEMENTS.iter().any(|e| i == e)),
+        _ => false,
+    }
+}
+
+/// FNV-1a of the signature's tokens: another signature is another function.
+fn signature_hash(function: &ItemFn) -> u64 {
+    let text = function.sig.to_token_stream().to_string();
+    text.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+pub(crate) fn expand(options: &Options, mut function: ItemFn) -> TokenStream {
+    let krate = &options.krate;
+    let private = quote!(#krate::__private);
+    let name = function.sig.ident.to_string();
+    let signature = signature_hash(&function);
+    let output_ty: Type = match &function.sig.output {
+        ReturnType::Default => syn::parse_quote!(()),
+        ReturnType::Type(_, ty) => (**ty).clone(),
+    };
+
+    // The body, as it was written, becomes a nested function.
+    let body_inputs = function.sig.inputs.clone();
+    let block = &function.block;
+    let body_fn = quote! {
+        fn __unsync_body(#body_inputs) -> #output_ty #block
+    };
+
+    let mut names = Vec::new();
+    let mut wire_types = Vec::new();
+    let mut encode = Vec::new();
+    let mut unwrap = Vec::new();
+    let mut checks = Vec::new();
+    for (index, input) in function.sig.inputs.iter_mut().enumerate() {
+        let FnArg::Typed(arg) = input else {
+            unreachable!("receivers are refused by validate")
+        };
+        let ident = match &*arg.pat {
+            Pat::Ident(p) if p.subpat.is_none() && p.by_ref.is_none() => p.ident.clone(),
+            other => format_ident!("__unsync_arg{}", index, span = other.span()),
+        };
+        *arg.pat = syn::parse_quote!(#ident);
+        let ty = &*arg.ty;
+        checks.push(quote_spanned!(ty.span()=> #private::assert_wire::<#ty>();));
+        if is_bulk(ty) {
+            wire_types.push(quote!(#private::Bulk<#ty>));
+            encode.push(quote!(#private::Bulk(&#ident)));
+            unwrap.push(quote!(#ident.0));
+        } else {
+            wire_types.push(quote!(#ty));
+            encode.push(quote!(&#ident));
+            unwrap.push(quote!(#ident));
+        }
+        names.push(ident);
+    }
+    checks.push(quote_spanned!(output_ty.span()=> #private::assert_wire::<#output_ty>();));
+    let (wire_output, encode_output) = if is_bulk(&output_ty) {
+        (
+            quote!(#private::Bulk<#output_ty>),
+            quote!(&#private::Bulk(&__unsync_result)),
+        )
+    } else {
+        (quote!(#output_ty), quote!(&__unsync_result))
+    };
+
+    let (outer_attrs, inner_attrs): (Vec<_>, Vec<_>) = function
+        .attrs
+        .drain(..)
+        .partition(|a| matches!(a.style, AttrStyle::Outer));
+    let output_span = function.sig.output.span();
+    function.sig.output =
+        syn::parse_quote_spanned!(output_span=> -> #krate::Unfinished<#output_ty>);
+    let vis = &function.vis;
+    let sig = &function.sig;
+    quote! {
+        #(#outer_attrs)*
+        #vis #sig {
+            #(#inner_attrs)*
+            #(#checks)*
+            const __UNSYNC_NAME: &str = ::core::concat!(::core::module_path!(), "::", #name);
+            #[allow(clippy::too_many_arguments)]
+            #body_fn
+            fn __unsync_shim(
+                __unsync_args: &[u8],
+                __unsync_out: &mut ::std::vec::Vec<u8>,
+            ) -> ::core::result::Result<(), #private::CodecError> {
+                let (#(#names,)*): (#(#wire_types,)*) = #private::decode(__unsync_args)?;
+                let __unsync_result = __unsync_body(#(#unwrap),*);
+                #private::encode(#encode_output, __unsync_out)
+            }
+            #[#private::linkme::distributed_slice(#private::WORKER_FNS)]
+            #[linkme(crate = #private::linkme)]
+            static __UNSYNC_WORKER_FN: #private::WorkerFn =
+                #private::WorkerFn::new(__UNSYNC_NAME, #signature, __unsync_shim);
+            if #private::in_worker() {
+                return #private::run_inline(__UNSYNC_NAME, move || __unsync_body(#(#names),*));
+            }
+            #private::spawn_process::<#wire_output, #output_ty>(
+                &__UNSYNC_WORKER_FN,
+                &(#(#encode,)*),
+            )
+        }
+    }
+}
