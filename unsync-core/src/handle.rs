@@ -168,8 +168,16 @@ impl<T: Send + 'static> Unfinished<T> {
     /// | mode | queued, not started yet | already running |
     /// |---|---|---|
     /// | `#[unsync] async fn`, [`spawn`](crate::spawn) | never starts | aborted at its next `.await` |
-    /// | `#[unsync] fn`, [`spawn_blocking`](crate::spawn_blocking) | never starts | runs on (a thread cannot be killed); [`is_cancelled`](crate::is_cancelled) turns true so it can return early |
-    /// | `#[unsync(parallel)] fn`, [`spawn_parallel`](crate::spawn_parallel) | never starts | as for threads |
+    /// | `#[unsync] fn`, [`spawn_blocking`](crate::spawn_blocking) | never starts | runs on (a thread cannot be killed) and keeps its thread until it returns; [`is_cancelled`](crate::is_cancelled) turns true so it can return early |
+    /// | `#[unsync(parallel)] fn`, [`spawn_parallel`](crate::spawn_parallel) | never starts | as for threads: keeps its rayon thread until it returns; [`is_cancelled`](crate::is_cancelled) turns true |
+    /// | `#[unsync(cpu_bound)] fn` | never starts | the worker process is killed and replaced |
+    /// | [`then`](Unfinished::then), [`map`](Unfinished::map), [`join_all`](crate::join_all), [`timeout`](Unfinished::timeout) | — | cancels the inputs it still waits on, as by this table (for every clone of them) |
+    /// | [`promise`](crate::promise) | — | the value, if ever set, is dropped; [`Promise::is_cancelled`](crate::Promise::is_cancelled) turns true |
+    ///
+    /// In every mode the handle side is immediate: readers waiting on any clone wake up with
+    /// [`Error::Cancelled`] at once, whatever the task itself still does. A running thread or
+    /// rayon task that ignores [`is_cancelled`](crate::is_cancelled) finishes its work, and its
+    /// result (or failure) is dropped unreported.
     ///
     /// ```
     /// use std::time::Duration;
@@ -187,6 +195,14 @@ impl<T: Send + 'static> Unfinished<T> {
                 task: source.task(),
             })
         })
+    }
+
+    /// Panic, naming `operation`, when the value was already handed out.
+    pub(crate) fn expect_live(&self, operation: &str) {
+        assert!(
+            self.source.is_some(),
+            "`{operation}` called on an Unfinished that already returned its value"
+        );
     }
 
     /// The name of the task: the `#[unsync]` function's path, or `"spawn"`, `"ready"`, ...

@@ -20,24 +20,34 @@
 
 #![warn(missing_docs)]
 
+mod as_completed;
 mod blocking;
 mod cell;
+mod combinators;
 mod config;
+mod context;
 mod error;
 mod handle;
+mod inflight;
 mod parallel;
+mod promise;
 mod report;
 mod runtime;
+mod shutdown;
 mod sync;
 mod task;
 mod wait;
 
+pub use as_completed::{AsCompleted, AsCompletedIter, as_completed};
 pub use blocking::spawn_blocking;
+pub use combinators::join_all;
 pub use config::Config;
 pub use error::{ConfigError, Error};
 pub use handle::Unfinished;
 pub use parallel::spawn_parallel;
+pub use promise::{Promise, promise};
 pub use runtime::{runtime, spawn};
+pub use shutdown::shutdown;
 pub use task::is_cancelled;
 
 /// What `#[unsync]` expands to. Not a public API: no stability promise.
