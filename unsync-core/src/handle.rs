@@ -261,6 +261,12 @@ impl<T: Clone + Send + 'static> Clone for Unfinished<T> {
     }
 }
 
+// A handle stays consistent when a panic passes through it (its cell's critical sections never
+// run user code that could leave them half-done, and a re-raised failure is raised after the
+// outcome was taken), so `catch_unwind(|| handle.result())` needs no `AssertUnwindSafe`.
+impl<T> std::panic::UnwindSafe for Unfinished<T> {}
+impl<T> std::panic::RefUnwindSafe for Unfinished<T> {}
+
 impl<T> Drop for Unfinished<T> {
     fn drop(&mut self) {
         if let Some(source) = self.source.take() {
