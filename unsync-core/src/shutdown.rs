@@ -35,8 +35,10 @@ const TICK: Duration = Duration::from_millis(1);
 ///   blocking that executor's thread, so its own other tasks wait (unsync's run elsewhere and
 ///   go on);
 /// - from inside an unsync task (of any mode), the calling task is not counted, so that it
-///   does not wait for itself; on a rayon worker, the tasks it is nested in are not counted
-///   either.
+///   does not wait for itself; on a rayon worker, the tasks it is nested in on that thread
+///   are not counted either. Tasks on other threads that wait for the caller do count (they
+///   are still running), so calling it there waits out `timeout`: call it at the end of
+///   `main`, not from inside the work.
 ///
 /// ```
 /// use std::time::Duration;
