@@ -33,6 +33,16 @@ impl<T: Send + 'static> Future for Outcome<T> {
 ///
 /// Dropping it drops the handles not yet read, which, as for any handle, does not stop their
 /// tasks.
+///
+/// ```
+/// use futures::StreamExt;
+///
+/// let handles = (1..=3_u32).map(|n| unsync_core::spawn(async move { n }));
+/// let mut done = unsync_core::as_completed(handles);
+/// let first = futures::executor::block_on(done.next()).unwrap(); // as a Stream...
+/// let rest: u32 = done.into_iter().sum(); // ...or, blocking, as an iterator
+/// assert_eq!(first + rest, 6);
+/// ```
 #[must_use = "an AsCompleted yields nothing unless iterated or polled"]
 pub struct AsCompleted<T: Send + 'static> {
     pending: FuturesUnordered<Outcome<T>>,

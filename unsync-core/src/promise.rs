@@ -13,6 +13,13 @@ use crate::handle::Unfinished;
 /// Dropped without being set (the callback never came, its owner went away), it resolves the
 /// handle to [`Error::Cancelled`](crate::Error::Cancelled) for the task `"promise"`, so that no
 /// reader waits forever.
+///
+/// ```
+/// let (promise, handle) = unsync_core::promise::<&str>();
+/// drop(promise);
+/// let error = handle.catch().result().unwrap_err();
+/// assert_eq!(error, unsync_core::Error::Cancelled { task: "promise" });
+/// ```
 pub struct Promise<T> {
     completer: Completer<T>,
 }
