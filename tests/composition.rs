@@ -362,3 +362,11 @@ fn clone_in_every_mode() {
         assert_eq!(task.catch().result(), Ok(vec![1, 2]));
     }
 }
+
+#[test]
+fn new_types_are_send_sync_and_unpin() {
+    fn check<T: Send + Sync + Unpin + 'static>() {}
+    check::<unsync::AsCompleted<String>>();
+    check::<unsync::AsCompletedIter<String>>();
+    check::<unsync::Promise<String>>();
+}
