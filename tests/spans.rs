@@ -203,3 +203,24 @@ fn an_unread_failure_is_one_tracing_error_event() {
         }
     });
 }
+
+#[test]
+fn with_a_subscriber_nothing_goes_to_stderr() {
+    let output = common::run_child_test("child_drops_a_failure_with_a_subscriber");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !stderr.lines().any(|line| line.starts_with("unsync: ")),
+        "{stderr}"
+    );
+}
+
+#[test]
+#[ignore = "run by with_a_subscriber_nothing_goes_to_stderr"]
+fn child_drops_a_failure_with_a_subscriber() {
+    let _serial = setup();
+    let (open, handle) = gated_panic(Mode::Thread, "reported to tracing only");
+    drop(handle);
+    open.set(());
+    assert_eq!(unsync::shutdown(LIMIT), 0);
+    assert_eq!(events_with("error", "reported to tracing only", 1).len(), 1);
+}

@@ -200,3 +200,24 @@ impl Rng {
         self.next() % 100 < percent
     }
 }
+
+/// Run the `#[ignore]`d test `name` of this test binary in a child process, and return its
+/// output (for what only a fresh process can show: stderr, process-wide settings).
+pub fn run_child_test(name: &str) -> std::process::Output {
+    let output = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            name,
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "child test {name} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
