@@ -11,7 +11,7 @@
 //!   [`Config::blocking_threads`](crate::Config::blocking_threads) threads (512 by default).
 //!
 //! Threads beyond the hot ones exit after 10 s without work. The monitor sleeps while no job
-//! waits. Jobs in flight (queued or running) are counted for [`shutdown`](crate::shutdown)
+//! waits. Jobs in flight (queued or running) are counted for [`shutdown`](crate::shutdown())
 //! on per-thread stripes (see `inflight`), not on one shared counter.
 
 use std::cell::Cell as StdCell;

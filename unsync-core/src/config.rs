@@ -166,7 +166,7 @@ impl Config {
     }
 
     /// Run `#[unsync] async fn` on an application's own multi-threaded tokio runtime instead of
-    /// starting one. [`runtime`](crate::runtime) then returns this handle. Enable its timers
+    /// starting one. [`runtime`](crate::runtime()) then returns this handle. Enable its timers
     /// (`enable_all()` or `enable_time()`) if you use [`Unfinished::timeout`](crate::Unfinished::timeout)
     /// or `tokio::time` in your tasks.
     ///

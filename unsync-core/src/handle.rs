@@ -172,7 +172,7 @@ impl<T: Send + 'static> Unfinished<T> {
     /// | `#[unsync(parallel)] fn`, [`spawn_parallel`](crate::spawn_parallel) | never starts | as for threads: keeps its rayon thread until it returns; [`is_cancelled`](crate::is_cancelled) turns true |
     /// | `#[unsync(cpu_bound)] fn` | never starts | the worker process is killed and replaced |
     /// | [`then`](Unfinished::then), [`map`](Unfinished::map), [`join_all`](crate::join_all), [`timeout`](Unfinished::timeout) | — | cancels the inputs it still waits on, as by this table (for every clone of them) |
-    /// | [`promise`](crate::promise) | — | the value, if ever set, is dropped; [`Promise::is_cancelled`](crate::Promise::is_cancelled) turns true |
+    /// | [`promise`](crate::promise()) | — | the value, if ever set, is dropped; [`Promise::is_cancelled`](crate::Promise::is_cancelled) turns true |
     ///
     /// In every mode the handle side is immediate: readers waiting on any clone wake up with
     /// [`Error::Cancelled`] at once, whatever the task itself still does. A running thread or
@@ -261,9 +261,10 @@ impl<T: Clone + Send + 'static> Clone for Unfinished<T> {
     }
 }
 
-// A handle stays consistent when a panic passes through it (its cell's critical sections never
-// run user code that could leave them half-done, and a re-raised failure is raised after the
-// outcome was taken), so `catch_unwind(|| handle.result())` needs no `AssertUnwindSafe`.
+// A handle stays consistent when a panic passes through it: its cell's critical sections leave
+// the state consistent even when user code (a `Clone` impl) panics inside them, and a failure is
+// re-raised only after the outcome was taken. So `catch_unwind(|| handle.result())` needs no
+// `AssertUnwindSafe`.
 impl<T> std::panic::UnwindSafe for Unfinished<T> {}
 impl<T> std::panic::RefUnwindSafe for Unfinished<T> {}
 

@@ -1,6 +1,6 @@
 //! Counting the tasks in flight on an executor without a shared counter on the spawn path.
 //!
-//! [`shutdown`](crate::shutdown) needs to know how many tasks the blocking and rayon pools
+//! [`shutdown`](crate::shutdown()) needs to know how many tasks the blocking and rayon pools
 //! still hold. One global counter would be written by every spawning and every finishing
 //! thread, bouncing its cache line between cores on each task. Instead, each thread writes
 //! only its own stripe (threads are spread round-robin over a few cache-padded stripes), and

@@ -12,8 +12,8 @@
 //! | rayon pool, one thread per core | `#[unsync(parallel)] fn`, [`spawn_parallel`] | `parallel` |
 //!
 //! Composition and control, the same in every mode: [`Unfinished::then`], [`Unfinished::map`],
-//! [`Unfinished::timeout`], [`Unfinished::cancel`], [`join_all`], [`as_completed`],
-//! [`promise`], and [`shutdown`] at the end of `main`.
+//! [`Unfinished::timeout`], [`Unfinished::cancel`], [`join_all`], [`as_completed()`],
+//! [`promise()`], and [`shutdown()`] at the end of `main`.
 //!
 //! ```
 //! let io = unsync_core::spawn(async { "fetched" });

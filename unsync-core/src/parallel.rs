@@ -3,7 +3,7 @@
 //! process. It is unsync's own pool, so `par_iter` inside a task runs on it too.
 //!
 //! rayon cannot say how many jobs it holds, so tasks in flight are counted for
-//! [`shutdown`](crate::shutdown) on per-thread stripes (see `inflight`).
+//! [`shutdown`](crate::shutdown()) on per-thread stripes (see `inflight`).
 
 use std::sync::OnceLock;
 

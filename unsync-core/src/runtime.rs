@@ -2,7 +2,7 @@
 //! first use, multi-threaded, never shut down (it lives in a `static`), or replaced by an
 //! application's own runtime through [`Config::runtime`](crate::Config::runtime).
 //!
-//! Tasks in flight (for [`shutdown`](crate::shutdown)) are counted by tokio itself on unsync's
+//! Tasks in flight (for [`shutdown`](crate::shutdown())) are counted by tokio itself on unsync's
 //! own runtime, at no cost per task; on an application's runtime, which also runs tasks that
 //! are not unsync's, unsync counts its own tasks (see `inflight`).
 
