@@ -77,6 +77,80 @@
 //! Without the attribute: [`spawn`], [`spawn_blocking`] and [`spawn_parallel`] return the same
 //! handle for ad-hoc work.
 //!
+//! ## Composition and control
+//!
+//! The handle composes the same way in every mode, from sync and async callers alike:
+//!
+//! ```
+//! use std::time::Duration;
+//! use unsync::{unsync, Error, Unfinished};
+//!
+//! #[unsync]
+//! async fn fetch(id: u32) -> String {
+//!     format!("page {id}")
+//! }
+//!
+//! #[unsync]
+//! fn parse(page: String) -> usize {
+//!     page.len()
+//! }
+//!
+//! // then: chain unsync functions; map: a plain transform.
+//! assert_eq!(fetch(1).then(parse).map(|n| n * 10).result(), 60);
+//!
+//! // join_all: input order kept; the first failure fails the whole.
+//! let sizes = unsync::join_all((1..=3).map(|i| fetch(i).then(parse))).result();
+//! assert_eq!(sizes, [6, 6, 6]);
+//!
+//! // as_completed: in completion order; len() says how many are left.
+//! let done = unsync::as_completed((0..4).map(fetch));
+//! assert_eq!(done.len(), 4);
+//! assert_eq!(done.into_iter().count(), 4);
+//!
+//! // timeout: the task is cancelled once the time is up.
+//! let stuck = unsync::spawn(std::future::pending::<()>());
+//! let outcome = stuck.timeout(Duration::from_millis(5)).result();
+//! assert!(matches!(outcome, Err(Error::TimedOut { .. })));
+//!
+//! // promise: a handle completed by hand, for callback APIs.
+//! let (promise, handle): (_, Unfinished<u8>) = unsync::promise();
+//! std::thread::spawn(move || promise.set(7));
+//! assert_eq!(handle.result(), 7);
+//!
+//! // shutdown: at the end of main, wait (boundedly) for background work.
+//! drop(fetch(9));
+//! assert_eq!(unsync::shutdown(Duration::from_secs(60)), 0);
+//! ```
+//!
+//! [`cancel`](Unfinished::cancel) never blocks and documents what stops in each mode (an async
+//! task at its next `.await`; a queued task never starts; a running thread or rayon task cannot
+//! be killed, but sees [`is_cancelled`] turn true). A failed task whose handles were all dropped
+//! unread is reported once, as a `tracing` error event (see [`Config::on_unobserved_error`]).
+//!
+//! ## Context
+//!
+//! The `tracing` span current where an unsync function is called is the parent of the task's
+//! span (`unsync_task`), in every mode, so the task's events nest under the caller's request.
+//! Nothing else follows a task to the thread that runs it: thread-locals, tokio task-locals and
+//! the like stay behind. Clone what the task needs into the function's arguments:
+//!
+//! ```
+//! use unsync::unsync;
+//!
+//! #[derive(Clone)]
+//! struct RequestContext {
+//!     request_id: u64,
+//! }
+//!
+//! #[unsync]
+//! fn audit(ctx: RequestContext, action: String) -> String {
+//!     format!("[{}] {action}", ctx.request_id)
+//! }
+//!
+//! let ctx = RequestContext { request_id: 42 };
+//! assert_eq!(audit(ctx.clone(), "login".into()).result(), "[42] login");
+//! ```
+//!
 //! ## Configuration
 //!
 //! Nothing to set up. To size the executors, call [`Config::install`] before the first task, or

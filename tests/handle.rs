@@ -217,3 +217,34 @@ fn handle_type_is_send_sync_unpin_static() {
     check(&h);
     assert_eq!(h.result(), 1);
 }
+
+#[test]
+fn without_a_tracing_subscriber_an_unread_failure_is_one_line_on_stderr() {
+    let output = common::run_child_test("child_drops_a_failure");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let reports: Vec<_> = stderr
+        .lines()
+        .filter(|line| line.starts_with("unsync: "))
+        .collect();
+    assert_eq!(
+        reports,
+        [
+            "unsync: task `handle::child_boom` panicked: nobody reads me (every handle to it was dropped, so nobody else saw it)"
+        ]
+    );
+}
+
+#[unsync]
+fn child_boom(gate: Unfinished<()>) {
+    gate.result();
+    panic!("nobody reads me")
+}
+
+#[test]
+#[ignore = "run by without_a_tracing_subscriber_an_unread_failure_is_one_line_on_stderr"]
+fn child_drops_a_failure() {
+    let (open, gate) = unsync::promise();
+    drop(child_boom(gate));
+    open.set(());
+    assert_eq!(unsync::shutdown(common::LIMIT), 0);
+}

@@ -348,3 +348,22 @@ fn a_stray_worker_process_exits_with_a_clear_message() {
         }
     });
 }
+
+#[test]
+fn timeout_kills_a_runaway_call_within_a_second_of_the_deadline() {
+    watchdog(LIMIT, || {
+        let after = Duration::from_millis(200);
+        let started = Instant::now();
+        let outcome = spins_forever().timeout(after).result();
+        assert_eq!(
+            outcome,
+            Err(Error::TimedOut {
+                task: "process::spins_forever",
+                after
+            })
+        );
+        // The requirement: stopped within a second of the deadline.
+        assert!(started.elapsed() < after + Duration::from_secs(1));
+        assert_eq!(add(7, 7).timeout(Duration::from_secs(30)).result(), Ok(14));
+    });
+}

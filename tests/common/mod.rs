@@ -29,3 +29,195 @@ pub fn watchdog<T: Send + 'static>(
 }
 
 pub const LIMIT: Duration = Duration::from_secs(60);
+
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Condvar, Mutex};
+
+use unsync::{Promise, Unfinished, unsync};
+
+/// The three in-process modes of `#[unsync]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Async,
+    Thread,
+    Parallel,
+}
+
+pub const MODES: [Mode; 3] = [Mode::Async, Mode::Thread, Mode::Parallel];
+
+#[unsync]
+async fn gated_async<T: Send + 'static>(gate: Unfinished<()>, value: T) -> T {
+    gate.await;
+    value
+}
+
+#[unsync]
+fn gated_thread<T: Send + 'static>(gate: Unfinished<()>, value: T) -> T {
+    gate.result();
+    value
+}
+
+#[unsync(parallel)]
+fn gated_parallel<T: Send + 'static>(gate: Unfinished<()>, value: T) -> T {
+    gate.result();
+    value
+}
+
+/// A task in `mode` that returns `value` once the promise is set (and fails as cancelled if
+/// the promise is dropped unset).
+pub fn gated<T: Send + 'static>(mode: Mode, value: T) -> (Promise<()>, Unfinished<T>) {
+    let (open, gate) = unsync::promise();
+    let handle = match mode {
+        Mode::Async => gated_async(gate, value),
+        Mode::Thread => gated_thread(gate, value),
+        Mode::Parallel => gated_parallel(gate, value),
+    };
+    (open, handle)
+}
+
+#[unsync]
+async fn panics_async(gate: Unfinished<()>, message: String) -> u32 {
+    gate.await;
+    panic!("{message}")
+}
+
+#[unsync]
+fn panics_thread(gate: Unfinished<()>, message: String) -> u32 {
+    gate.result();
+    panic!("{message}")
+}
+
+#[unsync(parallel)]
+fn panics_parallel(gate: Unfinished<()>, message: String) -> u32 {
+    gate.result();
+    panic!("{message}")
+}
+
+/// A task in `mode` that panics with `message` once the promise is set.
+pub fn gated_panic(mode: Mode, message: &str) -> (Promise<()>, Unfinished<u32>) {
+    let (open, gate) = unsync::promise();
+    let message = message.to_owned();
+    let handle = match mode {
+        Mode::Async => panics_async(gate, message),
+        Mode::Thread => panics_thread(gate, message),
+        Mode::Parallel => panics_parallel(gate, message),
+    };
+    (open, handle)
+}
+
+/// Sends on its channel when dropped: tells when a task's body (or its unrun closure) is gone.
+pub struct OnDrop(pub Sender<()>);
+
+impl Drop for OnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.send(());
+    }
+}
+
+#[unsync]
+async fn forever_async(started: Sender<()>, stopped: OnDrop) -> u32 {
+    let _stopped = stopped;
+    started.send(()).unwrap();
+    std::future::pending::<()>().await;
+    unreachable!()
+}
+
+#[unsync]
+fn until_cancelled_thread(started: Sender<()>, stopped: OnDrop) -> u32 {
+    let _stopped = stopped;
+    started.send(()).unwrap();
+    // The documented way for a thread task to stop early: look at the flag now and then.
+    while !unsync::is_cancelled() {
+        std::thread::park_timeout(Duration::from_millis(1));
+    }
+    1
+}
+
+#[unsync(parallel)]
+fn until_cancelled_parallel(started: Sender<()>, stopped: OnDrop) -> u32 {
+    let _stopped = stopped;
+    started.send(()).unwrap();
+    while !unsync::is_cancelled() {
+        std::thread::park_timeout(Duration::from_millis(1));
+    }
+    1
+}
+
+/// A task in `mode` that runs until it is cancelled. It sends on `started` once running, and
+/// on `stopped` once it stopped: an async task when it is dropped at its `.await`, a thread or
+/// rayon task when it saw [`unsync::is_cancelled`] and returned.
+pub fn until_cancelled(mode: Mode, started: Sender<()>, stopped: Sender<()>) -> Unfinished<u32> {
+    let stopped = OnDrop(stopped);
+    match mode {
+        Mode::Async => forever_async(started, stopped),
+        Mode::Thread => until_cancelled_thread(started, stopped),
+        Mode::Parallel => until_cancelled_parallel(started, stopped),
+    }
+}
+
+/// A count others can wait on reaching a value.
+#[derive(Clone, Default)]
+pub struct Counter(Arc<(Mutex<usize>, Condvar)>);
+
+impl Counter {
+    pub fn add(&self, n: usize) {
+        let (count, changed) = &*self.0;
+        *count.lock().unwrap() += n;
+        changed.notify_all();
+    }
+
+    pub fn get(&self) -> usize {
+        *self.0.0.lock().unwrap()
+    }
+
+    /// Block until the count is at least `n`; panics after `LIMIT`.
+    pub fn wait_for(&self, n: usize) {
+        let (count, changed) = &*self.0;
+        let (count, timeout) = changed
+            .wait_timeout_while(count.lock().unwrap(), LIMIT, |c| *c < n)
+            .unwrap();
+        assert!(!timeout.timed_out(), "count stuck at {} < {n}", *count);
+    }
+}
+
+/// A tiny seeded xorshift generator, so that random runs replay.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn seeded(seed: u64) -> Rng {
+        Rng(seed.max(1))
+    }
+
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// True with probability `percent`/100.
+    pub fn chance(&mut self, percent: u64) -> bool {
+        self.next() % 100 < percent
+    }
+}
+
+/// Run the `#[ignore]`d test `name` of this test binary in a child process, and return its
+/// output (for what only a fresh process can show: stderr, process-wide settings).
+pub fn run_child_test(name: &str) -> std::process::Output {
+    let output = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            name,
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "child test {name} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}

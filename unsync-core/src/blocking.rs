@@ -11,7 +11,8 @@
 //!   [`Config::blocking_threads`](crate::Config::blocking_threads) threads (512 by default).
 //!
 //! Threads beyond the hot ones exit after 10 s without work. The monitor sleeps while no job
-//! waits.
+//! waits. Jobs in flight (queued or running) are counted for [`shutdown`](crate::shutdown())
+//! on per-thread stripes (see `inflight`), not on one shared counter.
 
 use std::cell::Cell as StdCell;
 use std::sync::OnceLock;
@@ -22,7 +23,9 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError};
 
 use crate::cell::{Cell, Completer};
+use crate::context::Carried;
 use crate::handle::Unfinished;
+use crate::inflight::InFlight;
 
 type Job = Box<dyn FnOnce() + Send>;
 
@@ -45,6 +48,7 @@ struct Pool {
 }
 
 static POOL: OnceLock<Pool> = OnceLock::new();
+static IN_FLIGHT: InFlight = InFlight::new();
 
 thread_local! {
     static IS_POOL_THREAD: StdCell<bool> = const { StdCell::new(false) };
@@ -93,8 +97,19 @@ where
 {
     let cell = Cell::pending(task);
     let completer = Completer::new(cell.clone());
-    submit(Box::new(move || crate::task::run(completer, body)));
+    let carried = Carried::capture(task);
+    let token = IN_FLIGHT.start();
+    submit(Box::new(move || {
+        crate::task::run(completer, &carried, body);
+        drop(token);
+    }));
     Unfinished::from_cell(cell)
+}
+
+/// Jobs queued or running, not counting the one calling (when called from one).
+pub(crate) fn in_flight() -> usize {
+    let calling = IS_POOL_THREAD.with(StdCell::get) && crate::task::depth() > 0;
+    IN_FLIGHT.count().saturating_sub(usize::from(calling))
 }
 
 fn submit(job: Job) {

@@ -164,7 +164,9 @@ impl Config {
     }
 
     /// Run `#[unsync] async fn` on an application's own multi-threaded tokio runtime instead of
-    /// starting one. [`runtime`](crate::runtime) then returns this handle.
+    /// starting one. [`runtime`](crate::runtime()) then returns this handle. Enable its timers
+    /// (`enable_all()` or `enable_time()`) if you use [`Unfinished::timeout`](crate::Unfinished::timeout)
+    /// or `tokio::time` in your tasks.
     ///
     /// ```
     /// let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
@@ -177,8 +179,10 @@ impl Config {
     }
 
     /// Call `hook` for each task that failed (panicked or lost its worker) after every handle
-    /// to it was dropped unread. The default reports such a failure once, as a `tracing`-style
-    /// line on stderr.
+    /// to it was dropped unread, instead of the default report (a `tracing` error event with
+    /// target `unsync`, plus a line on stderr when no global `tracing` subscriber is installed).
+    /// The hook runs exactly once per such failure, on whichever thread finished the task or
+    /// dropped its last handle; cancelled tasks are never reported.
     ///
     /// ```
     /// let config = unsync_core::Config::new()

@@ -167,8 +167,16 @@ impl<T: Send + 'static> Unfinished<T> {
     /// | mode | queued, not started yet | already running |
     /// |---|---|---|
     /// | `#[unsync] async fn`, [`spawn`](crate::spawn) | never starts | aborted at its next `.await` |
-    /// | `#[unsync] fn`, [`spawn_blocking`](crate::spawn_blocking) | never starts | runs on (a thread cannot be killed); [`is_cancelled`](crate::is_cancelled) turns true so it can return early |
-    /// | `#[unsync(parallel)] fn`, [`spawn_parallel`](crate::spawn_parallel) | never starts | as for threads |
+    /// | `#[unsync] fn`, [`spawn_blocking`](crate::spawn_blocking) | never starts | runs on (a thread cannot be killed) and keeps its thread until it returns; [`is_cancelled`](crate::is_cancelled) turns true so it can return early |
+    /// | `#[unsync(parallel)] fn`, [`spawn_parallel`](crate::spawn_parallel) | never starts | as for threads: keeps its rayon thread until it returns; [`is_cancelled`](crate::is_cancelled) turns true |
+    /// | `#[unsync(cpu_bound)] fn` | never starts | the worker process is killed and replaced |
+    /// | [`then`](Unfinished::then), [`map`](Unfinished::map), [`join_all`](crate::join_all), [`timeout`](Unfinished::timeout) | — | cancels the inputs it still waits on, as by this table (for every clone of them) |
+    /// | [`promise`](crate::promise()) | — | the value, if ever set, is dropped; [`Promise::is_cancelled`](crate::Promise::is_cancelled) turns true |
+    ///
+    /// In every mode the handle side is immediate: readers waiting on any clone wake up with
+    /// [`Error::Cancelled`] at once, whatever the task itself still does. A running thread or
+    /// rayon task that ignores [`is_cancelled`](crate::is_cancelled) finishes its work, and its
+    /// result (or failure) is dropped unreported.
     ///
     /// ```
     /// use std::time::Duration;
@@ -186,6 +194,14 @@ impl<T: Send + 'static> Unfinished<T> {
                 task: source.task(),
             })
         })
+    }
+
+    /// Panic, naming `operation`, when the value was already handed out.
+    pub(crate) fn expect_live(&self, operation: &str) {
+        assert!(
+            self.source.is_some(),
+            "`{operation}` called on an Unfinished that already returned its value"
+        );
     }
 
     /// The name of the task: the `#[unsync]` function's path, or `"spawn"`, `"ready"`, ...
@@ -243,6 +259,13 @@ impl<T: Clone + Send + 'static> Clone for Unfinished<T> {
         Unfinished::from_source(source.clone())
     }
 }
+
+// A handle stays consistent when a panic passes through it: its cell's critical sections leave
+// the state consistent even when user code (a `Clone` impl) panics inside them, and a failure is
+// re-raised only after the outcome was taken. So `catch_unwind(|| handle.result())` needs no
+// `AssertUnwindSafe`.
+impl<T> std::panic::UnwindSafe for Unfinished<T> {}
+impl<T> std::panic::RefUnwindSafe for Unfinished<T> {}
 
 impl<T> Drop for Unfinished<T> {
     fn drop(&mut self) {

@@ -11,6 +11,10 @@
 //! | blocking pool that grows while its threads block | `#[unsync] fn`, [`spawn_blocking`] | `blocking` |
 //! | rayon pool, one thread per core | `#[unsync(parallel)] fn`, [`spawn_parallel`] | `parallel` |
 //!
+//! Composition and control, the same in every mode: [`Unfinished::then`], [`Unfinished::map`],
+//! [`Unfinished::timeout`], [`Unfinished::cancel`], [`join_all`], [`as_completed()`],
+//! [`promise()`], and [`shutdown()`] at the end of `main`.
+//!
 //! ```
 //! let io = unsync_core::spawn(async { "fetched" });
 //! let legacy = unsync_core::spawn_blocking(|| "read from disk");
@@ -20,26 +24,36 @@
 
 #![warn(missing_docs)]
 
+mod as_completed;
 mod blocking;
 mod cell;
+mod combinators;
 mod config;
+mod context;
 mod error;
 mod handle;
+mod inflight;
 mod parallel;
 mod process;
+mod promise;
 mod report;
 mod runtime;
+mod shutdown;
 mod sync;
 mod task;
 mod wait;
 
+pub use as_completed::{AsCompleted, AsCompletedIter, as_completed};
 pub use blocking::spawn_blocking;
+pub use combinators::join_all;
 pub use config::Config;
 pub use error::{ConfigError, Error};
 pub use handle::Unfinished;
 pub use parallel::spawn_parallel;
 pub use process::init;
+pub use promise::{Promise, promise};
 pub use runtime::{runtime, spawn};
+pub use shutdown::shutdown;
 pub use task::is_cancelled;
 
 /// What `#[unsync]` expands to. Not a public API: no stability promise.
@@ -51,16 +65,6 @@ pub mod __private {
     pub use crate::runtime::spawn_task as spawn_async;
     pub use linkme;
     pub use serde;
-
-    /// Run a `cpu_bound` body in this process (used inside a worker, for nested calls).
-    pub fn run_inline<T: Send + 'static>(
-        task: &'static str,
-        body: impl FnOnce() -> T,
-    ) -> crate::Unfinished<T> {
-        let cell = crate::cell::Cell::pending(task);
-        crate::task::run(crate::cell::Completer::new(cell.clone()), body);
-        crate::Unfinished::from_cell(cell)
-    }
 
     /// Makes a closure capture `self` whole (not field by field), so that it is dropped when
     /// the task ends, as in a normal call.

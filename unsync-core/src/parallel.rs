@@ -1,13 +1,19 @@
 //! The rayon pool behind `#[unsync(parallel)] fn` and [`spawn_parallel`]: one thread per core
 //! (or [`Config::parallel_threads`](crate::Config::parallel_threads)), for CPU work in this
 //! process. It is unsync's own pool, so `par_iter` inside a task runs on it too.
+//!
+//! rayon cannot say how many jobs it holds, so tasks in flight are counted for
+//! [`shutdown`](crate::shutdown()) on per-thread stripes (see `inflight`).
 
 use std::sync::OnceLock;
 
 use crate::cell::{Cell, Completer};
+use crate::context::Carried;
 use crate::handle::Unfinished;
+use crate::inflight::InFlight;
 
 static POOL: OnceLock<rayon::ThreadPool> = OnceLock::new();
+static IN_FLIGHT: InFlight = InFlight::new();
 
 fn pool() -> &'static rayon::ThreadPool {
     POOL.get_or_init(|| {
@@ -42,6 +48,25 @@ where
 {
     let cell = Cell::pending(task);
     let completer = Completer::new(cell.clone());
-    pool().spawn(move || crate::task::run(completer, body));
+    let carried = Carried::capture(task);
+    let token = IN_FLIGHT.start();
+    pool().spawn(move || {
+        crate::task::run(completer, &carried, body);
+        drop(token);
+    });
     Unfinished::from_cell(cell)
+}
+
+/// Tasks queued or running, not counting the ones calling (a rayon worker that waits runs
+/// other tasks nested on its stack, so the caller may be several).
+pub(crate) fn in_flight() -> usize {
+    let Some(pool) = POOL.get() else {
+        return 0;
+    };
+    let calling = if pool.current_thread_index().is_some() {
+        crate::task::depth()
+    } else {
+        0
+    };
+    IN_FLIGHT.count().saturating_sub(calling)
 }

@@ -1,7 +1,15 @@
 //! Failures nobody read: a task that panicked or lost its worker after every handle to it was
-//! dropped. Each such failure is reported exactly once, through the hook chosen in
-//! [`Config`](crate::Config) (by default a `tracing` error event, and a line on stderr when no
-//! `tracing` subscriber is installed).
+//! dropped. Each such failure is reported exactly once (the completion cell decides when:
+//! either when the task fails with no handle left, or when the last handle is dropped unread
+//! after the failure), through the hook chosen in [`Config`](crate::Config):
+//!
+//! - by default, a `tracing` error event (target `unsync`, fields `task` and `error`), plus a
+//!   line on stderr when no global `tracing` subscriber is installed, so that the failure is
+//!   never silently lost;
+//! - [`Config::on_unobserved_error`](crate::Config::on_unobserved_error): your hook instead;
+//! - [`Config::ignore_unobserved_errors`](crate::Config::ignore_unobserved_errors): nothing.
+//!
+//! Cancellation is never reported: it is the reader's own decision.
 
 use crate::config::UnobservedHook;
 use crate::error::Error;
@@ -13,7 +21,17 @@ pub(crate) fn unobserved(error: &Error) {
         UnobservedHook::Ignore => {}
         UnobservedHook::Custom(hook) => hook(error),
         UnobservedHook::Report => {
-            eprintln!("unsync: {error} (every handle to it was dropped, so nobody else saw it)")
+            tracing::error!(
+                target: "unsync",
+                task = error.task(),
+                error = %error,
+                "a failed task's error was never read: every handle to it was dropped"
+            );
+            if !tracing::dispatcher::has_been_set() {
+                eprintln!(
+                    "unsync: {error} (every handle to it was dropped, so nobody else saw it)"
+                );
+            }
         }
     }
 }

@@ -1,17 +1,31 @@
 //! The global tokio runtime that runs `#[unsync] async fn` and [`spawn`]: started lazily on
 //! first use, multi-threaded, never shut down (it lives in a `static`), or replaced by an
 //! application's own runtime through [`Config::runtime`](crate::Config::runtime).
+//!
+//! Tasks in flight (for [`shutdown`](crate::shutdown())) are counted by tokio itself on unsync's
+//! own runtime, at no cost per task; on an application's runtime, which also runs tasks that
+//! are not unsync's, unsync counts its own tasks (see `inflight`).
 
+use std::cell::Cell as StdCell;
 use std::future::Future;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::cell::{Abort, Cell, Completer};
+use crate::context::Carried;
+use crate::error::Error;
 use crate::handle::Unfinished;
+use crate::inflight::InFlight;
 use crate::task::TaskFuture;
 
 static HANDLE: OnceLock<tokio::runtime::Handle> = OnceLock::new();
 static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+/// unsync's tasks on an application's runtime (see [`Config::runtime`](crate::Config::runtime)).
+static ON_FOREIGN_RUNTIME: InFlight = InFlight::new();
+
+thread_local! {
+    static IS_RUNTIME_THREAD: StdCell<bool> = const { StdCell::new(false) };
+}
 
 /// The runtime unsync spawns async tasks on, started on first use.
 pub(crate) fn handle() -> &'static tokio::runtime::Handle {
@@ -26,6 +40,7 @@ pub(crate) fn handle() -> &'static tokio::runtime::Handle {
                 static NEXT: AtomicUsize = AtomicUsize::new(0);
                 format!("unsync-runtime-{}", NEXT.fetch_add(1, Ordering::Relaxed))
             })
+            .on_thread_start(|| IS_RUNTIME_THREAD.with(|t| t.set(true)))
             .enable_all()
             .build()
             .unwrap_or_else(|e| panic!("unsync cannot start its tokio runtime: {e}"));
@@ -69,8 +84,59 @@ where
     F: Future<Output = T> + Send + 'static,
     T: Send + 'static,
 {
+    spawn_with(task, future, Ok)
+}
+
+/// Run a future whose output is the task's outcome: an `Err` resolves the handle to that
+/// error, as a failure (for combinators, which propagate upstream failures as values).
+pub(crate) fn spawn_outcome<F, T>(task: &'static str, future: F) -> Unfinished<T>
+where
+    F: Future<Output = Result<T, Error>> + Send + 'static,
+    T: Send + 'static,
+{
+    spawn_with(task, future, std::convert::identity)
+}
+
+fn spawn_with<F, T>(
+    task: &'static str,
+    future: F,
+    finish: fn(F::Output) -> Result<T, Error>,
+) -> Unfinished<T>
+where
+    F: Future + Send + 'static,
+    T: Send + 'static,
+{
+    let runtime = handle();
+    let token = RUNTIME.get().is_none().then(|| ON_FOREIGN_RUNTIME.start());
     let cell = Cell::pending(task);
-    let join = handle().spawn(TaskFuture::new(future, Completer::new(cell.clone())));
+    let future = TaskFuture::new(
+        future,
+        Completer::new(cell.clone()),
+        finish,
+        Carried::capture(task),
+        token,
+    );
+    let join = runtime.spawn(future);
     cell.set_abort(Abort::Tokio(join.abort_handle()));
     Unfinished::from_cell(cell)
+}
+
+/// Async tasks in flight, not counting the one calling (when called from inside one).
+pub(crate) fn in_flight() -> usize {
+    let Some(runtime) = HANDLE.get() else {
+        return 0;
+    };
+    if RUNTIME.get().is_some() {
+        // Every task on unsync's own runtime, its combinators' and yours, counts.
+        let calling = IS_RUNTIME_THREAD.with(StdCell::get) && tokio::task::try_id().is_some();
+        runtime
+            .metrics()
+            .num_alive_tasks()
+            .saturating_sub(usize::from(calling))
+    } else {
+        let calling = crate::task::depth() > 0 && tokio::task::try_id().is_some();
+        ON_FOREIGN_RUNTIME
+            .count()
+            .saturating_sub(usize::from(calling))
+    }
 }

@@ -1,5 +1,6 @@
-//! Running a task body: panics are caught and become [`Error::Panicked`], and while the body
-//! runs, [`is_cancelled`] reads the flag of its own cell.
+//! Running a task body: panics are caught and become [`Error::Panicked`]; while the body
+//! runs, [`is_cancelled`] reads the flag of its own cell, and the span carried from the call
+//! site (see `context`) is entered.
 
 use std::cell::Cell as StdCell;
 use std::future::Future;
@@ -8,12 +9,22 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use crate::cell::Completer;
+use crate::context::Carried;
 use crate::error::Error;
+use crate::inflight::Token;
 use crate::sync::{AtomicBool, Ordering};
 
 thread_local! {
     /// The cancellation flag of the task running on this thread, or null.
     static CURRENT: StdCell<*const AtomicBool> = const { StdCell::new(std::ptr::null()) };
+    /// How many unsync task bodies are running on this thread's stack (more than one when a
+    /// rayon worker runs other jobs while it waits).
+    static DEPTH: StdCell<usize> = const { StdCell::new(0) };
+}
+
+/// How many unsync task bodies are running on this thread's stack (0 outside any task).
+pub(crate) fn depth() -> usize {
+    DEPTH.with(StdCell::get)
 }
 
 /// Whether the unsync task running on this thread (or polled by it) has been cancelled.
@@ -52,6 +63,7 @@ struct Running<'a> {
 
 impl<'a> Running<'a> {
     fn enter(flag: &'a AtomicBool) -> Running<'a> {
+        DEPTH.with(|d| d.set(d.get() + 1));
         Running {
             previous: CURRENT.with(|c| c.replace(flag)),
             _flag: std::marker::PhantomData,
@@ -62,17 +74,19 @@ impl<'a> Running<'a> {
 impl Drop for Running<'_> {
     fn drop(&mut self) {
         CURRENT.with(|c| c.set(self.previous));
+        DEPTH.with(|d| d.set(d.get() - 1));
     }
 }
 
 /// Run a synchronous task body to completion, unless it was cancelled while queued.
-pub(crate) fn run<T>(completer: Completer<T>, body: impl FnOnce() -> T) {
+pub(crate) fn run<T>(completer: Completer<T>, carried: &Carried, body: impl FnOnce() -> T) {
     let cell = completer.cell();
     if cell.is_cancelled() {
         return;
     }
     let task = cell.task();
     let outcome = {
+        let _span = carried.enter();
         let _running = Running::enter(cell.cancelled_flag());
         catch_unwind(AssertUnwindSafe(body))
     };
@@ -82,23 +96,40 @@ pub(crate) fn run<T>(completer: Completer<T>, body: impl FnOnce() -> T) {
 pin_project_lite::pin_project! {
     /// An async task body as spawned on tokio: completes its cell when the body finishes or
     /// panics; dropped early (aborted), its completer resolves the cell to `Cancelled`.
-    pub(crate) struct TaskFuture<F: Future> {
+    ///
+    /// `finish` turns the body's output into the cell's outcome: `Ok` for a plain task, the
+    /// identity for a combinator whose body yields an outcome (so an upstream failure
+    /// propagates as a value, not as a panic).
+    pub(crate) struct TaskFuture<F: Future, T> {
         #[pin]
         body: F,
-        completer: Option<Completer<F::Output>>,
+        completer: Option<Completer<T>>,
+        finish: fn(F::Output) -> Result<T, Error>,
+        carried: Carried,
+        // Counts the task as in flight while it lives (only on a runtime unsync cannot query).
+        token: Option<Token>,
     }
 }
 
-impl<F: Future> TaskFuture<F> {
-    pub(crate) fn new(body: F, completer: Completer<F::Output>) -> TaskFuture<F> {
+impl<F: Future, T> TaskFuture<F, T> {
+    pub(crate) fn new(
+        body: F,
+        completer: Completer<T>,
+        finish: fn(F::Output) -> Result<T, Error>,
+        carried: Carried,
+        token: Option<Token>,
+    ) -> TaskFuture<F, T> {
         TaskFuture {
             body,
             completer: Some(completer),
+            finish,
+            carried,
+            token,
         }
     }
 }
 
-impl<F: Future> Future for TaskFuture<F> {
+impl<F: Future, T> Future for TaskFuture<F, T> {
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
@@ -107,18 +138,21 @@ impl<F: Future> Future for TaskFuture<F> {
             return Poll::Ready(());
         };
         let cell = completer.cell();
+        let finish = *this.finish;
         let polled = {
+            let _span = this.carried.enter();
             let _running = Running::enter(cell.cancelled_flag());
-            catch_unwind(AssertUnwindSafe(|| this.body.poll(cx)))
+            catch_unwind(AssertUnwindSafe(|| this.body.poll(cx).map(finish)))
         };
         let outcome = match polled {
             Ok(Poll::Pending) => return Poll::Pending,
-            Ok(Poll::Ready(value)) => Ok(value),
+            Ok(Poll::Ready(outcome)) => outcome,
             Err(payload) => Err(Error::from_panic(cell.task(), &*payload)),
         };
         if let Some(completer) = this.completer.take() {
             completer.complete(outcome);
         }
+        drop(this.token.take());
         Poll::Ready(())
     }
 }

@@ -33,8 +33,34 @@ const RAYON_RESCAN: Duration = Duration::from_millis(1);
 
 /// Poll `poll` until it is ready, blocking the thread in between, or until `deadline`.
 pub(crate) fn block_on<R>(
+    poll: impl FnMut(&mut Context<'_>) -> Poll<R>,
+    deadline: Option<Instant>,
+) -> Option<R> {
+    block_on_ticking(poll, deadline, None)
+}
+
+/// Block until `done()` holds, checking it every `tick` (for conditions nothing wakes us
+/// about), or until `deadline`. True when `done()` held.
+pub(crate) fn wait_until(
+    mut done: impl FnMut() -> bool,
+    deadline: Instant,
+    tick: Duration,
+) -> bool {
+    let poll = |_: &mut Context<'_>| {
+        if done() {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    };
+    block_on_ticking(poll, Some(deadline), Some(tick)).is_some()
+}
+
+/// [`block_on`], re-polling at least every `tick` even when not woken.
+fn block_on_ticking<R>(
     mut poll: impl FnMut(&mut Context<'_>) -> Poll<R>,
     deadline: Option<Instant>,
+    tick: Option<Duration>,
 ) -> Option<R> {
     let waker = THREAD_WAKER.with(Waker::clone);
     let mut cx = Context::from_waker(&waker);
@@ -42,15 +68,15 @@ pub(crate) fn block_on<R>(
         return Some(r);
     }
     if rayon::current_thread_index().is_some() {
-        return wait_helping_rayon(&mut poll, &mut cx, deadline);
+        return wait_helping_rayon(&mut poll, &mut cx, deadline, tick);
     }
     crate::blocking::will_block();
     let on_tokio_worker = tokio::runtime::Handle::try_current()
         .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
     if on_tokio_worker {
-        tokio::task::block_in_place(|| park_until(&mut poll, &mut cx, deadline))
+        tokio::task::block_in_place(|| park_until(&mut poll, &mut cx, deadline, tick))
     } else {
-        park_until(&mut poll, &mut cx, deadline)
+        park_until(&mut poll, &mut cx, deadline, tick)
     }
 }
 
@@ -58,20 +84,23 @@ fn park_until<R>(
     poll: &mut impl FnMut(&mut Context<'_>) -> Poll<R>,
     cx: &mut Context<'_>,
     deadline: Option<Instant>,
+    tick: Option<Duration>,
 ) -> Option<R> {
     loop {
         if let Poll::Ready(r) = poll(cx) {
             return Some(r);
         }
-        match deadline {
-            None => thread::park(),
-            Some(deadline) => {
-                let now = Instant::now();
-                if now >= deadline {
-                    return None;
-                }
-                thread::park_timeout(deadline - now);
+        let mut pause = tick;
+        if let Some(deadline) = deadline {
+            let now = Instant::now();
+            if now >= deadline {
+                return None;
             }
+            pause = Some(pause.map_or(deadline - now, |p| p.min(deadline - now)));
+        }
+        match pause {
+            None => thread::park(),
+            Some(pause) => thread::park_timeout(pause),
         }
     }
 }
@@ -80,6 +109,7 @@ fn wait_helping_rayon<R>(
     poll: &mut impl FnMut(&mut Context<'_>) -> Poll<R>,
     cx: &mut Context<'_>,
     deadline: Option<Instant>,
+    tick: Option<Duration>,
 ) -> Option<R> {
     loop {
         if let Poll::Ready(r) = poll(cx) {
@@ -88,7 +118,7 @@ fn wait_helping_rayon<R>(
         if let Some(rayon::Yield::Executed) = rayon::yield_now() {
             continue;
         }
-        let mut pause = RAYON_RESCAN;
+        let mut pause = tick.map_or(RAYON_RESCAN, |t| t.min(RAYON_RESCAN));
         if let Some(deadline) = deadline {
             let now = Instant::now();
             if now >= deadline {

@@ -38,9 +38,7 @@ mod protocol;
 mod registry;
 mod worker;
 
-pub(crate) use pool::cancel;
-#[cfg_attr(not(test), allow(unused_imports))]
-pub(crate) use pool::shutdown;
+pub(crate) use pool::{cancel, shutdown};
 pub use worker::init;
 
 /// What `#[unsync(cpu_bound)]` expands to.
@@ -48,5 +46,5 @@ pub mod private {
     pub use super::codec::{Bulk, BulkElement, CodecError, Wire, assert_wire, decode, encode};
     pub use super::pool::spawn_process;
     pub use super::registry::{Shim, WORKER_FNS, WorkerFn};
-    pub use super::worker::in_worker;
+    pub use super::worker::{in_worker, run_inline};
 }

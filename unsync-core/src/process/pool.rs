@@ -104,7 +104,6 @@ enum Phase {
 /// Why the pool killed a worker.
 enum Kill {
     Cancel(u64),
-    #[cfg_attr(not(test), allow(dead_code))]
     Shutdown,
 }
 

@@ -57,6 +57,17 @@ pub fn in_worker() -> bool {
     IN_WORKER.load(Ordering::Relaxed)
 }
 
+/// Run a `cpu_bound` body here, in this process (a nested call inside a worker).
+pub fn run_inline<T: Send + 'static>(
+    task: &'static str,
+    body: impl FnOnce() -> T,
+) -> crate::Unfinished<T> {
+    let cell = crate::cell::Cell::pending(task);
+    let carried = crate::context::Carried::capture(task);
+    crate::task::run(crate::cell::Completer::new(cell.clone()), &carried, body);
+    crate::Unfinished::from_cell(cell)
+}
+
 fn become_worker(spec: &OsStr) -> ! {
     // SAFETY: this runs before `main` (or first thing in it), before this process starts any
     // thread, so nothing reads the environment concurrently. Removing the variable keeps

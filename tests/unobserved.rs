@@ -1,0 +1,229 @@
+//! Failures nobody read are reported exactly once, through the configured hook: never lost,
+//! never twice, and never for a cancelled task.
+//!
+//! `unsync::shutdown` is the barrier: once it returned 0, every task of the process has
+//! finished, so any report still to come would have been made. The tests run one at a time,
+//! since that barrier is process-wide.
+
+use std::panic::catch_unwind;
+use std::sync::{Mutex, MutexGuard, Once};
+use std::time::Duration;
+
+use unsync::{Config, Error, Unfinished};
+
+mod common;
+use common::{LIMIT, MODES, Mode, gated, gated_panic, watchdog};
+
+static REPORTS: Mutex<Vec<Error>> = Mutex::new(Vec::new());
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn setup() -> MutexGuard<'static, ()> {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        Config::new()
+            .on_unobserved_error(|error| REPORTS.lock().unwrap().push(error.clone()))
+            .install()
+            .expect("installed before any task");
+    });
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// How many reports there were for the failure with `message`.
+fn reports(message: &str) -> usize {
+    REPORTS
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|e| matches!(e, Error::Panicked { message: m, .. } if m == message))
+        .count()
+}
+
+/// Every task has finished (so every report that will ever be made was made).
+fn quiesce() {
+    assert_eq!(unsync::shutdown(LIMIT), 0);
+}
+
+fn message(what: &str, mode: Mode) -> String {
+    format!("{what} {mode:?}")
+}
+
+#[test]
+fn dropped_before_the_failure_reports_once() {
+    let _serial = setup();
+    watchdog(LIMIT, || {
+        for mode in MODES {
+            let msg = message("dropped before", mode);
+            let (open, handle) = gated_panic(mode, &msg);
+            drop(handle);
+            open.set(());
+            quiesce();
+            assert_eq!(reports(&msg), 1);
+        }
+    });
+}
+
+#[test]
+fn dropped_after_the_failure_reports_once_on_the_drop() {
+    let _serial = setup();
+    watchdog(LIMIT, || {
+        for mode in MODES {
+            let msg = message("dropped after", mode);
+            let (open, handle) = gated_panic(mode, &msg);
+            open.set(());
+            assert!(handle.wait_timeout(LIMIT));
+            quiesce();
+            assert_eq!(reports(&msg), 0, "a handle can still read it");
+            drop(handle);
+            assert_eq!(reports(&msg), 1, "reported by the drop itself");
+            quiesce();
+            assert_eq!(reports(&msg), 1);
+        }
+    });
+}
+
+#[test]
+fn clones_report_only_when_none_of_them_read() {
+    let _serial = setup();
+    watchdog(LIMIT, || {
+        for mode in MODES {
+            // One clone reads (as a value): nobody is told again.
+            let msg = message("one clone caught", mode);
+            let (open, handle) = gated_panic(mode, &msg);
+            let reader = handle.clone();
+            let other = handle.clone();
+            drop(handle);
+            open.set(());
+            assert!(reader.catch().result().is_err());
+            drop(other);
+            quiesce();
+            assert_eq!(reports(&msg), 0);
+
+            // One clone reads by re-raising the failure.
+            let msg = message("one clone raised", mode);
+            let (open, handle) = gated_panic(mode, &msg);
+            let reader = handle.clone();
+            open.set(());
+            assert!(catch_unwind(|| reader.result()).is_err());
+            drop(handle);
+            quiesce();
+            assert_eq!(reports(&msg), 0);
+
+            // No clone reads: once, whichever is dropped last and whenever.
+            let msg = message("no clone read", mode);
+            let (open, handle) = gated_panic(mode, &msg);
+            let late = handle.clone();
+            drop(handle);
+            open.set(());
+            assert!(late.wait_timeout(LIMIT));
+            let later = late.clone();
+            drop(late);
+            assert_eq!(reports(&msg), 0);
+            drop(later);
+            quiesce();
+            assert_eq!(reports(&msg), 1);
+        }
+    });
+}
+
+#[test]
+fn catch_reading_is_observing_and_catch_dropped_unread_is_not() {
+    let _serial = setup();
+    watchdog(LIMIT, || {
+        for mode in MODES {
+            let msg = message("caught", mode);
+            let (open, handle) = gated_panic(mode, &msg);
+            let caught = handle.catch();
+            open.set(());
+            assert!(matches!(caught.result(), Err(Error::Panicked { .. })));
+            quiesce();
+            assert_eq!(reports(&msg), 0);
+
+            let msg = message("caught but dropped", mode);
+            let (open, handle) = gated_panic(mode, &msg);
+            drop(handle.catch());
+            open.set(());
+            quiesce();
+            assert_eq!(reports(&msg), 1);
+        }
+    });
+}
+
+#[test]
+fn cancelled_tasks_are_never_reported() {
+    let _serial = setup();
+    watchdog(LIMIT, || {
+        for mode in MODES {
+            // Cancelled, then the body fails anyway (it was running, or never starts).
+            let msg = message("cancelled then failed", mode);
+            let (open, handle) = gated_panic(mode, &msg);
+            assert!(handle.cancel());
+            drop(handle);
+            open.set(());
+            // Cancelled and read as cancelled by a clone.
+            let msg2 = message("cancelled and read", mode);
+            let (open2, handle) = gated_panic(mode, &msg2);
+            let clone = handle.clone();
+            assert!(handle.cancel());
+            open2.set(());
+            assert!(matches!(
+                clone.catch().result(),
+                Err(Error::Cancelled { .. })
+            ));
+            drop(handle);
+            // Timed out.
+            let msg3 = message("timed out", mode);
+            let (open3, handle) = gated_panic(mode, &msg3);
+            let outcome = handle.timeout(Duration::from_millis(1)).result();
+            assert!(matches!(outcome, Err(Error::TimedOut { .. })));
+            open3.set(());
+            quiesce();
+            assert_eq!(reports(&msg) + reports(&msg2) + reports(&msg3), 0);
+        }
+        // A promise dropped unset is a cancellation too.
+        let (promise, handle) = unsync::promise::<u8>();
+        drop(handle);
+        drop(promise);
+        let cancellations = REPORTS
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|e| matches!(e, Error::Cancelled { .. }))
+            .count();
+        assert_eq!(cancellations, 0);
+    });
+}
+
+#[test]
+fn failures_through_derived_handles_report_once() {
+    let _serial = setup();
+    watchdog(LIMIT, || {
+        for mode in MODES {
+            // The derived task reads the input's failure, so only the dropped derived handle
+            // reports it.
+            let msg = message("under map", mode);
+            let (open, handle) = gated_panic(mode, &msg);
+            drop(handle.map(|n| n + 1).then(Unfinished::ready));
+            open.set(());
+            quiesce();
+            assert_eq!(reports(&msg), 1);
+
+            // join_all fails with the first failure; the second, read by nobody, is reported
+            // on its own: each once.
+            let first = message("join first", mode);
+            let second = message("join second", mode);
+            // (The other two are async: gated rayon tasks may nest on one thread, and then the
+            // first could not finish before them.)
+            let (open_first, a) = gated_panic(mode, &first);
+            let (open_second, b) = gated_panic(Mode::Async, &second);
+            let (open_ok, c) = gated(Mode::Async, 1_u32);
+            let joined = unsync::join_all([a, b, c]);
+            open_first.set(());
+            assert!(joined.wait_timeout(LIMIT), "failed fast with `first`");
+            drop(joined);
+            open_second.set(());
+            open_ok.set(());
+            quiesce();
+            assert_eq!((reports(&first), reports(&second)), (1, 1));
+        }
+    });
+}

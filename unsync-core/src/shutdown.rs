@@ -1,0 +1,68 @@
+//! [`shutdown`]: the end of `main`. Waits (boundedly) for the tasks still in flight on every
+//! executor, then stops the worker processes.
+//!
+//! It counts tasks, it does not track them: the async runtime is asked how many tasks it holds
+//! (tokio keeps that number anyway), the blocking and rayon pools count theirs on per-thread
+//! stripes (see `inflight`), so that nothing is added to the spawn path for it. As nothing
+//! wakes it when a count drops, it checks the counts every millisecond.
+
+use std::time::{Duration, Instant};
+
+/// How often the counts are checked while waiting.
+const TICK: Duration = Duration::from_millis(1);
+
+/// Wait up to `timeout` for the tasks in flight to finish, then stop and reap the worker
+/// processes; returns how many tasks were still running (0: everything finished in time).
+///
+/// Meant for the end of `main`, so that background work started with `#[unsync]` is not cut
+/// off when the process exits. It does not cancel anything: in-process tasks that are still
+/// running when `timeout` passes keep running (until the process exits), and their handles
+/// still work. Nothing is torn down for good: the pools and the runtime stay (idle), and the
+/// next task, or the next `cpu_bound` call, starts what it needs again, lazily.
+///
+/// Counted as in flight: tasks queued or running on the async runtime (on unsync's own
+/// runtime, every task on it counts, your own `unsync::runtime().spawn(..)` ones and the small
+/// tasks behind [`then`](crate::Unfinished::then), [`map`](crate::Unfinished::map),
+/// [`join_all`](crate::join_all) and [`timeout`](crate::Unfinished::timeout) included; on a
+/// runtime given to [`Config::runtime`](crate::Config::runtime), only unsync's tasks), on the
+/// blocking pool, on the rayon pool, and on the worker processes.
+///
+/// Safe to call from anywhere, and never panics:
+/// - from sync code, it blocks the calling thread (up to `timeout`);
+/// - from inside async code it blocks too, as [`Unfinished::result`](crate::Unfinished::result)
+///   does: on a multi-threaded tokio runtime through `block_in_place` (the runtime moves its
+///   other tasks to another thread), on a current-thread runtime or another executor by
+///   blocking that executor's thread, so its own other tasks wait (unsync's run elsewhere and
+///   go on);
+/// - from inside an unsync task (of any mode), the calling task is not counted, so that it
+///   does not wait for itself; on a rayon worker, the tasks it is nested in on that thread
+///   are not counted either. Tasks on other threads that wait for the caller do count (they
+///   are still running), so calling it there waits out `timeout`: call it at the end of
+///   `main`, not from inside the work.
+///
+/// ```
+/// use std::time::Duration;
+///
+/// let background = unsync_core::spawn_blocking(|| std::thread::sleep(Duration::from_millis(20)));
+/// drop(background); // fire and forget...
+/// // ...but let it finish before the process exits.
+/// assert_eq!(unsync_core::shutdown(Duration::from_secs(60)), 0);
+/// ```
+pub fn shutdown(timeout: Duration) -> usize {
+    let deadline = Instant::now().checked_add(timeout);
+    let deadline = deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400 * 365));
+    crate::wait::wait_until(|| in_process() == 0, deadline, TICK);
+    in_process() + process_pool_shutdown(deadline)
+}
+
+/// Tasks in flight on the in-process executors, the caller excluded.
+fn in_process() -> usize {
+    crate::runtime::in_flight() + crate::blocking::in_flight() + crate::parallel::in_flight()
+}
+
+/// The process pool (`#[unsync(cpu_bound)]`): wait until `deadline` for the calls on worker
+/// processes, then stop and reap the workers (the next `cpu_bound` call starts them again);
+/// returns how many of its calls were still queued or running.
+fn process_pool_shutdown(deadline: Instant) -> usize {
+    crate::process::shutdown(deadline)
+}
