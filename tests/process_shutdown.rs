@@ -24,8 +24,14 @@ fn forever() -> u32 {
 }
 
 fn exists(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .is_ok_and(|stat| !stat.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'))
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        !stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z')
+    })
 }
 
 #[test]
@@ -46,7 +52,10 @@ fn shutdown_waits_then_reaps_and_the_pool_restarts() {
         // A call that never ends: shutdown gives up at its deadline, kills it, counts it.
         let stuck = forever();
         assert_eq!(unsync::shutdown(Duration::from_millis(100)), 1);
-        assert!(matches!(stuck.catch().result(), Err(unsync::Error::Cancelled { .. })));
+        assert!(matches!(
+            stuck.catch().result(),
+            Err(unsync::Error::Cancelled { .. })
+        ));
         assert!(!exists(second));
     });
 }
