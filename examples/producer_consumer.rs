@@ -193,8 +193,8 @@ impl Run {
         }
         let expected = PRODUCERS * ITEMS_PER_PRODUCER as usize;
         let once = seen.values().filter(|&&n| n == 1).count();
-        let all_made = (1..=PRODUCERS)
-            .all(|p| (1..=ITEMS_PER_PRODUCER).all(|i| seen.contains_key(&(p, i))));
+        let all_made =
+            (1..=PRODUCERS).all(|p| (1..=ITEMS_PER_PRODUCER).all(|i| seen.contains_key(&(p, i))));
         (
             all_made && once == expected && self.consumed.len() == expected && wrong_values == 0,
             format!(
@@ -205,9 +205,7 @@ impl Run {
     }
 
     fn places(&self) -> impl Iterator<Item = &Place> {
-        self.consumed
-            .iter()
-            .flat_map(|c| [&c.item.made_at, &c.at])
+        self.consumed.iter().flat_map(|c| [&c.item.made_at, &c.at])
     }
 }
 
@@ -237,7 +235,10 @@ fn main() {
         PRODUCER_PAUSE_MS.1,
         here()
     );
-    let sync = timed("sync: produce everything, then consume (main thread)", run_sync);
+    let sync = timed(
+        "sync: produce everything, then consume (main thread)",
+        run_sync,
+    );
     let asynchronous = timed("async: #[unsync] async fn, async channel", run_async);
     let threads = timed("threads: #[unsync] fn, blocking channel", run_threads);
 
