@@ -465,36 +465,37 @@ fn main() {
 
     let mut claims = Claims::new();
     let all_done = WORKERS * TRANSFERS;
-    for o in [&one_lock, &ordered] {
-        claims.correct(
-            format!(
-                "{}: no inconsistent total seen, ${TOTAL} at the end",
-                o.name
-            ),
-            o.inconsistencies == 0
-                && o.final_total == TOTAL
-                && o.transfers > 0
-                && (o.transfers == all_done || o.out_of_time)
-                && o.deadlock.is_none(),
-            format!(
-                "{} inconsistent, ${} final, {}/{all_done} transfers{}",
-                o.inconsistencies,
-                o.final_total,
-                o.transfers,
-                if o.out_of_time {
-                    " in the time budget"
-                } else {
-                    ""
-                }
-            ),
-        );
-    }
-    for o in [&unsafe_bank, &naive] {
-        claims.correct(
-            format!("{}: workers stopped, ${TOTAL} at the end", o.name),
-            o.stopped && o.final_total == TOTAL,
-            format!("${} final", o.final_total),
-        );
+    for o in all {
+        if o.name == one_lock.name || o.name == ordered.name {
+            claims.correct(
+                format!(
+                    "{}: no inconsistent total seen, ${TOTAL} at the end",
+                    o.name
+                ),
+                o.inconsistencies == 0
+                    && o.final_total == TOTAL
+                    && o.transfers > 0
+                    && (o.transfers == all_done || o.out_of_time)
+                    && o.deadlock.is_none(),
+                format!(
+                    "{} inconsistent, ${} final, {}/{all_done} transfers{}",
+                    o.inconsistencies,
+                    o.final_total,
+                    o.transfers,
+                    if o.out_of_time {
+                        " in the time budget"
+                    } else {
+                        ""
+                    }
+                ),
+            );
+        } else {
+            claims.correct(
+                format!("{}: workers stopped, ${TOTAL} at the end", o.name),
+                o.stopped && o.final_total == TOTAL,
+                format!("${} final", o.final_total),
+            );
+        }
     }
     claims.correct(
         "every worker ran on the blocking pool of this process",
