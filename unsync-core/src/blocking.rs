@@ -118,10 +118,13 @@ fn submit(job: Job) {
     if pool.sender.send(job).is_err() {
         unreachable!("the blocking pool owns its receiver");
     }
-    if pool.idle.load(Ordering::SeqCst) == 0 {
-        if pool.threads.load(Ordering::Relaxed) < pool.hot {
-            pool.spawn_thread();
-        }
+    let idle = pool.idle.load(Ordering::SeqCst);
+    if idle == 0 && pool.threads.load(Ordering::Relaxed) < pool.hot {
+        pool.spawn_thread();
+    }
+    // More jobs waiting than idle threads to take them: a burst can outrun an idle thread that
+    // has not woken yet, and every job of it would then queue behind that one thread.
+    if pool.receiver.len() > idle {
         pool.wake_monitor();
     }
 }
