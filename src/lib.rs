@@ -10,6 +10,7 @@
 //! | `#[unsync] async fn` | a global multi-threaded tokio runtime, started on first use |
 //! | `#[unsync] fn` | a thread pool for blocking I/O and legacy sync libraries |
 //! | `#[unsync(parallel)] fn` | a rayon pool, one thread per core, for CPU work |
+//! | `#[unsync(cpu_bound)] fn` | a pool of worker processes: a crash or a kill costs one worker, never the caller |
 //!
 //! ```
 //! use std::time::Duration;
@@ -167,8 +168,25 @@ pub use unsync_core::*;
 /// | `#[unsync] async fn` | the global tokio runtime |
 /// | `#[unsync] fn` | the blocking thread pool |
 /// | `#[unsync(parallel)] fn` | the rayon pool |
+/// | `#[unsync(cpu_bound)] fn` | a worker process (arguments and result must be `Serialize + DeserializeOwned`; not generic, not `async`, not a method) |
 ///
-/// Options: `parallel`, and `crate = "path"` for a renamed dependency.
+/// Options: `parallel` or `cpu_bound`, and `crate = "path"` for a renamed dependency.
+/// How worker processes start, what crosses the pipe and what happens on a crash is described
+/// in the crate's README ("Worker processes"). It works in binaries, examples, integration
+/// tests and doc tests alike, with nothing to add to `main`:
+///
+/// ```
+/// use unsync::unsync;
+///
+/// #[unsync(cpu_bound)]
+/// fn sum_of_squares(values: Vec<f64>) -> (f64, u32) {
+///     (values.iter().map(|v| v * v).sum(), std::process::id())
+/// }
+///
+/// let (sum, worker) = sum_of_squares(vec![1.0, 2.0, 3.0]).result();
+/// assert_eq!(sum, 14.0);
+/// assert_ne!(worker, std::process::id());
+/// ```
 ///
 /// Refused at compile time, with an error on the offending token: borrowed arguments or
 /// `&self` (the task outlives the call), lifetime parameters, `#[unsync(parallel)]` on an

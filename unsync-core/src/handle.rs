@@ -92,8 +92,16 @@ impl<T: Send + 'static> Unfinished<T> {
 
     /// Block until done; the outcome as a value.
     pub(crate) fn outcome(mut self) -> Result<T, Error> {
-        crate::wait::block_on(|cx| self.poll_outcome(cx), None)
-            .expect("a wait without deadline returns a value")
+        let parked = match &self.source {
+            Some(source) if !source.is_done() => crate::wait::spin_until(|| source.is_done()),
+            _ => None,
+        };
+        let outcome = crate::wait::block_on(|cx| self.poll_outcome(cx), None)
+            .expect("a wait without deadline returns a value");
+        if let Some(started) = parked {
+            crate::wait::record_wait(started);
+        }
+        outcome
     }
 
     /// The same handle, with failure as a value: resolves to `Ok(value)`, or to `Err(error)`

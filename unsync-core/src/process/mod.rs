@@ -24,12 +24,11 @@
 //! - Workers die with the parent: `PR_SET_PDEATHSIG` (Linux), and end of input on their pipe.
 //! - Inside a worker, a nested `cpu_bound` call runs inline, in that worker.
 //!
-//! Limits: Linux (and Unix systems with `/proc/self/exe` semantics for the executable path;
-//! elsewhere `current_exe`). Doc tests cannot use `cpu_bound` (rustdoc builds each example as
-//! its own binary, and runs them in ways that are not worth guessing): use integration tests
-//! or examples. Where the linker drops life-before-main constructors (some LTO or
-//! static-library set-ups), call [`init`](crate::init) first thing in `main`; the pool detects
-//! the problem and says so instead of starting workers that would run `main`.
+//! Limits: tested on Linux; other Unix systems use `current_exe` (untested); no Windows. It
+//! works in binaries, examples, `cargo test` binaries and doc tests. Where the linker drops
+//! life-before-main constructors (some LTO or static-library set-ups), call
+//! [`init`](crate::init) first thing in `main`; the pool detects the problem and says so
+//! instead of starting workers that would run `main`.
 
 mod codec;
 mod launch;

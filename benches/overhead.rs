@@ -1,0 +1,566 @@
+//! What the convenience costs: each mode of unsync against the raw executor it wraps,
+//! measured in the same run, so that machine drift cancels out in the ratios.
+//!
+//! ```sh
+//! cargo bench --bench overhead              # full run
+//! cargo bench --bench overhead -- --quick   # under a minute
+//! ```
+//!
+//! Prints a table and writes the same figures to `target/bench/overhead.json`.
+//!
+//! | case | unsync | raw baseline |
+//! |---|---|---|
+//! | async | `#[unsync] async fn` | `tokio::spawn` on a 2-worker runtime, waited from a plain thread |
+//! | thread | `#[unsync] fn` | `tokio::task::spawn_blocking`, waited from a plain thread |
+//! | parallel | `#[unsync(parallel)] fn` | `rayon::spawn` on a 2-thread pool + a oneshot |
+//! | process | `#[unsync(cpu_bound)] fn` echo, 8 B and 1 MiB | a pipe echo to this executable re-executed, same codec (postcard) |
+
+use std::hint::black_box;
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use unsync::unsync;
+
+const RAW_ECHO_ENV: &str = "OVERHEAD_RAW_ECHO";
+const MEMORY_ENV: &str = "OVERHEAD_MEMORY";
+
+#[unsync]
+async fn async_trivial(x: u64) -> u64 {
+    x + 1
+}
+
+#[unsync]
+fn thread_trivial(x: u64) -> u64 {
+    x + 1
+}
+
+#[unsync(parallel)]
+fn parallel_trivial(x: u64) -> u64 {
+    x + 1
+}
+
+#[unsync(cpu_bound)]
+fn process_echo(data: Vec<u8>) -> Vec<u8> {
+    data
+}
+
+#[unsync(cpu_bound)]
+fn process_kernel(steps: u64) -> f64 {
+    kernel(steps)
+}
+
+#[unsync(parallel)]
+fn parallel_kernel(steps: u64) -> f64 {
+    kernel(steps)
+}
+
+/// The course's math loop (f64, folded, not optimised away).
+fn kernel(steps: u64) -> f64 {
+    let mut acc = 0.0_f64;
+    for i in 0..steps {
+        acc += black_box((i as f64 - 1_000_000.0).abs().sqrt());
+    }
+    acc
+}
+
+struct Settings {
+    quick: bool,
+}
+
+impl Settings {
+    fn rounds(&self, full: usize) -> usize {
+        if self.quick {
+            (full / 5).max(200)
+        } else {
+            full
+        }
+    }
+}
+
+/// Latency: median and p90 of sequential round trips, in µs.
+#[derive(Clone, Copy)]
+struct Latency {
+    median: f64,
+    p90: f64,
+}
+
+fn latency(rounds: usize, mut round_trip: impl FnMut(u64)) -> Latency {
+    for i in 0..(rounds / 10).max(50) {
+        round_trip(i as u64);
+    }
+    let mut samples: Vec<f64> = (0..rounds)
+        .map(|i| {
+            let start = Instant::now();
+            round_trip(i as u64);
+            start.elapsed().as_secs_f64() * 1e6
+        })
+        .collect();
+    samples.sort_by(f64::total_cmp);
+    Latency {
+        median: samples[samples.len() / 2],
+        p90: samples[samples.len() * 9 / 10],
+    }
+}
+
+/// Throughput of a burst: submit `n`, then collect; the median of `repeats` bursts, tasks/s.
+fn burst<H>(
+    n: usize,
+    repeats: usize,
+    mut submit: impl FnMut(u64) -> H,
+    mut collect: impl FnMut(H) -> u64,
+) -> f64 {
+    let mut rates: Vec<f64> = (0..repeats)
+        .map(|_| {
+            let start = Instant::now();
+            let handles: Vec<H> = (0..n as u64).map(&mut submit).collect();
+            let mut sum = 0;
+            for h in handles {
+                sum += collect(h);
+            }
+            assert_eq!(sum, (1..=n as u64).sum::<u64>(), "every task ran once");
+            n as f64 / start.elapsed().as_secs_f64()
+        })
+        .collect();
+    rates.sort_by(f64::total_cmp);
+    rates[rates.len() / 2]
+}
+
+struct Row {
+    case: String,
+    lib: Latency,
+    raw: Latency,
+    lib_burst: f64,
+    raw_burst: f64,
+}
+
+impl Row {
+    fn json(&self) -> String {
+        format!(
+            "{{\"case\":\"{}\",\"latency_us\":{{\"unsync_median\":{:.2},\"unsync_p90\":{:.2},\"raw_median\":{:.2},\"raw_p90\":{:.2},\"ratio\":{:.3}}},\"burst_per_s\":{{\"unsync\":{:.0},\"raw\":{:.0},\"ratio\":{:.3}}}}}",
+            self.case,
+            self.lib.median,
+            self.lib.p90,
+            self.raw.median,
+            self.raw.p90,
+            self.lib.median / self.raw.median,
+            self.lib_burst,
+            self.raw_burst,
+            self.lib_burst / self.raw_burst
+        )
+    }
+}
+
+fn async_case(s: &Settings) -> Row {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .unwrap();
+    let raw = latency(s.rounds(20_000), |i| {
+        let h = rt.spawn(async move { i + 1 });
+        black_box(futures::executor::block_on(h).unwrap());
+    });
+    let lib = latency(s.rounds(20_000), |i| {
+        black_box(async_trivial(i).result());
+    });
+    let n = if s.quick { 20_000 } else { 100_000 };
+    let raw_burst = burst(
+        n,
+        5,
+        |i| rt.spawn(async move { i + 1 }),
+        |h| futures::executor::block_on(h).unwrap(),
+    );
+    let lib_burst = burst(n, 5, async_trivial, |h| h.result());
+    Row {
+        case: "async".into(),
+        lib,
+        raw,
+        lib_burst,
+        raw_burst,
+    }
+}
+
+fn thread_case(s: &Settings) -> Row {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .unwrap();
+    let raw = latency(s.rounds(20_000), |i| {
+        let h = rt.spawn_blocking(move || i + 1);
+        black_box(futures::executor::block_on(h).unwrap());
+    });
+    let lib = latency(s.rounds(20_000), |i| {
+        black_box(thread_trivial(i).result());
+    });
+    let n = if s.quick { 20_000 } else { 100_000 };
+    let raw_burst = burst(
+        n,
+        5,
+        |i| rt.spawn_blocking(move || i + 1),
+        |h| futures::executor::block_on(h).unwrap(),
+    );
+    let lib_burst = burst(n, 5, thread_trivial, |h| h.result());
+    Row {
+        case: "thread".into(),
+        lib,
+        raw,
+        lib_burst,
+        raw_burst,
+    }
+}
+
+fn parallel_case(s: &Settings) -> Row {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .unwrap();
+    let raw_spawn = |i: u64| {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        pool.spawn(move || {
+            let _ = tx.send(i + 1);
+        });
+        rx
+    };
+    let raw = latency(s.rounds(20_000), |i| {
+        black_box(raw_spawn(i).blocking_recv().unwrap());
+    });
+    let lib = latency(s.rounds(20_000), |i| {
+        black_box(parallel_trivial(i).result());
+    });
+    let n = if s.quick { 20_000 } else { 100_000 };
+    let raw_burst = burst(n, 5, raw_spawn, |rx| rx.blocking_recv().unwrap());
+    let lib_burst = burst(n, 5, parallel_trivial, |h| h.result());
+    Row {
+        case: "parallel".into(),
+        lib,
+        raw,
+        lib_burst,
+        raw_burst,
+    }
+}
+
+/// The raw baseline for processes: this executable re-executed, echoing frames (a `u32`
+/// length, then postcard) on stdin/stdout.
+struct RawEcho {
+    child: Child,
+    to: BufWriter<ChildStdin>,
+    from: BufReader<ChildStdout>,
+}
+
+impl RawEcho {
+    fn start() -> RawEcho {
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .env(RAW_ECHO_ENV, "1")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let to = BufWriter::new(child.stdin.take().unwrap());
+        let from = BufReader::new(child.stdout.take().unwrap());
+        RawEcho { child, to, from }
+    }
+
+    fn send(&mut self, payload: &[u8]) {
+        let encoded = postcard::to_allocvec(&serde_bytes::Bytes::new(payload)).unwrap();
+        self.to
+            .write_all(&(encoded.len() as u32).to_le_bytes())
+            .unwrap();
+        self.to.write_all(&encoded).unwrap();
+    }
+
+    fn flush(&mut self) {
+        self.to.flush().unwrap();
+    }
+
+    fn receive(&mut self) -> Vec<u8> {
+        let frame = read_frame(&mut self.from).expect("the echo answers");
+        postcard::from_bytes::<serde_bytes::ByteBuf>(&frame)
+            .unwrap()
+            .into_vec()
+    }
+}
+
+impl Drop for RawEcho {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn read_frame(from: &mut impl Read) -> Option<Vec<u8>> {
+    let mut len = [0; 4];
+    from.read_exact(&mut len).ok()?;
+    let mut frame = vec![0; u32::from_le_bytes(len) as usize];
+    from.read_exact(&mut frame).ok()?;
+    Some(frame)
+}
+
+fn raw_echo_main() {
+    let mut from = BufReader::new(std::io::stdin().lock());
+    let mut to = BufWriter::new(std::io::stdout().lock());
+    while let Some(frame) = read_frame(&mut from) {
+        let data = postcard::from_bytes::<serde_bytes::ByteBuf>(&frame)
+            .unwrap()
+            .into_vec();
+        let encoded = postcard::to_allocvec(&serde_bytes::Bytes::new(&data)).unwrap();
+        to.write_all(&(encoded.len() as u32).to_le_bytes()).unwrap();
+        to.write_all(&encoded).unwrap();
+        if from.buffer().is_empty() {
+            to.flush().unwrap();
+        }
+    }
+}
+
+fn process_case(s: &Settings, size: usize, label: &str) -> Row {
+    let payload: Vec<u8> = (0..size).map(|i| i as u8).collect();
+    let mut raw_echo = RawEcho::start();
+    let rounds = if size > 1024 {
+        s.rounds(500)
+    } else {
+        s.rounds(10_000)
+    };
+    let raw = latency(rounds, |_| {
+        raw_echo.send(&payload);
+        raw_echo.flush();
+        black_box(raw_echo.receive());
+    });
+    let lib = latency(rounds, |_| {
+        black_box(process_echo(payload.clone()).result());
+    });
+    let n = if size > 1024 {
+        if s.quick { 200 } else { 1000 }
+    } else if s.quick {
+        5_000
+    } else {
+        10_000
+    };
+    // Pipelined bursts: submit n, then collect.
+    let mut rates = Vec::new();
+    for _ in 0..3 {
+        let start = Instant::now();
+        let mut sent = 0;
+        let mut got = 0;
+        // Keep the pipe full without deadlocking on it: at most 256 KiB ahead.
+        let window = (256 << 10) / size.max(1) + 1;
+        while got < n {
+            while sent < n && sent - got < window {
+                raw_echo.send(&payload);
+                sent += 1;
+            }
+            raw_echo.flush();
+            assert_eq!(raw_echo.receive().len(), size);
+            got += 1;
+        }
+        rates.push(n as f64 / start.elapsed().as_secs_f64());
+    }
+    rates.sort_by(f64::total_cmp);
+    let raw_burst = rates[1];
+    let mut rates = Vec::new();
+    for _ in 0..3 {
+        let start = Instant::now();
+        let handles: Vec<_> = (0..n).map(|_| process_echo(payload.clone())).collect();
+        for h in handles {
+            assert_eq!(h.result().len(), size);
+        }
+        rates.push(n as f64 / start.elapsed().as_secs_f64());
+    }
+    rates.sort_by(f64::total_cmp);
+    Row {
+        case: label.into(),
+        lib,
+        raw,
+        lib_burst: rates[1],
+        raw_burst,
+    }
+}
+
+/// Peak RSS of a child process that holds `n` pending async tasks (unsync or raw tokio).
+fn memory_child(kind: &str) {
+    let n: usize = 1_000_000;
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .unwrap();
+    let baseline = peak_rss_kib();
+    match kind {
+        "raw" => {
+            let handles: Vec<_> = (0..n)
+                .map(|_| {
+                    let mut rx = rx.clone();
+                    rt.spawn(async move {
+                        let _ = rx.changed().await;
+                    })
+                })
+                .collect();
+            println!("{}", peak_rss_kib() - baseline);
+            let _ = tx.send(true);
+            drop(handles);
+        }
+        _ => {
+            #[unsync]
+            async fn pending(mut rx: tokio::sync::watch::Receiver<bool>) {
+                let _ = rx.changed().await;
+            }
+            let _ = unsync::runtime();
+            let baseline = peak_rss_kib();
+            let handles: Vec<_> = (0..n).map(|_| pending(rx.clone())).collect();
+            println!("{}", peak_rss_kib() - baseline);
+            let _ = tx.send(true);
+            drop(handles);
+        }
+    }
+}
+
+fn peak_rss_kib() -> i64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn bytes_per_pending_task(kind: &str) -> f64 {
+    let output = Command::new(std::env::current_exe().unwrap())
+        .env(MEMORY_ENV, kind)
+        .output()
+        .unwrap();
+    let kib: f64 = String::from_utf8_lossy(&output.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(f64::NAN);
+    kib * 1024.0 / 1e6
+}
+
+fn median_of(mut samples: Vec<f64>) -> f64 {
+    samples.sort_by(f64::total_cmp);
+    samples[samples.len() / 2]
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into())
+}
+
+fn main() {
+    if std::env::var_os(RAW_ECHO_ENV).is_some() {
+        return raw_echo_main();
+    }
+    if let Some(kind) = std::env::var_os(MEMORY_ENV) {
+        return memory_child(&kind.to_string_lossy());
+    }
+    let quick =
+        std::env::args().any(|a| a == "--quick") || std::env::var_os("OVERHEAD_QUICK").is_some();
+    let s = Settings { quick };
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let load_before = load_average();
+    let started = Instant::now();
+    println!(
+        "unsync overhead benchmark ({}), {cores} cores, load average {load_before}",
+        if quick { "quick" } else { "full" }
+    );
+
+    // Warm the pools (and start the worker processes) outside the measurements.
+    let _ = (
+        async_trivial(0).result(),
+        thread_trivial(0).result(),
+        parallel_trivial(0).result(),
+    );
+    let _ = process_echo(vec![1]).result();
+
+    let rows = vec![
+        async_case(&s),
+        thread_case(&s),
+        parallel_case(&s),
+        process_case(&s, 8, "process 8 B"),
+        process_case(&s, 1 << 20, "process 1 MiB"),
+    ];
+
+    // Process-pool cold start: the first call after the pool was shut down.
+    let cold: Vec<f64> = (0..if quick { 3 } else { 7 })
+        .map(|_| {
+            unsync::shutdown(Duration::from_secs(10));
+            let start = Instant::now();
+            black_box(process_echo(vec![1]).result());
+            start.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    let cold_ms = median_of(cold);
+
+    // CPU scaling of one kernel over 2 tasks against 1.
+    let steps = if quick { 20_000_000 } else { 60_000_000 };
+    let scale = |run: &dyn Fn(u64) -> f64| {
+        let one = Instant::now();
+        black_box(run(steps));
+        let one = one.elapsed().as_secs_f64();
+        let two = Instant::now();
+        black_box(run(steps / 2));
+        let two = two.elapsed().as_secs_f64();
+        one / two
+    };
+    let rayon_scaling = scale(&|steps| {
+        let halves = [parallel_kernel(steps), parallel_kernel(steps)];
+        halves.into_iter().map(|h| h.result()).sum()
+    }) / 1.0;
+    let process_scaling = scale(&|steps| {
+        let halves = [process_kernel(steps), process_kernel(steps)];
+        halves.into_iter().map(|h| h.result()).sum()
+    });
+    let mem_raw = bytes_per_pending_task("raw");
+    let mem_lib = bytes_per_pending_task("unsync");
+    let load_after = load_average();
+
+    println!();
+    println!(
+        "{:<14} {:>12} {:>12} {:>12} {:>12} {:>7}   {:>12} {:>12} {:>7}",
+        "case",
+        "unsync p50",
+        "unsync p90",
+        "raw p50",
+        "raw p90",
+        "ratio",
+        "unsync/s",
+        "raw/s",
+        "ratio"
+    );
+    for r in &rows {
+        println!(
+            "{:<14} {:>10.1}µs {:>10.1}µs {:>10.1}µs {:>10.1}µs {:>7.2}   {:>12.0} {:>12.0} {:>7.2}",
+            r.case,
+            r.lib.median,
+            r.lib.p90,
+            r.raw.median,
+            r.raw.p90,
+            r.lib.median / r.raw.median,
+            r.lib_burst,
+            r.raw_burst,
+            r.lib_burst / r.raw_burst
+        );
+    }
+    println!();
+    println!("process pool cold start (first call of a fresh pool): {cold_ms:.1} ms");
+    println!(
+        "CPU kernel on 2 rayon tasks vs 1: {rayon_scaling:.2}x; on 2 worker processes vs 1: {process_scaling:.2}x"
+    );
+    println!(
+        "memory per pending async task (1M pending, peak RSS): unsync {mem_lib:.0} B, raw tokio JoinHandle + task {mem_raw:.0} B ({:.2}x)",
+        mem_lib / mem_raw
+    );
+    println!(
+        "load average before {load_before}, after {load_after}; took {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+
+    let json = format!(
+        "{{\"quick\":{quick},\"cores\":{cores},\"load_before\":\"{load_before}\",\"load_after\":\"{load_after}\",\"cases\":[{}],\"process_cold_start_ms\":{cold_ms:.2},\"scaling\":{{\"rayon_2_vs_1\":{rayon_scaling:.3},\"processes_2_vs_1\":{process_scaling:.3}}},\"memory_bytes_per_pending_task\":{{\"unsync\":{mem_lib:.0},\"raw\":{mem_raw:.0},\"ratio\":{:.3}}}}}\n",
+        rows.iter().map(Row::json).collect::<Vec<_>>().join(","),
+        mem_lib / mem_raw
+    );
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("overhead.json"), json).unwrap();
+    println!("wrote {}", dir.join("overhead.json").display());
+}
