@@ -6,12 +6,14 @@
 //!
 //! | function | work | calls | under unsync |
 //! |---|---|---|---|
-//! | `compute_some` | about 0.3 s of square roots (CPU) | 3 | `#[unsync(cpu_bound)] fn`: the process pool |
+//! | `compute_some` | about 0.2 s of square roots (CPU) | 3 | `#[unsync(cpu_bound)] fn`: the process pool |
 //! | `download_some` | a page, async client (reqwest) | 2 | `#[unsync] async fn`: the async runtime |
 //! | `download_some_more` | a page, blocking client (ureq) | 2 | `#[unsync] fn`: the blocking thread pool |
-//! | `wait_some` | 150 sleeps of 1 ms | 4 | `#[unsync] async fn`: the async runtime |
+//! | `wait_some` | 250 sleeps of 1 ms | 4 | `#[unsync] async fn`: the async runtime |
 //!
-//! The pages come from a local HTTP server that answers each request after 150 ms. Three runs:
+//! The pages come from a local HTTP server that answers each request after 100 ms. The parts
+//! keep the course's proportions (its waits took longest, then its computing, then its
+//! downloads), scaled down to run in a few seconds. Three runs:
 //!
 //! 1. `nosync`: eleven plain calls, one after the other, on the main thread.
 //! 2. `presync`: the same as `async fn`s on one single-threaded executor (a current-thread
@@ -46,11 +48,11 @@ use serde::{Deserialize, Serialize};
 use unsync::{Unfinished, unsync};
 
 /// The local server's answer time (the course's pages came from the US East Coast).
-const DELAY: Duration = Duration::from_millis(150);
-/// Square roots per `compute_some` call: about 0.26 s of one core on a 2-core EPYC box.
-const COMPUTE_STEPS: u64 = 150_000_000;
+const DELAY: Duration = Duration::from_millis(100);
+/// Square roots per `compute_some` call: about 0.2 s of one core on a 2-core EPYC box.
+const COMPUTE_STEPS: u64 = 120_000_000;
 /// Sleeps of 1 ms per `wait_some` call (the course: 999).
-const WAIT_SLEEPS: u32 = 150;
+const WAIT_SLEEPS: u32 = 250;
 /// The episodes `download_some` and `download_some_more` fetch.
 const EPISODES: [u32; 2] = [375, 376];
 const MORE_EPISODES: [u32; 2] = [150, 151];
