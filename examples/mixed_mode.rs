@@ -428,7 +428,8 @@ fn run_unsync(urls: &[String], more_urls: &[String]) -> Unsynced {
     ];
     let awaiting = thesync::awaited(tasks[0].clone());
     println!(
-        "main: all 11 started in {}; now blocking on .result() for each",
+        "main: all 11 started in {}, and the first compute_some handle cloned into an \
+         #[unsync] async fn that awaits it; now blocking on .result() for each",
         common::millis(started.elapsed())
     );
     let reports: Vec<Report> = tasks.into_iter().map(Unfinished::result).collect();
@@ -464,9 +465,10 @@ fn main() {
     let site = Site::start(DELAY);
     let main_place = here();
     println!(
-        "Local site at {} answers each page after {DELAY:?}; compute_some = {COMPUTE_STEPS} \
-         square roots, wait_some = {WAIT_SLEEPS} sleeps of 1 ms; main is {main_place}",
+        "Local site at {} answers each page after {DELAY:?}; compute_some = {} square roots, \
+         wait_some = {WAIT_SLEEPS} sleeps of 1 ms; main is {main_place}",
         site.url("/"),
+        common::thousands(COMPUTE_STEPS),
     );
     let urls: Vec<String> = EPISODES
         .iter()
