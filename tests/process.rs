@@ -266,9 +266,13 @@ fn orphan_helper() {
     use std::io::Write;
     std::io::stdout().flush().unwrap();
     drop(busy);
-    loop {
-        std::thread::park();
-    }
+    // Wait to be killed, but never outlive the test that started this helper: when that test
+    // process is gone (killed by a timeout, a watchdog, an interrupted `cargo test`), its end
+    // of our stdin closes, and the helper exits, taking its workers (and their busy loops)
+    // with it. A helper left parked forever would keep four workers spinning.
+    use std::io::Read;
+    let _ = std::io::stdin().read_to_end(&mut Vec::new());
+    std::process::exit(0);
 }
 
 fn is_alive(pid: u32) -> bool {
@@ -295,6 +299,7 @@ fn no_orphans_when_the_parent_is_killed() {
                 "--test-threads=1",
             ])
             .env("UNSYNC_ORPHAN_HELPER", "1")
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()

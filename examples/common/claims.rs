@@ -45,6 +45,30 @@ impl Claims {
         self.push(Kind::Correctness, what, pass, figure);
     }
 
+    /// A correctness claim that only holds with at least `min_cores` cores (say, "the work
+    /// spread over two processes"): as [`Claims::correct`] there, SKIP below.
+    pub fn correct_on_cores(
+        &mut self,
+        min_cores: usize,
+        what: impl Into<String>,
+        pass: bool,
+        figure: impl Display,
+    ) {
+        if cores() < min_cores {
+            self.claims.push(Claim {
+                kind: Kind::Correctness,
+                what: what.into(),
+                verdict: Verdict::Skip,
+                figure: format!(
+                    "{figure}; needs {min_cores} cores, this machine has {}",
+                    cores()
+                ),
+            });
+        } else {
+            self.push(Kind::Correctness, what, pass, figure);
+        }
+    }
+
     /// A timing claim: reported, never changes the exit code.
     pub fn timing(&mut self, what: impl Into<String>, pass: bool, figure: impl Display) {
         self.push(Kind::Timing, what, pass, figure);
@@ -91,8 +115,12 @@ impl Claims {
                 .count()
         };
         let hard_failed = count(Kind::Correctness, Verdict::Fail);
+        let skipped = match count(Kind::Correctness, Verdict::Skip) {
+            0 => String::new(),
+            n => format!(", {n} SKIP"),
+        };
         let mut summary = format!(
-            "summary: correctness {} PASS, {hard_failed} FAIL (these alone set the exit code)",
+            "summary: correctness {} PASS, {hard_failed} FAIL{skipped} (these alone set the exit code)",
             count(Kind::Correctness, Verdict::Pass)
         );
         for (kind, name) in [(Kind::Timing, "timing"), (Kind::Speedup, "speedup")] {

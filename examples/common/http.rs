@@ -1,6 +1,6 @@
 //! "The web", offline: a real HTTP/1.1 server (hyper) on `127.0.0.1:0` inside the example,
-//! answering concurrently after a configurable delay, with generated pages; and the two
-//! clients the examples use against it (reqwest, async and blocking).
+//! answering concurrently after a configurable delay, with generated pages; and the clients
+//! the examples use against it (reqwest, async and blocking; ureq, plain blocking I/O).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -167,8 +167,13 @@ pub struct Site {
 }
 
 impl Site {
-    /// Serve the generated pages, each after `delay`.
+    /// Serve the generated episode pages ([`page`]), each after `delay`.
     pub fn start(delay: Duration) -> Site {
+        Site::serve(delay, page)
+    }
+
+    /// Serve what `pages` gives for each path (404 for `None`), each after `delay`.
+    pub fn serve(delay: Duration, pages: fn(&str) -> Option<String>) -> Site {
         let (listener, addr) = bind_loopback();
         let traffic = Arc::new(Traffic::default());
         let counted = traffic.clone();
@@ -177,7 +182,7 @@ impl Site {
             Box::pin(async move {
                 tokio::time::sleep(delay).await;
                 drop(in_flight);
-                page(&path).map_or_else(Reply::not_found, Reply::html)
+                pages(&path).map_or_else(Reply::not_found, Reply::html)
             })
         });
         std::thread::Builder::new()
@@ -267,4 +272,12 @@ pub fn blocking_client() -> reqwest::blocking::Client {
         .no_proxy()
         .build()
         .expect("a reqwest blocking client")
+}
+
+/// A plain blocking client (ureq): blocking I/O on the calling thread and nothing else, like
+/// Python's `requests`, so it can be called (and block) anywhere, even on the thread of an
+/// async executor. reqwest's blocking client runs its own runtime and, in debug builds, panics
+/// when called from inside another one. Never goes through a proxy.
+pub fn plain_blocking_agent() -> ureq::Agent {
+    ureq::Agent::config_builder().proxy(None).build().into()
 }
