@@ -18,7 +18,7 @@ use crate::sync::{Arc, AtomicBool, Mutex, Ordering, lock};
 /// How a cell stops the work behind it when it is cancelled.
 pub(crate) enum Abort {
     /// An async task: abort it at its next `.await`.
-    Tokio(tokio::task::AbortHandle),
+    Tokio(tokio::task::JoinHandle<()>),
     /// A `cpu_bound` call: drop it if queued, kill its worker if running.
     Process(u64),
 }
@@ -176,7 +176,7 @@ impl<T> Cell<T> {
             if !matches!(inner.state, State::Pending) {
                 return false;
             }
-            let unread = if inner.readers == 0 {
+            let (abort, unread) = if inner.readers == 0 {
                 // Nobody can read it any more: report a failure now, drop a value.
                 if let Err(e) = &outcome {
                     if is_reportable(e) {
@@ -184,15 +184,19 @@ impl<T> Cell<T> {
                     }
                 }
                 inner.state = State::Taken;
-                Some(outcome)
+                (inner.abort.take(), Some(outcome))
             } else {
+                // The abort handle stays until the reader takes the outcome: it keeps the
+                // executor's task allocation alive, so that it is freed by the reader's thread,
+                // which allocated it. Freed here, it would go back to another thread's malloc
+                // arena under that arena's lock, contending with the spawner in a burst.
                 inner.state = State::Done(outcome);
-                None
+                (None, None)
             };
             self.done.store(true, Ordering::Release);
             (
                 std::mem::replace(&mut inner.waiters, Waiters::new()),
-                inner.abort.take(),
+                abort,
                 unread,
             )
         };
@@ -251,12 +255,14 @@ impl<T> Cell<T> {
 
     /// A reader goes away without reading. The last one reports a failure nobody saw.
     pub(crate) fn drop_reader(&self, slot: usize) {
+        let mut abort = None;
         let (waker, unread) = {
             let mut inner = lock(&self.inner);
             let waker = inner.waiters.release(slot);
             inner.readers -= 1;
             let mut unread = None;
             if inner.readers == 0 {
+                abort = inner.abort.take();
                 if let State::Done(outcome) = &inner.state {
                     if let Err(e) = outcome {
                         if !inner.observed && is_reportable(e) {
@@ -268,7 +274,7 @@ impl<T> Cell<T> {
             }
             (waker, unread)
         };
-        drop((waker, unread));
+        drop((waker, unread, abort));
     }
 
     /// Drop a waker registered by a reader that stopped waiting but keeps its handle.
@@ -321,10 +327,15 @@ impl<T> Cell<T> {
         };
         inner.readers -= 1;
         inner.observed = true;
+        let abort = if inner.readers == 0 {
+            inner.abort.take()
+        } else {
+            None
+        };
         let waker = inner.waiters.release(*slot);
         *slot = NO_SLOT;
         drop(inner);
-        drop(waker);
+        drop((waker, abort));
         Poll::Ready(outcome)
     }
 }

@@ -117,7 +117,7 @@ where
         token,
     );
     let join = runtime.spawn(future);
-    cell.set_abort(Abort::Tokio(join.abort_handle()));
+    cell.set_abort(Abort::Tokio(join));
     Unfinished::from_cell(cell)
 }
 
