@@ -83,47 +83,93 @@ impl Settings {
 struct Latency {
     median: f64,
     p90: f64,
+    /// CPU time of this whole process (every thread) per round trip, µs: what waiting costs
+    /// in spinning and wake-ups, next to what it saves in latency.
+    cpu: f64,
 }
 
-fn latency(rounds: usize, mut round_trip: impl FnMut(u64)) -> Latency {
+/// CPU time used so far by every thread of this process, in µs.
+fn process_cpu_micros() -> f64 {
+    // SAFETY: `getrusage` only writes the struct it is given, which is zeroed and ours.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        usage
+    };
+    let micros = |t: libc::timeval| t.tv_sec as f64 * 1e6 + t.tv_usec as f64;
+    micros(usage.ru_utime) + micros(usage.ru_stime)
+}
+
+/// Round-trip latency of `raw` and `lib`, measured in alternating blocks so that drift in the
+/// machine (load, frequency, where the scheduler placed the threads) hits both alike.
+fn latency_pair(
+    rounds: usize,
+    mut raw: impl FnMut(u64),
+    mut lib: impl FnMut(u64),
+) -> (Latency, Latency) {
     for i in 0..(rounds / 10).max(50) {
-        round_trip(i as u64);
+        raw(i as u64);
+        lib(i as u64);
     }
-    let mut samples: Vec<f64> = (0..rounds)
-        .map(|i| {
-            let start = Instant::now();
-            round_trip(i as u64);
-            start.elapsed().as_secs_f64() * 1e6
-        })
-        .collect();
-    samples.sort_by(f64::total_cmp);
-    Latency {
-        median: samples[samples.len() / 2],
-        p90: samples[samples.len() * 9 / 10],
+    const BLOCKS: usize = 10;
+    let per_block = (rounds / BLOCKS).max(1);
+    let mut samples = [Vec::new(), Vec::new()];
+    let mut cpu = [0.0_f64; 2];
+    for block in 0..BLOCKS {
+        for turn in 0..2 {
+            // Alternate which side goes first, so neither always follows the other.
+            let side = (block + turn) % 2;
+            let round_trip: &mut dyn FnMut(u64) = if side == 0 { &mut raw } else { &mut lib };
+            let cpu_start = process_cpu_micros();
+            for i in 0..per_block {
+                let start = Instant::now();
+                round_trip(i as u64);
+                samples[side].push(start.elapsed().as_secs_f64() * 1e6);
+            }
+            cpu[side] += process_cpu_micros() - cpu_start;
+        }
     }
+    let summarize = |mut samples: Vec<f64>, cpu: f64| {
+        samples.sort_by(f64::total_cmp);
+        Latency {
+            median: samples[samples.len() / 2],
+            p90: samples[samples.len() * 9 / 10],
+            cpu: cpu / samples.len() as f64,
+        }
+    };
+    let [raw_samples, lib_samples] = samples;
+    (
+        summarize(raw_samples, cpu[0]),
+        summarize(lib_samples, cpu[1]),
+    )
 }
 
-/// Throughput of a burst: submit `n`, then collect; the median of `repeats` bursts, tasks/s.
-fn burst<H>(
+/// Throughput of bursts (submit `n`, then collect), raw and lib alternating, `repeats` each;
+/// the median of each side, tasks/s.
+fn burst_pair<R, L>(
     n: usize,
     repeats: usize,
-    mut submit: impl FnMut(u64) -> H,
-    mut collect: impl FnMut(H) -> u64,
-) -> f64 {
-    let mut rates: Vec<f64> = (0..repeats)
-        .map(|_| {
+    (mut raw_submit, mut raw_collect): (impl FnMut(u64) -> R, impl FnMut(R) -> u64),
+    (mut lib_submit, mut lib_collect): (impl FnMut(u64) -> L, impl FnMut(L) -> u64),
+) -> (f64, f64) {
+    let mut rates = [Vec::new(), Vec::new()];
+    for round in 0..repeats {
+        for turn in 0..2 {
+            let side = (round + turn) % 2;
             let start = Instant::now();
-            let handles: Vec<H> = (0..n as u64).map(&mut submit).collect();
-            let mut sum = 0;
-            for h in handles {
-                sum += collect(h);
-            }
+            let sum: u64 = if side == 0 {
+                let handles: Vec<R> = (0..n as u64).map(&mut raw_submit).collect();
+                handles.into_iter().map(&mut raw_collect).sum()
+            } else {
+                let handles: Vec<L> = (0..n as u64).map(&mut lib_submit).collect();
+                handles.into_iter().map(&mut lib_collect).sum()
+            };
             assert_eq!(sum, (1..=n as u64).sum::<u64>(), "every task ran once");
-            n as f64 / start.elapsed().as_secs_f64()
-        })
-        .collect();
-    rates.sort_by(f64::total_cmp);
-    rates[rates.len() / 2]
+            rates[side].push(n as f64 / start.elapsed().as_secs_f64());
+        }
+    }
+    let [raw, lib] = rates;
+    (median_of(raw), median_of(lib))
 }
 
 struct Row {
@@ -137,13 +183,15 @@ struct Row {
 impl Row {
     fn json(&self) -> String {
         format!(
-            "{{\"case\":\"{}\",\"latency_us\":{{\"unsync_median\":{:.2},\"unsync_p90\":{:.2},\"raw_median\":{:.2},\"raw_p90\":{:.2},\"ratio\":{:.3}}},\"burst_per_s\":{{\"unsync\":{:.0},\"raw\":{:.0},\"ratio\":{:.3}}}}}",
+            "{{\"case\":\"{}\",\"latency_us\":{{\"unsync_median\":{:.2},\"unsync_p90\":{:.2},\"raw_median\":{:.2},\"raw_p90\":{:.2},\"ratio\":{:.3},\"unsync_cpu_per_call\":{:.2},\"raw_cpu_per_call\":{:.2}}},\"burst_per_s\":{{\"unsync\":{:.0},\"raw\":{:.0},\"ratio\":{:.3}}}}}",
             self.case,
             self.lib.median,
             self.lib.p90,
             self.raw.median,
             self.raw.p90,
             self.lib.median / self.raw.median,
+            self.lib.cpu,
+            self.raw.cpu,
             self.lib_burst,
             self.raw_burst,
             self.lib_burst / self.raw_burst
@@ -156,21 +204,26 @@ fn async_case(s: &Settings) -> Row {
         .worker_threads(2)
         .build()
         .unwrap();
-    let raw = latency(s.rounds(20_000), |i| {
-        let h = rt.spawn(async move { i + 1 });
-        black_box(futures::executor::block_on(h).unwrap());
-    });
-    let lib = latency(s.rounds(20_000), |i| {
-        black_box(async_trivial(i).result());
-    });
+    let (raw, lib) = latency_pair(
+        s.rounds(20_000),
+        |i| {
+            let h = rt.spawn(async move { i + 1 });
+            black_box(futures::executor::block_on(h).unwrap());
+        },
+        |i| {
+            black_box(async_trivial(i).result());
+        },
+    );
     let n = if s.quick { 20_000 } else { 100_000 };
-    let raw_burst = burst(
+    let (raw_burst, lib_burst) = burst_pair(
         n,
         5,
-        |i| rt.spawn(async move { i + 1 }),
-        |h| futures::executor::block_on(h).unwrap(),
+        (
+            |i| rt.spawn(async move { i + 1 }),
+            |h| futures::executor::block_on(h).unwrap(),
+        ),
+        (async_trivial, |h| h.result()),
     );
-    let lib_burst = burst(n, 5, async_trivial, |h| h.result());
     Row {
         case: "async".into(),
         lib,
@@ -185,21 +238,26 @@ fn thread_case(s: &Settings) -> Row {
         .worker_threads(2)
         .build()
         .unwrap();
-    let raw = latency(s.rounds(20_000), |i| {
-        let h = rt.spawn_blocking(move || i + 1);
-        black_box(futures::executor::block_on(h).unwrap());
-    });
-    let lib = latency(s.rounds(20_000), |i| {
-        black_box(thread_trivial(i).result());
-    });
+    let (raw, lib) = latency_pair(
+        s.rounds(20_000),
+        |i| {
+            let h = rt.spawn_blocking(move || i + 1);
+            black_box(futures::executor::block_on(h).unwrap());
+        },
+        |i| {
+            black_box(thread_trivial(i).result());
+        },
+    );
     let n = if s.quick { 20_000 } else { 100_000 };
-    let raw_burst = burst(
+    let (raw_burst, lib_burst) = burst_pair(
         n,
         5,
-        |i| rt.spawn_blocking(move || i + 1),
-        |h| futures::executor::block_on(h).unwrap(),
+        (
+            |i| rt.spawn_blocking(move || i + 1),
+            |h| futures::executor::block_on(h).unwrap(),
+        ),
+        (thread_trivial, |h| h.result()),
     );
-    let lib_burst = burst(n, 5, thread_trivial, |h| h.result());
     Row {
         case: "thread".into(),
         lib,
@@ -221,15 +279,24 @@ fn parallel_case(s: &Settings) -> Row {
         });
         rx
     };
-    let raw = latency(s.rounds(20_000), |i| {
-        black_box(raw_spawn(i).blocking_recv().unwrap());
-    });
-    let lib = latency(s.rounds(20_000), |i| {
-        black_box(parallel_trivial(i).result());
-    });
+    let (raw, lib) = latency_pair(
+        s.rounds(20_000),
+        |i| {
+            black_box(raw_spawn(i).blocking_recv().unwrap());
+        },
+        |i| {
+            black_box(parallel_trivial(i).result());
+        },
+    );
     let n = if s.quick { 20_000 } else { 100_000 };
-    let raw_burst = burst(n, 5, raw_spawn, |rx| rx.blocking_recv().unwrap());
-    let lib_burst = burst(n, 5, parallel_trivial, |h| h.result());
+    let (raw_burst, lib_burst) = burst_pair(
+        n,
+        5,
+        (raw_spawn, |rx: tokio::sync::oneshot::Receiver<u64>| {
+            rx.blocking_recv().unwrap()
+        }),
+        (parallel_trivial, |h| h.result()),
+    );
     Row {
         case: "parallel".into(),
         lib,
@@ -319,14 +386,17 @@ fn process_case(s: &Settings, size: usize, label: &str) -> Row {
     } else {
         s.rounds(10_000)
     };
-    let raw = latency(rounds, |_| {
-        raw_echo.send(&payload);
-        raw_echo.flush();
-        black_box(raw_echo.receive());
-    });
-    let lib = latency(rounds, |_| {
-        black_box(process_echo(payload.clone()).result());
-    });
+    let (raw, lib) = latency_pair(
+        rounds,
+        |_| {
+            raw_echo.send(&payload);
+            raw_echo.flush();
+            black_box(raw_echo.receive());
+        },
+        |_| {
+            black_box(process_echo(payload.clone()).result());
+        },
+    );
     let n = if size > 1024 {
         if s.quick { 200 } else { 1000 }
     } else if s.quick {
@@ -334,43 +404,42 @@ fn process_case(s: &Settings, size: usize, label: &str) -> Row {
     } else {
         10_000
     };
-    // Pipelined bursts: submit n, then collect.
-    let mut rates = Vec::new();
-    for _ in 0..3 {
-        let start = Instant::now();
-        let mut sent = 0;
-        let mut got = 0;
-        // Keep the pipe full without deadlocking on it: at most 256 KiB ahead.
-        let window = (256 << 10) / size.max(1) + 1;
-        while got < n {
-            while sent < n && sent - got < window {
-                raw_echo.send(&payload);
-                sent += 1;
+    // Pipelined bursts: submit n, then collect; raw and unsync alternating.
+    let mut rates = [Vec::new(), Vec::new()];
+    for round in 0..3 {
+        for turn in 0..2 {
+            let side = (round + turn) % 2;
+            let start = Instant::now();
+            if side == 0 {
+                let mut sent = 0;
+                let mut got = 0;
+                // Keep the pipe full without deadlocking on it: at most 256 KiB ahead.
+                let window = (256 << 10) / size.max(1) + 1;
+                while got < n {
+                    while sent < n && sent - got < window {
+                        raw_echo.send(&payload);
+                        sent += 1;
+                    }
+                    raw_echo.flush();
+                    assert_eq!(raw_echo.receive().len(), size);
+                    got += 1;
+                }
+            } else {
+                let handles: Vec<_> = (0..n).map(|_| process_echo(payload.clone())).collect();
+                for h in handles {
+                    assert_eq!(h.result().len(), size);
+                }
             }
-            raw_echo.flush();
-            assert_eq!(raw_echo.receive().len(), size);
-            got += 1;
+            rates[side].push(n as f64 / start.elapsed().as_secs_f64());
         }
-        rates.push(n as f64 / start.elapsed().as_secs_f64());
     }
-    rates.sort_by(f64::total_cmp);
-    let raw_burst = rates[1];
-    let mut rates = Vec::new();
-    for _ in 0..3 {
-        let start = Instant::now();
-        let handles: Vec<_> = (0..n).map(|_| process_echo(payload.clone())).collect();
-        for h in handles {
-            assert_eq!(h.result().len(), size);
-        }
-        rates.push(n as f64 / start.elapsed().as_secs_f64());
-    }
-    rates.sort_by(f64::total_cmp);
+    let [raw_rates, lib_rates] = rates;
     Row {
         case: label.into(),
         lib,
         raw,
-        lib_burst: rates[1],
-        raw_burst,
+        lib_burst: median_of(lib_rates),
+        raw_burst: median_of(raw_rates),
     }
 }
 
@@ -515,31 +584,36 @@ fn main() {
 
     println!();
     println!(
-        "{:<14} {:>12} {:>12} {:>12} {:>12} {:>7}   {:>12} {:>12} {:>7}",
+        "{:<14} {:>11} {:>11} {:>11} {:>11} {:>6}  {:>9} {:>9}   {:>10} {:>10} {:>6}",
         "case",
         "unsync p50",
         "unsync p90",
         "raw p50",
         "raw p90",
         "ratio",
+        "cpu/call",
+        "raw cpu",
         "unsync/s",
         "raw/s",
         "ratio"
     );
     for r in &rows {
         println!(
-            "{:<14} {:>10.1}µs {:>10.1}µs {:>10.1}µs {:>10.1}µs {:>7.2}   {:>12.0} {:>12.0} {:>7.2}",
+            "{:<14} {:>9.1}µs {:>9.1}µs {:>9.1}µs {:>9.1}µs {:>6.2}  {:>7.1}µs {:>7.1}µs   {:>10.0} {:>10.0} {:>6.2}",
             r.case,
             r.lib.median,
             r.lib.p90,
             r.raw.median,
             r.raw.p90,
             r.lib.median / r.raw.median,
+            r.lib.cpu,
+            r.raw.cpu,
             r.lib_burst,
             r.raw_burst,
             r.lib_burst / r.raw_burst
         );
     }
+    println!("(cpu/call: CPU time of every thread of this process per sequential round trip)");
     println!();
     println!("process pool cold start (first call of a fresh pool): {cold_ms:.1} ms");
     println!(
@@ -549,13 +623,100 @@ fn main() {
         "memory per pending async task (1M pending, peak RSS): unsync {mem_lib:.0} B, raw tokio JoinHandle + task {mem_raw:.0} B ({:.2}x)",
         mem_lib / mem_raw
     );
+
+    // The targets, all ratios against the raw executor in this run (or absolute rates).
+    let row = |case: &str| rows.iter().find(|r| r.case == case).expect("measured case");
+    let lat = |case: &str| row(case).lib.median / row(case).raw.median;
+    let thr = |case: &str| row(case).lib_burst / row(case).raw_burst;
+    let targets: Vec<(String, f64, bool)> = vec![
+        (
+            "async latency ratio <= 1.3".into(),
+            lat("async"),
+            lat("async") <= 1.3,
+        ),
+        (
+            "async burst ratio >= 0.75".into(),
+            thr("async"),
+            thr("async") >= 0.75,
+        ),
+        (
+            "parallel latency ratio <= 1.3".into(),
+            lat("parallel"),
+            lat("parallel") <= 1.3,
+        ),
+        (
+            "parallel burst ratio >= 0.75".into(),
+            thr("parallel"),
+            thr("parallel") >= 0.75,
+        ),
+        (
+            "thread latency ratio <= 1.3".into(),
+            lat("thread"),
+            lat("thread") <= 1.3,
+        ),
+        (
+            "thread burst >= 800000 tasks/s".into(),
+            row("thread").lib_burst,
+            row("thread").lib_burst >= 800_000.0,
+        ),
+        (
+            "thread burst >= 6x spawn_blocking".into(),
+            thr("thread"),
+            thr("thread") >= 6.0,
+        ),
+        (
+            "process 8 B latency ratio <= 2.0".into(),
+            lat("process 8 B"),
+            lat("process 8 B") <= 2.0,
+        ),
+        (
+            "process 1 MiB latency ratio <= 1.2".into(),
+            lat("process 1 MiB"),
+            lat("process 1 MiB") <= 1.2,
+        ),
+        (
+            "process 8 B pipelined >= 600000 calls/s".into(),
+            row("process 8 B").lib_burst,
+            row("process 8 B").lib_burst >= 600_000.0,
+        ),
+        (
+            "CPU kernel, 2 rayon tasks >= 1.8x one".into(),
+            rayon_scaling,
+            rayon_scaling >= 1.8,
+        ),
+        (
+            "CPU kernel, 2 worker processes >= 1.8x one".into(),
+            process_scaling,
+            process_scaling >= 1.8,
+        ),
+        (
+            "memory per pending async handle <= 2x raw".into(),
+            mem_lib / mem_raw,
+            mem_lib / mem_raw <= 2.0,
+        ),
+    ];
+    println!();
+    println!("targets (2-core machine):");
+    for (target, value, met) in &targets {
+        println!(
+            "  {target:<44} {:>6}  ({value:.2})",
+            if *met { "met" } else { "MISSED" }
+        );
+    }
     println!(
         "load average before {load_before}, after {load_after}; took {:.1} s",
         started.elapsed().as_secs_f64()
     );
 
+    let targets_json = targets
+        .iter()
+        .map(|(target, value, met)| {
+            format!("{{\"target\":\"{target}\",\"value\":{value:.3},\"met\":{met}}}")
+        })
+        .collect::<Vec<_>>()
+        .join(",");
     let json = format!(
-        "{{\"quick\":{quick},\"cores\":{cores},\"load_before\":\"{load_before}\",\"load_after\":\"{load_after}\",\"cases\":[{}],\"process_cold_start_ms\":{cold_ms:.2},\"scaling\":{{\"rayon_2_vs_1\":{rayon_scaling:.3},\"processes_2_vs_1\":{process_scaling:.3}}},\"memory_bytes_per_pending_task\":{{\"unsync\":{mem_lib:.0},\"raw\":{mem_raw:.0},\"ratio\":{:.3}}}}}\n",
+        "{{\"quick\":{quick},\"cores\":{cores},\"load_before\":\"{load_before}\",\"load_after\":\"{load_after}\",\"cases\":[{}],\"process_cold_start_ms\":{cold_ms:.2},\"scaling\":{{\"rayon_2_vs_1\":{rayon_scaling:.3},\"processes_2_vs_1\":{process_scaling:.3}}},\"memory_bytes_per_pending_task\":{{\"unsync\":{mem_lib:.0},\"raw\":{mem_raw:.0},\"ratio\":{:.3}}},\"targets\":[{targets_json}]}}\n",
         rows.iter().map(Row::json).collect::<Vec<_>>().join(","),
         mem_lib / mem_raw
     );

@@ -30,6 +30,21 @@ fn environment_variables_are_checked_then_builder_wins() {
         "{message}"
     );
 
+    // The spin limit may be zero (never spin), but not words.
+    // SAFETY: as above.
+    unsafe { std::env::set_var("UNSYNC_PARALLEL_THREADS", "2") };
+    unsafe { std::env::set_var("UNSYNC_SPIN_MICROS", "soon") };
+    assert_eq!(
+        Config::new().install().unwrap_err(),
+        ConfigError::InvalidEnv {
+            var: "UNSYNC_SPIN_MICROS",
+            value: "soon".into(),
+            reason: "expected a number of microseconds",
+        }
+    );
+    // SAFETY: as above.
+    unsafe { std::env::set_var("UNSYNC_SPIN_MICROS", "0") };
+
     // A good environment plus the builder: the builder's value wins.
     // SAFETY: as above.
     unsafe { std::env::set_var("UNSYNC_PARALLEL_THREADS", "5") };

@@ -12,6 +12,7 @@
 //! | rayon pool threads | [`Config::parallel_threads`] | `UNSYNC_PARALLEL_THREADS` | cores |
 //! | worker processes | [`Config::processes`] | `UNSYNC_PROCESSES` | cores |
 //! | largest frame on a worker pipe | [`Config::max_frame_bytes`] | `UNSYNC_MAX_FRAME_BYTES` | 256 MiB |
+//! | longest spin of a waiter before it parks | [`Config::spin`] | `UNSYNC_SPIN_MICROS` | 50 µs |
 //!
 //! An environment variable that does not parse is never ignored: [`Config::install`] returns
 //! [`ConfigError::InvalidEnv`], and without `install` the first task panics with the same
@@ -19,6 +20,7 @@
 
 use std::fmt;
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use crate::error::{ConfigError, Error};
 
@@ -29,9 +31,14 @@ pub(crate) struct Settings {
     pub(crate) parallel_threads: usize,
     pub(crate) processes: usize,
     pub(crate) max_frame_bytes: usize,
+    /// Longest spin of a waiter before it parks, in µs (0: never spin).
+    pub(crate) spin_micros: u32,
     pub(crate) runtime: Option<tokio::runtime::Handle>,
     pub(crate) unobserved: UnobservedHook,
 }
+
+/// The spin used until settings are fixed: about one cross-core wake-up and back on a VM.
+pub(crate) const DEFAULT_SPIN_MICROS: u32 = 50;
 
 /// What happens to a failure nobody read.
 #[derive(Clone)]
@@ -78,6 +85,7 @@ pub struct Config {
     parallel_threads: Option<usize>,
     processes: Option<usize>,
     max_frame_bytes: Option<usize>,
+    spin: Option<Duration>,
     runtime: Option<tokio::runtime::Handle>,
     unobserved: Option<UnobservedHook>,
 }
@@ -90,6 +98,7 @@ impl fmt::Debug for Config {
             .field("parallel_threads", &self.parallel_threads)
             .field("processes", &self.processes)
             .field("max_frame_bytes", &self.max_frame_bytes)
+            .field("spin", &self.spin)
             .field("runtime", &self.runtime.as_ref().map(|_| "Handle"))
             .finish_non_exhaustive()
     }
@@ -160,6 +169,23 @@ impl Config {
     /// ```
     pub fn max_frame_bytes(mut self, n: usize) -> Config {
         self.max_frame_bytes = Some(n);
+        self
+    }
+
+    /// How long a thread that blocks on a handle (`.result()`, `wait_timeout`, a blocking
+    /// iterator) spins before it parks, at most. Waking a parked thread costs a system call
+    /// and a context switch on both sides (tens of µs on a VM), so a short spin makes quick
+    /// round trips several times faster; the spin adapts per thread and shrinks to nothing
+    /// when waits are long, so a thread that waits seconds burns almost no CPU. `Duration::ZERO`
+    /// never spins: the choice for battery-powered or heavily oversubscribed machines.
+    /// Values above 10 ms are capped there.
+    ///
+    /// ```
+    /// let config = unsync_core::Config::new().spin(std::time::Duration::ZERO);
+    /// # drop(config);
+    /// ```
+    pub fn spin(mut self, limit: Duration) -> Config {
+        self.spin = Some(limit);
         self
     }
 
@@ -234,6 +260,7 @@ impl Config {
         let env_parallel = env_count("UNSYNC_PARALLEL_THREADS")?;
         let env_processes = env_count("UNSYNC_PROCESSES")?;
         let env_frame = env_count("UNSYNC_MAX_FRAME_BYTES")?;
+        let env_spin = env_micros("UNSYNC_SPIN_MICROS")?;
         let pick = |setting: &'static str, builder: Option<usize>, env: Option<usize>, default| {
             match builder {
                 Some(0) => Err(ConfigError::Invalid {
@@ -268,6 +295,11 @@ impl Config {
                 env_frame,
                 256 << 20,
             )?,
+            spin_micros: self
+                .spin
+                .map(|d| u32::try_from(d.as_micros().min(MAX_SPIN_MICROS)).unwrap_or(0))
+                .or(env_spin)
+                .unwrap_or(DEFAULT_SPIN_MICROS),
             runtime: self.runtime,
             unobserved: self.unobserved.unwrap_or(UnobservedHook::Report),
         })
@@ -284,6 +316,36 @@ fn env_count(var: &'static str) -> Result<Option<usize>, ConfigError> {
             reason: "expected a positive integer",
         }),
         Ok(value) => parse_count(var, &value),
+    }
+}
+
+const MAX_SPIN_MICROS: u128 = 10_000;
+
+/// A duration in µs from the environment, zero allowed; unset or empty means "not set".
+fn env_micros(var: &'static str) -> Result<Option<u32>, ConfigError> {
+    match std::env::var(var) {
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(std::env::VarError::NotUnicode(raw)) => Err(ConfigError::InvalidEnv {
+            var,
+            value: raw.to_string_lossy().into_owned(),
+            reason: "expected a number of microseconds",
+        }),
+        Ok(value) => parse_micros(var, &value),
+    }
+}
+
+fn parse_micros(var: &'static str, value: &str) -> Result<Option<u32>, ConfigError> {
+    let trimmed = value.trim();
+    if trimmed.is_empty() {
+        return Ok(None);
+    }
+    match trimmed.parse::<u128>() {
+        Ok(n) => Ok(Some(u32::try_from(n.min(MAX_SPIN_MICROS)).unwrap_or(0))),
+        Err(_) => Err(ConfigError::InvalidEnv {
+            var,
+            value: value.to_owned(),
+            reason: "expected a number of microseconds",
+        }),
     }
 }
 
@@ -305,6 +367,26 @@ fn parse_count(var: &'static str, value: &str) -> Result<Option<usize>, ConfigEr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn spin_micros_parse_allow_zero_and_cap() {
+        assert_eq!(parse_micros("UNSYNC_S", "0").unwrap(), Some(0));
+        assert_eq!(parse_micros("UNSYNC_S", " 20 ").unwrap(), Some(20));
+        assert_eq!(parse_micros("UNSYNC_S", "").unwrap(), None);
+        assert_eq!(parse_micros("UNSYNC_S", "99999999").unwrap(), Some(10_000));
+        let err = parse_micros("UNSYNC_S", "fast").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "environment variable UNSYNC_S=\"fast\" is invalid: expected a number of microseconds"
+        );
+        let settings = Config::new().spin(Duration::ZERO).resolve().unwrap();
+        assert_eq!(settings.spin_micros, 0);
+        let settings = Config::new()
+            .spin(Duration::from_secs(1))
+            .resolve()
+            .unwrap();
+        assert_eq!(settings.spin_micros, 10_000);
+    }
 
     #[test]
     fn counts_parse_or_name_the_variable() {

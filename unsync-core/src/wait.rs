@@ -31,12 +31,15 @@ thread_local! {
 /// How long a rayon worker with nothing else to run parks before looking for jobs again.
 const RAYON_RESCAN: Duration = Duration::from_millis(1);
 
-/// Longest spin before parking, in µs: about one cross-core wake-up and back on a VM.
-const MAX_SPIN_MICROS: u32 = 50;
+/// Longest spin before parking, in µs (see [`Config::spin`](crate::Config::spin)).
+fn max_spin_micros() -> u32 {
+    crate::config::installed().map_or(crate::config::DEFAULT_SPIN_MICROS, |s| s.spin_micros)
+}
 
 thread_local! {
-    /// This thread's current spin budget in µs, adapted to how its recent waits went.
-    static SPIN_BUDGET: std::cell::Cell<u32> = const { std::cell::Cell::new(MAX_SPIN_MICROS) };
+    /// This thread's current spin budget in µs, adapted to how its recent waits went
+    /// (`u32::MAX`: not set yet, start at the longest spin).
+    static SPIN_BUDGET: std::cell::Cell<u32> = const { std::cell::Cell::new(u32::MAX) };
 }
 
 /// Before parking, spin a little while `done()` may turn true soon: waking a parked thread
@@ -45,7 +48,8 @@ thread_local! {
 /// the longest spin), and halves when the wait was long, so long waits burn almost no CPU.
 /// Returns `None` when `done()` held; otherwise when the spin began, for [`record_wait`].
 pub(crate) fn spin_until(done: impl Fn() -> bool) -> Option<Instant> {
-    let budget = SPIN_BUDGET.with(std::cell::Cell::get);
+    let max = max_spin_micros();
+    let budget = SPIN_BUDGET.with(std::cell::Cell::get).min(max);
     let start = Instant::now();
     if budget > 0 {
         let limit = Duration::from_micros(u64::from(budget));
@@ -53,7 +57,7 @@ pub(crate) fn spin_until(done: impl Fn() -> bool) -> Option<Instant> {
         loop {
             for _ in 0..32 {
                 if done() {
-                    SPIN_BUDGET.with(|b| b.set((budget + budget / 2 + 2).min(MAX_SPIN_MICROS)));
+                    SPIN_BUDGET.with(|b| b.set((budget + budget / 2 + 2).min(max)));
                     return None;
                 }
                 std::hint::spin_loop();
@@ -73,11 +77,12 @@ pub(crate) fn spin_until(done: impl Fn() -> bool) -> Option<Instant> {
 /// After a wait that spinning did not cover, adapt the budget to how long it took.
 pub(crate) fn record_wait(started: Instant) {
     let waited = started.elapsed();
+    let max = max_spin_micros();
     SPIN_BUDGET.with(|b| {
-        if waited <= Duration::from_micros(u64::from(MAX_SPIN_MICROS) * 2) {
-            b.set(MAX_SPIN_MICROS);
+        if waited <= Duration::from_micros(u64::from(max) * 2) {
+            b.set(max);
         } else {
-            b.set(b.get() / 2);
+            b.set(b.get().min(max) / 2);
         }
     });
 }
