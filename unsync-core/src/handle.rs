@@ -96,6 +96,13 @@ impl<T: Send + 'static> Unfinished<T> {
             Some(source) if !source.is_done() => crate::wait::spin_until(|| source.is_done()),
             _ => None,
         };
+        if parked.is_none() {
+            // Done (a done cell is never pending again), so no waker is needed.
+            let mut cx = Context::from_waker(std::task::Waker::noop());
+            if let Poll::Ready(outcome) = self.poll_outcome(&mut cx) {
+                return outcome;
+            }
+        }
         let outcome = crate::wait::block_on(|cx| self.poll_outcome(cx), None)
             .expect("a wait without deadline returns a value");
         if let Some(started) = parked {
