@@ -158,6 +158,8 @@
 //! set `UNSYNC_RUNTIME_THREADS`, `UNSYNC_BLOCKING_THREADS`, `UNSYNC_PARALLEL_THREADS`. See
 //! [`Config`].
 
+#![forbid(unsafe_code)]
+
 pub use unsync_core::*;
 
 /// Run the function in the background on the executor that suits it, and return an

@@ -15,12 +15,18 @@ use std::task::{Context, Poll, Waker};
 use crate::error::Error;
 use crate::sync::{Arc, AtomicBool, Mutex, Ordering, lock};
 
+#[cfg(all(test, unsync_loom))]
+pub(crate) mod loom_tests;
+
 /// How a cell stops the work behind it when it is cancelled.
 pub(crate) enum Abort {
     /// An async task: abort it at its next `.await`.
     Tokio(tokio::task::JoinHandle<()>),
     /// A `cpu_bound` call: drop it if queued, kill its worker if running.
     Process(u64),
+    /// The loom model's stand-in, which records that it ran.
+    #[cfg(all(test, unsync_loom))]
+    Probe(loom_tests::Probe),
 }
 
 impl Abort {
@@ -28,6 +34,8 @@ impl Abort {
         match self {
             Abort::Tokio(handle) => handle.abort(),
             Abort::Process(id) => crate::process::cancel(id),
+            #[cfg(all(test, unsync_loom))]
+            Abort::Probe(probe) => probe.run(),
         }
     }
 }

@@ -21,8 +21,19 @@
 //! let cpu = unsync_core::spawn_parallel(|| (1..=10_u64).product::<u64>());
 //! assert_eq!((io.result(), legacy.result(), cpu.result()), ("fetched", "read from disk", 3_628_800));
 //! ```
+//!
+//! # Safety
+//!
+//! The crate is `deny(unsafe_code)` except one module, `process::sys`: the handful of FFI and
+//! fork-time calls the process pool needs (raw inherited fds, a `pre_exec` hook, the
+//! environment and a signal disposition before `main`, the start-up constructor), which Miri
+//! could not execute anyway. Each carries a `SAFETY:` comment. The completion cell, where all
+//! the executors' threads meet, is model-checked with loom instead:
+//! `RUSTFLAGS="--cfg unsync_loom" CARGO_TARGET_DIR=target/loom cargo test -p unsync-core --release --lib loom`
+//! (see `cell/loom_tests.rs`).
 
 #![warn(missing_docs)]
+#![deny(unsafe_code)]
 
 mod as_completed;
 mod blocking;

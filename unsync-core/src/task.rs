@@ -14,9 +14,12 @@ use crate::error::Error;
 use crate::inflight::Token;
 use crate::sync::{AtomicBool, Ordering};
 
+// The cancellation flag of the task running on this thread. A scoped key, not a raw pointer:
+// it holds a borrow only for the extent of `running`, and `set` restores the outer task's flag
+// when a nested one ends (rayon runs other jobs on a thread while it waits).
+scoped_tls::scoped_thread_local!(static CURRENT: AtomicBool);
+
 thread_local! {
-    /// The cancellation flag of the task running on this thread, or null.
-    static CURRENT: StdCell<*const AtomicBool> = const { StdCell::new(std::ptr::null()) };
     /// How many unsync task bodies are running on this thread's stack (more than one when a
     /// rayon worker runs other jobs while it waits).
     static DEPTH: StdCell<usize> = const { StdCell::new(0) };
@@ -46,36 +49,21 @@ pub(crate) fn depth() -> usize {
 /// assert!(!unsync_core::is_cancelled());
 /// ```
 pub fn is_cancelled() -> bool {
-    CURRENT.with(|current| {
-        let flag = current.get();
-        // SAFETY: `CURRENT` is non-null only inside `Running`'s lifetime, which borrows the flag
-        // from a cell kept alive by the completer of the task that runs on this thread now.
-        !flag.is_null() && unsafe { &*flag }.load(Ordering::Relaxed)
-    })
+    CURRENT.is_set() && CURRENT.with(|flag| flag.load(Ordering::Relaxed))
 }
 
-/// Marks a task as the one running on this thread until dropped (restoring the outer one, so
-/// that tasks run nested inside a wait, as rayon does, keep their own flag).
-struct Running<'a> {
-    previous: *const AtomicBool,
-    _flag: std::marker::PhantomData<&'a AtomicBool>,
-}
-
-impl<'a> Running<'a> {
-    fn enter(flag: &'a AtomicBool) -> Running<'a> {
-        DEPTH.with(|d| d.set(d.get() + 1));
-        Running {
-            previous: CURRENT.with(|c| c.replace(flag)),
-            _flag: std::marker::PhantomData,
+/// Run `body` as the task whose cancellation flag is `flag`: [`is_cancelled`] reads it, and
+/// [`depth`] counts it, until `body` returns or unwinds.
+fn running<R>(flag: &AtomicBool, body: impl FnOnce() -> R) -> R {
+    struct Depth;
+    impl Drop for Depth {
+        fn drop(&mut self) {
+            DEPTH.with(|d| d.set(d.get() - 1));
         }
     }
-}
-
-impl Drop for Running<'_> {
-    fn drop(&mut self) {
-        CURRENT.with(|c| c.set(self.previous));
-        DEPTH.with(|d| d.set(d.get() - 1));
-    }
+    DEPTH.with(|d| d.set(d.get() + 1));
+    let _depth = Depth;
+    CURRENT.set(flag, body)
 }
 
 /// Run a synchronous task body to completion, unless it was cancelled while queued.
@@ -87,8 +75,9 @@ pub(crate) fn run<T>(completer: Completer<T>, carried: &Carried, body: impl FnOn
     let task = cell.task();
     let outcome = {
         let _span = carried.enter();
-        let _running = Running::enter(cell.cancelled_flag());
-        catch_unwind(AssertUnwindSafe(body))
+        running(cell.cancelled_flag(), || {
+            catch_unwind(AssertUnwindSafe(body))
+        })
     };
     completer.complete(outcome.map_err(|payload| Error::from_panic(task, &*payload)));
 }
@@ -141,8 +130,9 @@ impl<F: Future, T> Future for TaskFuture<F, T> {
         let finish = *this.finish;
         let polled = {
             let _span = this.carried.enter();
-            let _running = Running::enter(cell.cancelled_flag());
-            catch_unwind(AssertUnwindSafe(|| this.body.poll(cx).map(finish)))
+            running(cell.cancelled_flag(), || {
+                catch_unwind(AssertUnwindSafe(|| this.body.poll(cx).map(finish)))
+            })
         };
         let outcome = match polled {
             Ok(Poll::Pending) => return Poll::Pending,
@@ -154,5 +144,39 @@ impl<F: Future, T> Future for TaskFuture<F, T> {
         }
         drop(this.token.take());
         Poll::Ready(())
+    }
+}
+
+#[cfg(all(test, not(unsync_loom)))]
+mod tests {
+    use super::*;
+
+    /// A task run nested inside another on one thread (rayon runs jobs while it waits) sees
+    /// its own flag, and the outer one's comes back when it ends, even by a panic.
+    #[test]
+    fn nested_tasks_each_see_their_own_flag() {
+        let (outer, inner) = (AtomicBool::new(true), AtomicBool::new(false));
+        assert!(!is_cancelled());
+        assert_eq!(depth(), 0);
+        running(&outer, || {
+            assert!(is_cancelled());
+            assert_eq!(depth(), 1);
+            running(&inner, || {
+                assert!(!is_cancelled());
+                assert_eq!(depth(), 2);
+                inner.store(true, Ordering::Relaxed);
+                assert!(is_cancelled());
+            });
+            outer.store(false, Ordering::Relaxed);
+            assert!(!is_cancelled());
+            let unwound = catch_unwind(AssertUnwindSafe(|| {
+                running(&inner, || std::panic::resume_unwind(Box::new("unwind")))
+            }));
+            assert!(unwound.is_err());
+            assert!(!is_cancelled());
+            assert_eq!(depth(), 1);
+        });
+        assert!(!is_cancelled());
+        assert_eq!(depth(), 0);
     }
 }

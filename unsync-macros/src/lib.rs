@@ -5,6 +5,8 @@
 //! with an error pointing at the offending token, and rewrites the function into a call of
 //! `unsync::__private::*`. Every behaviour lives in `unsync-core`.
 
+#![forbid(unsafe_code)]
+
 mod attr;
 mod cpu_bound;
 mod expand;

@@ -7,13 +7,13 @@
 //! the thread that forked the worker exits, not the process.
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 
 use rustix::pipe::PipeFlags;
 
-use super::worker;
+use super::{sys, worker};
 
 /// A started worker: its process and the parent's ends of its pipes (non-blocking).
 pub(crate) struct Launched {
@@ -50,22 +50,7 @@ pub(crate) fn launch(fingerprint: u64, max_frame: usize) -> io::Result<Launched>
             worker::spec(child_in, child_out, fingerprint, max_frame),
         )
         .stdin(Stdio::null());
-    // SAFETY: the closure runs in the forked child before `exec` and makes only
-    // async-signal-safe system calls (`fcntl`, `prctl`) on fds that stay open until `exec`.
-    unsafe {
-        command.pre_exec(move || {
-            // SAFETY: both fds are open in the child: the parent closes them only after `spawn`.
-            let (read_end, write_end) = (
-                BorrowedFd::borrow_raw(child_in),
-                BorrowedFd::borrow_raw(child_out),
-            );
-            rustix::io::fcntl_setfd(read_end, rustix::io::FdFlags::empty())?;
-            rustix::io::fcntl_setfd(write_end, rustix::io::FdFlags::empty())?;
-            #[cfg(target_os = "linux")]
-            rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))?;
-            Ok(())
-        });
-    }
+    sys::inherit_fds_and_die_with_parent(&mut command, [child_in, child_out]);
     let child = command.spawn()?;
     drop((child_reads, child_writes));
     for fd in [requests.as_fd(), responses.as_fd()] {

@@ -35,6 +35,8 @@ mod launch;
 mod pool;
 mod protocol;
 mod registry;
+#[allow(unsafe_code)]
+mod sys;
 mod worker;
 
 pub(crate) use pool::{cancel, shutdown};

@@ -7,12 +7,13 @@
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io::{BufWriter, Write};
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{OwnedFd, RawFd};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::protocol::{self, FrameReader, Message, PROTOCOL_VERSION};
 use super::registry;
+use super::sys;
 
 /// Set by the pool in a worker's environment: `<request fd>,<response fd>,<parent pid>,<fingerprint hex>,<max frame>`.
 pub(crate) const WORKER_ENV: &str = "UNSYNC_WORKER";
@@ -23,11 +24,6 @@ static HOOK_RAN: AtomicBool = AtomicBool::new(false);
 
 /// Whether this process is a worker (nested `cpu_bound` calls then run inline).
 static IN_WORKER: AtomicBool = AtomicBool::new(false);
-
-#[ctor::ctor(unsafe)]
-fn unsync_worker_hook() {
-    take_over_if_worker();
-}
 
 /// The explicit start-up hook, for set-ups where life-before-main constructors do not run (some
 /// static-library and LTO builds): call it first thing in `main`. In a worker process it never
@@ -41,7 +37,7 @@ pub fn init() {
     take_over_if_worker();
 }
 
-fn take_over_if_worker() {
+pub(super) fn take_over_if_worker() {
     HOOK_RAN.store(true, Ordering::Release);
     if let Some(spec) = std::env::var_os(WORKER_ENV) {
         become_worker(&spec);
@@ -69,14 +65,12 @@ pub fn run_inline<T: Send + 'static>(
 }
 
 fn become_worker(spec: &OsStr) -> ! {
-    // SAFETY: this runs before `main` (or first thing in it), before this process starts any
-    // thread, so nothing reads the environment concurrently. Removing the variable keeps
-    // processes this worker starts from becoming workers themselves.
-    unsafe { std::env::remove_var(WORKER_ENV) };
+    // This runs before `main` (or first thing in it), before this process starts any thread.
+    // Removing the variable keeps processes this worker starts from becoming workers themselves.
+    sys::remove_env_var_before_threads(WORKER_ENV);
     // std ignores SIGPIPE only once `main` is entered; a worker whose parent went away must
     // get EPIPE from `write`, not die silently.
-    // SAFETY: setting a signal's disposition to SIG_IGN has no preconditions.
-    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+    sys::ignore_sigpipe();
     let code = match WorkerSpec::parse(spec) {
         Err(reason) => {
             eprintln!(
@@ -149,17 +143,12 @@ fn pipe_fd(text: &str, which: &str) -> Result<OwnedFd, String> {
     if fd < 3 {
         return Err(format!("the {which} fd {fd} is a standard stream"));
     }
-    // SAFETY: borrowed only to inspect it; `fstat` on a closed or foreign fd just fails.
-    let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
-    let is_pipe = rustix::fs::fstat(borrowed)
-        .map(|stat| rustix::fs::FileType::from_raw_mode(stat.st_mode) == rustix::fs::FileType::Fifo)
-        .unwrap_or(false);
-    if !is_pipe {
+    if !sys::is_open_pipe(fd) {
         return Err(format!("the {which} fd {fd} is not an open pipe"));
     }
-    // SAFETY: the pool passed this fd to this process for its sole use, it is open (fstat
-    // succeeded), and nothing else in this process refers to it.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    // The pool passed this fd to this process for its sole use, it is open (checked above),
+    // and nothing else in this process refers to it.
+    Ok(sys::adopt_inherited_fd(fd))
 }
 
 fn serve(spec: WorkerSpec) -> i32 {
