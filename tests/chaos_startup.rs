@@ -95,7 +95,8 @@ fn workers_killed_before_their_handshake_are_replaced() {
         // Calls queued before any worker exists: the pool starts its workers for them.
         let queued: Vec<_> = (0..50).map(|i| (i, double(i).catch())).collect();
         let mut seen = BTreeSet::new();
-        let mut killed = 0;
+        // Kills known to land before the handshake: in a row, and in all.
+        let (mut killed, mut killed_in_all) = (0, 0);
         // Generous: a worker starts in milliseconds.
         let deadline = Instant::now() + Duration::from_secs(10);
         'kill: while killed < START_KILLS {
@@ -120,6 +121,7 @@ fn workers_killed_before_their_handshake_are_replaced() {
                     continue;
                 }
                 killed += 1;
+                killed_in_all += 1;
                 if killed == START_KILLS {
                     break 'kill;
                 }
@@ -130,7 +132,7 @@ fn workers_killed_before_their_handshake_are_replaced() {
                     .wait_timeout(Duration::from_secs(5))
                     .then(|| now.result());
                 panic!(
-                    "the pool stopped starting workers after {killed} were killed before their handshake; a new call now gets {outcome:?}"
+                    "the pool stopped starting workers after {killed_in_all} were killed before their handshake (the last {killed} in a row); a new call now gets {outcome:?}"
                 );
             }
             std::thread::yield_now();
