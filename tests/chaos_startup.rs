@@ -10,19 +10,10 @@
 //! started the thread that writes its handshake (`unsync-worker`): a stopped process cannot
 //! start one. A binary of its own: it configures the pool, and it kills every new worker.
 //!
-//! Ignored: it fails, on a library bug. In `unsync-core/src/process/pool.rs`, `Pool::bury`
-//! counts every worker that dies before its handshake as a start failure
-//! (`if !was_ready && ... { state.start_failures += 1 }`), whatever killed it, and at
-//! `START_ATTEMPTS` (3) in a row, across all slots, calls `break_pool`: every queued call fails,
-//! and from then on `submit` fails each new call at once with `Error::WorkerDied`, its detail
-//! the last death's ("the worker process N was killed by signal 9 (SIGKILL) while running this
-//! call", although no call ran on it), and no worker is started again until
-//! `unsync::shutdown` resets `broken`. So three outside kills that happen to land on starting
-//! workers (an OOM killer, an operator, `tests/chaos.rs` picking any worker) disable
-//! `cpu_bound` for the rest of the process. Run it with
-//! `cargo test --test chaos_startup -- --ignored`; it passes once the safety net tells a
-//! worker killed from outside from a binary that cannot start workers (or retries with a
-//! back-off instead of giving up for good).
+//! Before the fix, three such kills in a row broke the pool for the rest of the process: it took
+//! them for a binary that cannot start workers. Now only exits, crashes and missing handshakes
+//! count as start failures; kills from outside are replaced, with a pause that doubles while
+//! they continue.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -88,7 +79,6 @@ fn signal(pid: i32, signal: i32) {
 }
 
 #[test]
-#[ignore = "library bug: three workers killed before their handshake break the pool for good (see this file's doc)"]
 fn workers_killed_before_their_handshake_are_replaced() {
     Config::new().processes(PROCESSES).install().unwrap();
     watchdog(LIMIT, || {

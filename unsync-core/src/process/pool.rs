@@ -43,8 +43,11 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_DEPTH: u32 = 64;
 /// Microseconds of expected work a busy worker may hold.
 const DEPTH_BUDGET_MICROS: u32 = 2000;
-/// Workers that die before their handshake, in a row, before the pool gives up.
+/// Workers that fail to start (exit, crash, no handshake), in a row, before the pool gives up.
 const START_ATTEMPTS: u32 = 3;
+/// Longest pause before starting a worker again after workers were killed from outside while
+/// starting (the pause doubles with each such kill in a row, from 1 ms).
+const MAX_RESTART_PAUSE: Duration = Duration::from_secs(1);
 
 /// One call on its way: the encoded frame and how to complete its handle.
 trait Job: Send + Sync {
@@ -168,6 +171,9 @@ struct State {
     /// Why no worker can start; calls fail at once until `shutdown` resets it.
     broken: Option<String>,
     start_failures: u32,
+    /// Workers killed from outside (SIGKILL, SIGTERM, ...) before their handshake, in a row:
+    /// not the program's fault, so they never break the pool, but they slow its restarts.
+    killed_while_starting: u32,
     stopping: bool,
 }
 
@@ -193,6 +199,7 @@ fn pool() -> &'static Pool {
                 slots: (0..settings.processes).map(|_| Slot::new()).collect(),
                 broken: None,
                 start_failures: 0,
+                killed_while_starting: 0,
                 stopping: false,
             }),
             changed: Condvar::new(),
@@ -317,6 +324,7 @@ pub(crate) fn shutdown(deadline: Instant) -> usize {
     state.stopping = false;
     state.broken = None;
     state.start_failures = 0;
+    state.killed_while_starting = 0;
     drop(state);
     for call in dropped {
         call.job.finish(Err(Error::Cancelled {
@@ -504,6 +512,13 @@ impl Pool {
 
     /// Start a worker process for slot `index` (on the supervisor thread).
     fn start_worker(&'static self, index: usize) {
+        let killed = lock(&self.state).killed_while_starting;
+        if killed > 1 {
+            // Something kills workers as they start (an operator, an OOM killer): keep
+            // replacing them, but not in a hot loop of forks.
+            let pause = Duration::from_millis(1 << (killed - 2).min(10));
+            std::thread::sleep(pause.min(MAX_RESTART_PAUSE));
+        }
         if lock(&self.state).stopping {
             let mut state = lock(&self.state);
             state.slots[index].phase = Phase::Idle;
@@ -652,6 +667,7 @@ impl Pool {
                         }
                         slot.phase = Phase::Ready;
                         state.start_failures = 0;
+                        state.killed_while_starting = 0;
                     }
                     Message::Refused { reason } => {
                         let reason = reason.to_owned();
@@ -742,9 +758,14 @@ impl Pool {
             generation: generation + 1,
             ..Slot::new()
         };
+        let killed_from_outside = matches!(death, Death::Exited)
+            && matches!(&status, Ok(s) if matches!(
+                s.signal(),
+                Some(libc::SIGKILL | libc::SIGTERM | libc::SIGINT | libc::SIGHUP | libc::SIGQUIT)
+            ));
         let detail = match &death {
             Death::Broken(why) | Death::Refused(why) => why.clone(),
-            Death::Exited => describe_exit(status, io.pid),
+            Death::Exited => describe_exit(status, io.pid, was_ready),
         };
         let mut failed = Vec::new();
         let mut requeue = Vec::new();
@@ -761,11 +782,22 @@ impl Pool {
             state.queue.push_front(call);
         }
         let refused = matches!(death, Death::Refused(_));
-        if !was_ready && !matches!(kill, Some(Kill::Shutdown)) {
-            state.start_failures += 1;
+        if !was_ready && kill.is_none() {
+            // A worker killed from outside while starting says nothing about whether workers
+            // can start; one that exited, crashed or never said hello does.
+            if killed_from_outside {
+                state.killed_while_starting += 1;
+            } else {
+                state.start_failures += 1;
+            }
         }
-        if refused || state.start_failures >= START_ATTEMPTS {
+        if refused {
             self.break_pool(&mut state, detail);
+        } else if state.start_failures >= START_ATTEMPTS {
+            let reason = format!(
+                "{START_ATTEMPTS} worker processes in a row failed to start; the last: {detail}"
+            );
+            self.break_pool(&mut state, reason);
         } else if !state.stopping {
             self.start_idle_workers(&mut state);
         }
@@ -820,8 +852,9 @@ fn offset_in(base: usize, whole: &[u8], part: &[u8]) -> Range<usize> {
     start..start + part.len()
 }
 
-/// "exited with status 3", "was killed by signal 11 (SIGSEGV)".
-fn describe_exit(status: io::Result<ExitStatus>, pid: u32) -> String {
+/// "the worker process 12 exited with status 3 while running this call", "... was killed by
+/// signal 11 (SIGSEGV) while starting".
+fn describe_exit(status: io::Result<ExitStatus>, pid: u32, was_ready: bool) -> String {
     let how = match status {
         Err(e) => format!("could not be reaped ({e})"),
         Ok(status) => match (status.code(), status.signal()) {
@@ -832,7 +865,12 @@ fn describe_exit(status: io::Result<ExitStatus>, pid: u32) -> String {
             _ => format!("ended ({status})"),
         },
     };
-    format!("the worker process {pid} {how} while running this call")
+    let when = if was_ready {
+        "while running this call"
+    } else {
+        "while starting"
+    };
+    format!("the worker process {pid} {how} {when}")
 }
 
 fn signal_name(signal: i32) -> &'static str {
