@@ -31,8 +31,9 @@ const FAILED: u8 = 0x14;
 /// Bytes of the length prefix.
 pub(crate) const PREFIX: usize = 4;
 
-/// Largest read step while a frame's body arrives: the buffer grows by at most this much
-/// beyond the bytes received so far.
+/// Most room made for one read while a frame's body arrives. The buffer also doubles (never
+/// past the frame's end), so a lying length costs at most about twice the bytes that did
+/// arrive, plus two steps.
 const GROWTH_STEP: usize = 1 << 20;
 
 /// One decoded frame body, borrowing from the reader's buffer.
