@@ -67,6 +67,15 @@ pub use runtime::{runtime, spawn};
 pub use shutdown::shutdown;
 pub use task::is_cancelled;
 
+/// The checks behind the `cargo fuzz` targets in `fuzz/`, under the `fuzzing` feature: each
+/// takes arbitrary bytes and panics when the code that reads the worker pipe misbehaves. Not a
+/// public API: no stability promise.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod __fuzz {
+    pub use crate::process::fuzz::{frame_decoder, response, worker_request};
+}
+
 /// What `#[unsync]` expands to. Not a public API: no stability promise.
 #[doc(hidden)]
 pub mod __private {

@@ -31,6 +31,8 @@
 //! instead of starting workers that would run `main`.
 
 mod codec;
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) mod fuzz;
 mod launch;
 mod pool;
 mod protocol;

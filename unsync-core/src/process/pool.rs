@@ -72,14 +72,8 @@ where
     }
     fn finish(&self, outcome: Result<&[u8], Error>) {
         let task = self.cell.task();
-        self.cell.complete(outcome.and_then(|bytes| {
-            codec::decode::<W>(bytes)
-                .map(Into::into)
-                .map_err(|e| Error::WorkerDied {
-                    task,
-                    detail: format!("the worker's result could not be decoded: {e}"),
-                })
-        }));
+        self.cell
+            .complete(outcome.and_then(|bytes| decode_result::<W, R>(task, bytes)));
     }
     fn is_cancelled(&self) -> bool {
         self.cell.is_cancelled()
@@ -690,32 +684,9 @@ impl Pool {
                                 io.kill();
                             }
                         }
-                        let task = call.entry.name;
-                        let outcome = match message {
-                            Message::Returned {
-                                micros, payload, ..
-                            } => {
-                                let speed = &self.speed[call.index];
-                                let sample = micros.max(1);
-                                let old = speed.load(Ordering::Relaxed);
-                                let new = if old == 0 {
-                                    sample
-                                } else {
-                                    (old * 7 + sample) / 8
-                                };
-                                speed.store(new.max(1), Ordering::Relaxed);
-                                Ok(offset_in(range.start, body, payload))
-                            }
-                            Message::Panicked { message, .. } => Err(Error::Panicked {
-                                task,
-                                message: message.to_owned(),
-                            }),
-                            Message::Failed { message, .. } => Err(Error::WorkerDied {
-                                task,
-                                detail: format!("the worker could not run the call: {message}"),
-                            }),
-                            _ => unreachable!(),
-                        };
+                        let outcome =
+                            call_outcome(call.entry.name, message, &self.speed[call.index])
+                                .map(|payload| offset_in(range.start, body, payload));
                         finished.push((call.job, outcome));
                     }
                     _ => {
@@ -814,6 +785,65 @@ impl Pool {
     }
 }
 
+/// What a worker's answer to a call of `task` means for that call: the result's bytes, or the
+/// error the call fails with. A result also counts towards the function's smoothed run time.
+pub(super) fn call_outcome<'a>(
+    task: &'static str,
+    answer: Message<'a>,
+    speed: &AtomicU32,
+) -> Result<&'a [u8], Error> {
+    match answer {
+        Message::Returned {
+            micros, payload, ..
+        } => {
+            speed.store(
+                smoothed(speed.load(Ordering::Relaxed), micros),
+                Ordering::Relaxed,
+            );
+            Ok(payload)
+        }
+        Message::Panicked { message, .. } => Err(Error::Panicked {
+            task,
+            message: message.to_owned(),
+        }),
+        Message::Failed { message, .. } => Err(Error::WorkerDied {
+            task,
+            detail: format!("the worker could not run the call: {message}"),
+        }),
+        _ => Err(Error::WorkerDied {
+            task,
+            detail: "the worker broke the protocol: an unexpected frame".into(),
+        }),
+    }
+}
+
+/// A function's run time in µs, smoothed over its calls, after one that took `micros` (`old`
+/// 0: none measured yet). Never 0 once measured.
+fn smoothed(old: u32, micros: u32) -> u32 {
+    let sample = micros.max(1);
+    if old == 0 {
+        return sample;
+    }
+    // In u64: a call may report up to u32::MAX µs (70 minutes), and 7 × old overflows a u32
+    // from 10 minutes on.
+    let new = (u64::from(old) * 7 + u64::from(sample)) / 8;
+    u32::try_from(new).unwrap_or(u32::MAX)
+}
+
+/// The value of a call from its result's bytes (`W` is how it crossed the pipe, `R` what the
+/// handle yields); bytes that do not decode fail the call.
+pub(super) fn decode_result<W: DeserializeOwned + Into<R>, R>(
+    task: &'static str,
+    bytes: &[u8],
+) -> Result<R, Error> {
+    codec::decode::<W>(bytes)
+        .map(Into::into)
+        .map_err(|e| Error::WorkerDied {
+            task,
+            detail: format!("the worker's result could not be decoded: {e}"),
+        })
+}
+
 /// A response paired with its call: where its payload lies in the reader's buffer.
 type Finished = (Arc<dyn Job>, Result<Range<usize>, Error>);
 
@@ -885,5 +915,21 @@ fn signal_name(signal: i32) -> &'static str {
         libc::SIGINT => "SIGINT",
         libc::SIGPIPE => "SIGPIPE",
         _ => "another signal",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_time_smoothing_survives_the_longest_calls() {
+        assert_eq!(smoothed(0, 0), 1);
+        assert_eq!(smoothed(0, 500), 500);
+        assert_eq!(smoothed(800, 0), 700);
+        // A call of over 10 minutes, then another: 7 × old no longer fits in a u32.
+        let long = smoothed(0, 700_000_000);
+        assert_eq!(smoothed(long, 700_000_000), 700_000_000);
+        assert_eq!(smoothed(u32::MAX, u32::MAX), u32::MAX);
     }
 }

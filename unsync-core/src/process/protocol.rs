@@ -3,6 +3,8 @@
 //! A frame is a little-endian `u32` body length, then the body: one kind byte and its fields.
 //! Lengths above the configured maximum are refused before anything is allocated, and a
 //! frame's buffer grows only as its bytes actually arrive, so a lying length costs nothing.
+//! Nothing more is read while a whole frame waits to be taken, so the buffer never holds more
+//! than its initial 64 KiB or one frame at the limit, however fast the other side writes.
 //!
 //! | kind | direction | fields |
 //! |---|---|---|
@@ -29,8 +31,9 @@ const FAILED: u8 = 0x14;
 /// Bytes of the length prefix.
 pub(crate) const PREFIX: usize = 4;
 
-/// Largest read step while a frame's body arrives: the buffer grows by at most this much
-/// beyond the bytes received so far.
+/// Most room made for one read while a frame's body arrives. The buffer also doubles (never
+/// past the frame's end), so a lying length costs at most about twice the bytes that did
+/// arrive, plus two steps.
 const GROWTH_STEP: usize = 1 << 20;
 
 /// One decoded frame body, borrowing from the reader's buffer.
@@ -268,9 +271,14 @@ pub(crate) struct FrameReader<R> {
 
 impl<R: Read> FrameReader<R> {
     pub(crate) fn new(source: R, max: usize) -> FrameReader<R> {
+        FrameReader::with_capacity(source, max, 64 << 10)
+    }
+
+    /// A reader whose buffer starts at `capacity` bytes (tests start small, to exercise growth).
+    pub(crate) fn with_capacity(source: R, max: usize, capacity: usize) -> FrameReader<R> {
         FrameReader {
             source,
-            buf: vec![0; 64 << 10],
+            buf: vec![0; capacity],
             start: 0,
             end: 0,
             max,
@@ -301,25 +309,39 @@ impl<R: Read> FrameReader<R> {
     }
 
     /// Read once from the source into the buffer. Returns the bytes read (0 at end of stream);
-    /// on a non-blocking source, `WouldBlock` when nothing is available.
+    /// `WouldBlock` when a non-blocking source has nothing, and also, without reading, while a
+    /// whole frame (or the prefix of an oversized one) waits to be taken: a peer that writes
+    /// faster than frames are taken must not grow the buffer.
     pub(crate) fn fill(&mut self) -> io::Result<usize> {
+        if !matches!(self.complete_frame(), Ok(None)) {
+            return Err(io::Error::new(
+                io::ErrorKind::WouldBlock,
+                "a whole frame waits to be taken",
+            ));
+        }
         if self.start == self.end {
             (self.start, self.end) = (0, 0);
         }
         let pending = self.end - self.start;
-        let wanted = if pending >= PREFIX {
-            // Grow towards the frame's end, a step at a time, never past the limit.
-            let len = body_len(&self.buf[self.start..self.end]).min(self.max);
-            (PREFIX + len).saturating_sub(pending).clamp(1, GROWTH_STEP)
+        // The next frame's size with its prefix, once that is in: within the limit, and not all
+        // here yet (both checked above).
+        let frame = if pending >= PREFIX {
+            PREFIX + body_len(&self.buf[self.start..self.end])
         } else {
-            PREFIX - pending
+            PREFIX
         };
+        // Grow towards the frame's end, a step at a time.
+        let wanted = (frame - pending).min(GROWTH_STEP);
         if self.buf.len() - self.end < wanted {
             // Move pending data to the front first; grow only if that is not enough.
             self.buf.copy_within(self.start..self.end, 0);
             (self.start, self.end) = (0, pending);
             if self.buf.len() - self.end < wanted {
-                self.buf.resize(self.end + wanted, 0);
+                // Double, for few copies, but never past the frame's end: a frame at the limit
+                // costs no more than the limit.
+                let len = (self.end + wanted).max((2 * self.buf.len()).min(frame));
+                self.buf.reserve_exact(len - self.buf.len());
+                self.buf.resize(len, 0);
             }
         }
         let read = self.source.read(&mut self.buf[self.end..]);
@@ -376,8 +398,8 @@ impl<R: Read> FrameReader<R> {
     }
 
     /// Bytes currently allocated for buffering (for tests of the allocation bound).
-    #[cfg(test)]
-    fn allocated(&self) -> usize {
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub(crate) fn allocated(&self) -> usize {
         self.buf.capacity()
     }
 }
@@ -385,6 +407,7 @@ impl<R: Read> FrameReader<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::process::fuzz::{Ending, Trickle, read_like_the_pool};
     use proptest::prelude::*;
 
     fn frames(messages: &[Message<'_>]) -> Vec<u8> {
@@ -464,6 +487,60 @@ mod tests {
         let mut reader = FrameReader::new(&bytes[..], 256 << 20);
         assert!(matches!(reader.next_frame(), Err(ProtocolError::Truncated)));
         assert!(reader.allocated() <= (64 << 10) + GROWTH_STEP + PREFIX);
+    }
+
+    #[test]
+    fn a_frame_at_the_limit_takes_no_more_than_the_limit() {
+        // 5 MiB, arriving 64 KiB at a time: growth by doubling from 1 MiB would reach 8 MiB.
+        let max = 5 << 20;
+        let mut bytes = Vec::new();
+        encode_call(&mut bytes, 1, 2, |out| {
+            out.resize(PREFIX + max, 7);
+            Ok::<_, ()>(())
+        })
+        .unwrap();
+        let mut reader = FrameReader::new(Trickle::new(&bytes, 64 << 10, 1), max);
+        let (frames, ending) = read_like_the_pool(&mut reader, bytes.len());
+        assert_eq!((frames.len(), ending), (1, Ending::Clean));
+        assert!(reader.allocated() <= PREFIX + max, "{}", reader.allocated());
+    }
+
+    #[test]
+    fn the_parent_stops_reading_at_an_oversized_frame() {
+        // A worker answering with 2 MiB under a 4 KiB limit: the frame is refused from its
+        // prefix, so its body need not (and must not) be buffered.
+        let mut bytes = Vec::new();
+        Message::Returned {
+            id: 1,
+            micros: 1,
+            payload: &vec![0; 2 << 20],
+        }
+        .encode(&mut bytes);
+        let mut reader = FrameReader::new(Trickle::new(&bytes, 64 << 10, 0), 4096);
+        let (frames, ending) = read_like_the_pool(&mut reader, bytes.len());
+        assert!(frames.is_empty());
+        assert!(matches!(ending, Ending::TooLarge(_)), "{ending:?}");
+        assert!(reader.allocated() <= 64 << 10, "{}", reader.allocated());
+    }
+
+    #[test]
+    fn whole_frames_are_taken_before_more_is_read() {
+        // 200 answers of 1 KiB waiting in the pipe, read 64 KiB at a time into a small buffer:
+        // the buffer holds about one frame, not everything the worker wrote.
+        let mut bytes = Vec::new();
+        for id in 0..200 {
+            Message::Returned {
+                id,
+                micros: 1,
+                payload: &[9; 1024],
+            }
+            .encode(&mut bytes);
+        }
+        let mut reader =
+            FrameReader::with_capacity(Trickle::new(&bytes, 64 << 10, 0), 1 << 20, 4096);
+        let (frames, ending) = read_like_the_pool(&mut reader, bytes.len());
+        assert_eq!((frames.len(), ending), (200, Ending::Clean));
+        assert!(reader.allocated() <= 8192, "{}", reader.allocated());
     }
 
     proptest! {

@@ -11,7 +11,7 @@ use std::os::fd::{OwnedFd, RawFd};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::protocol::{self, FrameReader, Message, PROTOCOL_VERSION};
+use super::protocol::{self, FrameReader, Message, PROTOCOL_VERSION, ProtocolError};
 use super::registry;
 use super::sys;
 
@@ -190,49 +190,62 @@ fn serve(spec: WorkerSpec) -> i32 {
                 return 4;
             }
         };
-        let Ok(Message::Call { id, key, args }) = Message::decode(body) else {
-            eprintln!(
-                "unsync worker {}: expected a call frame; exiting",
-                std::process::id()
-            );
-            return 4;
-        };
         frame.clear();
-        match registry::lookup(key) {
-            None => Message::Failed {
-                id,
-                message: "no such cpu_bound function in the worker",
-            }
-            .encode(&mut frame),
-            Some(function) => {
-                let ran = catch_unwind(AssertUnwindSafe(|| {
-                    protocol::encode_returned(&mut frame, id, |out| (function.shim)(args, out))
-                }));
-                match ran {
-                    Ok(Ok(())) => {}
-                    Ok(Err(codec)) => {
-                        frame.clear();
-                        Message::Failed {
-                            id,
-                            message: &format!("in the worker: {codec}"),
-                        }
-                        .encode(&mut frame)
-                    }
-                    Err(panic) => {
-                        frame.clear();
-                        Message::Panicked {
-                            id,
-                            message: &crate::error::panic_message(&*panic),
-                        }
-                        .encode(&mut frame)
-                    }
-                }
-            }
+        if let Err(e) = handle_request(body, &mut frame) {
+            eprintln!("unsync worker {}: {e}; exiting", std::process::id());
+            return 4;
         }
         if responses.write_all(&frame).is_err() {
             return 0;
         }
     }
+}
+
+/// Run one request (a frame body) and append the answer frame to `out`: `RETURNED`, or
+/// `PANICKED`, or `FAILED` for an unknown function or arguments that do not decode. Whatever
+/// the bytes and whatever the function does, this does not panic.
+///
+/// An error is a frame that is not a call: the parent never sends one, so the pipe is out of
+/// step and the worker must exit (the parent replaces it). `out` is then left as it was.
+pub(crate) fn handle_request(body: &[u8], out: &mut Vec<u8>) -> Result<(), ProtocolError> {
+    let Message::Call { id, key, args } = Message::decode(body)? else {
+        return Err(ProtocolError::Malformed("expected a call frame"));
+    };
+    let Some(function) = registry::lookup(key) else {
+        Message::Failed {
+            id,
+            message: "no such cpu_bound function in the worker",
+        }
+        .encode(out);
+        return Ok(());
+    };
+    let start = out.len();
+    let ran = catch_unwind(AssertUnwindSafe(|| {
+        protocol::encode_returned(out, id, |out| (function.shim)(args, out))
+    }));
+    match ran {
+        Ok(Ok(())) => {}
+        // `encode_returned` took back what it had appended.
+        Ok(Err(codec)) => Message::Failed {
+            id,
+            message: &format!("in the worker: {codec}"),
+        }
+        .encode(out),
+        Err(panic) => {
+            out.truncate(start);
+            let message = crate::error::panic_message(&*panic);
+            // A payload whose `drop` panics would otherwise unwind out of here.
+            if let Err(again) = catch_unwind(AssertUnwindSafe(|| drop(panic))) {
+                std::mem::forget(again);
+            }
+            Message::Panicked {
+                id,
+                message: &message,
+            }
+            .encode(out);
+        }
+    }
+    Ok(())
 }
 
 /// The spec a worker is started with.

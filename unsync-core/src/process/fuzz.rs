@@ -1,0 +1,577 @@
+//! Bad input on the worker pipe: checks shared by the proptests below and the `cargo fuzz`
+//! targets in `fuzz/` (through `unsync_core::__fuzz`, under the `fuzzing` feature).
+//!
+//! Each check takes arbitrary bytes, feeds them to one piece of code that reads what crosses
+//! the pipe (the frame reader, the worker's request handler, the parent's handling of an
+//! answer) and panics if an invariant breaks: a panic escaping that piece, a loop that does
+//! not end, more memory held than the frame limit allows, a wrong or oversized answer.
+//!
+//! The sample functions below are registered the way `#[unsync(cpu_bound)]` registers a
+//! function, so that argument decoding is exercised; they exist only in unsync-core's tests
+//! and in executables built with the `fuzzing` feature.
+
+use std::collections::BTreeMap;
+use std::io::{self, Read};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use super::codec::{Bulk, CodecError, decode, encode};
+use super::pool::{call_outcome, decode_result};
+use super::protocol::{FrameReader, Message, PREFIX, ProtocolError, body_len};
+use super::registry::{WORKER_FNS, WorkerFn};
+use super::worker::handle_request;
+use crate::error::Error;
+
+/// Registers `fn $name` as `#[unsync(cpu_bound)]` would: a shim that decodes the argument
+/// tuple, runs the function and encodes its result.
+macro_rules! sample {
+    ($entry:ident: fn $name:ident($($arg:ident: $ty:ty),* $(,)?) -> $out:ty $body:block) => {
+        fn $name($($arg: $ty),*) -> $out $body
+
+        #[linkme::distributed_slice(WORKER_FNS)]
+        static $entry: WorkerFn = WorkerFn::new(concat!(module_path!(), "::", stringify!($name)), 0, {
+            fn shim(args: &[u8], out: &mut Vec<u8>) -> Result<(), CodecError> {
+                let ($($arg,)*): ($($ty,)*) = decode(args)?;
+                encode(&$name($($arg),*), out)
+            }
+            shim
+        });
+    };
+}
+
+// Every sample's encoded result is at most a few bytes longer than its encoded arguments, so
+// the checks can bound an answer's size by the request's.
+sample!(ADD: fn add(a: u64, b: u64) -> u64 { a.wrapping_add(b) });
+sample!(CONCAT: fn concat(parts: Vec<String>) -> String { parts.concat() });
+sample!(SUM: fn sum(values: Bulk<Vec<f64>>) -> f64 { values.0.iter().sum() });
+sample!(ECHO: fn echo(bytes: Bulk<Vec<u8>>) -> Bulk<Vec<u8>> { bytes });
+sample!(CENSUS: fn census(
+    rows: Vec<Vec<u32>>,
+    names: Option<BTreeMap<String, i64>>,
+    flag: Result<(bool, char), i16>,
+) -> (u64, u64, bool) {
+    let cells = rows.iter().map(|r| r.len() as u64).sum();
+    (cells, names.map_or(0, |n| n.len() as u64), matches!(flag, Ok((true, _))))
+});
+
+/// Five bytes of settings (the reader's limit, its initial buffer, the size of a read and how
+/// many reads until the source would block), then the stream itself.
+///
+/// The stream is read twice, blocking (as a worker reads) and non-blocking in chunks (as the
+/// parent reads): both must yield the same frames and end the same way; frames decode
+/// without panicking and re-encode to an equal message; the buffer never exceeds its initial
+/// size or one frame at the limit.
+pub fn frame_decoder(data: &[u8]) {
+    let Some((&[max_lo, max_hi, capacity, chunk, burst], stream)) = data.split_first_chunk::<5>()
+    else {
+        return;
+    };
+    let max = usize::from(u16::from_le_bytes([max_lo, max_hi]));
+    let capacity = usize::from(capacity);
+    let chunk = usize::from(chunk) + 1;
+    let burst = usize::from(burst % 4);
+    let bound = capacity.max(PREFIX + max);
+
+    let mut blocking = FrameReader::with_capacity(stream, max, capacity);
+    let mut frames = Vec::new();
+    let ending = loop {
+        match blocking.next_frame() {
+            Ok(Some(body)) => frames.push(body.to_vec()),
+            Ok(None) => break Ending::Clean,
+            Err(e) => break Ending::from(e),
+        }
+        assert!(
+            frames.len() <= stream.len() / PREFIX,
+            "more frames than prefixes"
+        );
+    };
+    assert!(
+        blocking.allocated() <= bound,
+        "{} > {bound}",
+        blocking.allocated()
+    );
+
+    let mut trickle = FrameReader::with_capacity(Trickle::new(stream, chunk, burst), max, capacity);
+    let (chunked, chunked_ending) = read_like_the_pool(&mut trickle, stream.len());
+    assert!(
+        trickle.allocated() <= bound,
+        "{} > {bound}",
+        trickle.allocated()
+    );
+    assert_eq!(frames, chunked, "blocking and non-blocking reads differ");
+    assert_eq!(ending, chunked_ending);
+
+    for body in &frames {
+        assert!(body.len() <= max);
+        if let Ok(message) = Message::decode(body) {
+            let mut again = Vec::new();
+            message.encode(&mut again);
+            assert_eq!(body_len(&again), again.len() - PREFIX);
+            assert_eq!(Message::decode(&again[PREFIX..]).ok(), Some(message));
+        }
+    }
+}
+
+/// The first byte chooses the request: odd, a call of the registered function it picks
+/// (`byte >> 1`, modulo their number) with the rest as argument bytes; even, the rest is the
+/// whole frame body. See [`check_request`].
+pub fn worker_request(data: &[u8]) {
+    let body = match data.split_first() {
+        Some((&selector, args)) if selector & 1 == 1 => {
+            let function = &WORKER_FNS[usize::from(selector >> 1) % WORKER_FNS.len()];
+            call_body(u64::from(selector), function.key, args)
+        }
+        Some((_, body)) => body.to_vec(),
+        None => Vec::new(),
+    };
+    check_request(&body);
+}
+
+/// Hand one request body to the worker's handler: a call gets exactly one answer to that call,
+/// not much longer than the request; anything else is refused with nothing written. Then the
+/// handler must still answer a plain call right.
+pub(crate) fn check_request(body: &[u8]) {
+    let mut out = Vec::new();
+    let handled = handle_request(body, &mut out);
+    if let Ok(Message::Call { id, .. }) = Message::decode(body) {
+        assert!(handled.is_ok(), "a call was refused: {handled:?}");
+        let answered = match only_frame(&out) {
+            Message::Returned { id, .. }
+            | Message::Panicked { id, .. }
+            | Message::Failed { id, .. } => id,
+            other => panic!("a call was answered with {other:?}"),
+        };
+        assert_eq!(answered, id);
+        assert!(
+            out.len() <= body.len() + 512,
+            "an answer of {} bytes to a request of {}",
+            out.len(),
+            body.len()
+        );
+    } else {
+        assert!(handled.is_err(), "a frame that is not a call was answered");
+        assert!(out.is_empty());
+    }
+    let mut sum = Vec::new();
+    encode(&(2_u64, 3_u64), &mut sum).unwrap();
+    assert_eq!(
+        call(ADD.key, &sum).map(|r| decode::<u64>(&r).unwrap()),
+        Ok(5)
+    );
+}
+
+/// The body of a call frame.
+pub(crate) fn call_body(id: u64, key: u64, args: &[u8]) -> Vec<u8> {
+    let mut frame = Vec::new();
+    Message::Call { id, key, args }.encode(&mut frame);
+    frame.split_off(PREFIX)
+}
+
+/// Run a call through the worker's handler: the result's bytes, or `"panicked: ..."` or
+/// `"failed: ..."`.
+pub(crate) fn call(key: u64, args: &[u8]) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    handle_request(&call_body(7, key, args), &mut out).expect("a call frame");
+    match only_frame(&out) {
+        Message::Returned { id: 7, payload, .. } => Ok(payload.to_vec()),
+        Message::Panicked { id: 7, message } => Err(format!("panicked: {message}")),
+        Message::Failed { id: 7, message } => Err(format!("failed: {message}")),
+        other => panic!("not an answer to call 7: {other:?}"),
+    }
+}
+
+/// The message in `out`, which must hold exactly one whole frame.
+fn only_frame(out: &[u8]) -> Message<'_> {
+    assert!(out.len() >= PREFIX && body_len(out) == out.len() - PREFIX);
+    Message::decode(&out[PREFIX..]).expect("an answer that decodes")
+}
+
+/// The task name the parent-side checks settle calls for.
+const TASK: &str = "fuzz::task";
+
+/// A byte choosing the type results decode as, then a stream of frames from a worker. Each
+/// answer is settled as the pool settles the call it answers: a value or an error for that
+/// call, never a panic; the function's run-time estimate stays positive.
+pub fn response(data: &[u8]) {
+    let Some((&kind, stream)) = data.split_first() else {
+        return;
+    };
+    let speed = AtomicU32::new(0);
+    let mut reader = FrameReader::with_capacity(stream, 4096, 256);
+    // The pool pairs an answer with a call; other frames, or an error, end the worker.
+    while let Ok(Some(body)) = reader.next_frame() {
+        let Ok(answer) = Message::decode(body) else {
+            break;
+        };
+        let returned = match answer {
+            Message::Returned { .. } => true,
+            Message::Panicked { .. } | Message::Failed { .. } => false,
+            _ => break,
+        };
+        match call_outcome(TASK, answer, &speed) {
+            Ok(payload) => {
+                assert!(returned);
+                assert!(speed.load(Ordering::Relaxed) > 0);
+                settle(kind, payload);
+            }
+            Err(Error::Panicked { task, .. } | Error::WorkerDied { task, .. }) => {
+                assert!(!returned);
+                assert_eq!(task, TASK);
+            }
+            Err(other) => panic!("an answer settled as {other:?}"),
+        }
+    }
+}
+
+/// Decode a result as the type `kind` picks, as the pool does.
+fn settle(kind: u8, payload: &[u8]) {
+    type Tuple = (u32, Option<String>, char);
+    type Map = BTreeMap<String, Vec<u8>>;
+    type Either = Result<(bool, i128), f32>;
+    match kind % 8 {
+        0 => settle_as::<u64, u64>(payload),
+        1 => settle_as::<String, String>(payload),
+        2 => settle_as::<Vec<String>, Vec<String>>(payload),
+        3 => settle_as::<Bulk<Vec<f64>>, Vec<f64>>(payload),
+        4 => settle_as::<Tuple, Tuple>(payload),
+        5 => settle_as::<Map, Map>(payload),
+        6 => settle_as::<Either, Either>(payload),
+        _ => settle_as::<Bulk<Vec<u8>>, Vec<u8>>(payload),
+    }
+}
+
+fn settle_as<W: serde::de::DeserializeOwned + Into<R>, R>(payload: &[u8]) {
+    match decode_result::<W, R>(TASK, payload) {
+        Ok(_) => {}
+        Err(Error::WorkerDied { task, detail }) => {
+            assert_eq!(task, TASK);
+            assert!(detail.contains("could not be decoded"), "{detail}");
+        }
+        Err(other) => panic!("a result settled as {other:?}"),
+    }
+}
+
+/// How a stream of frames ended.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Ending {
+    Clean,
+    TooLarge(usize),
+    Truncated,
+    Other(String),
+}
+
+impl From<ProtocolError> for Ending {
+    fn from(error: ProtocolError) -> Ending {
+        match error {
+            ProtocolError::TooLarge { len, .. } => Ending::TooLarge(len),
+            ProtocolError::Truncated => Ending::Truncated,
+            other => Ending::Other(other.to_string()),
+        }
+    }
+}
+
+/// A non-blocking source, as a pipe: at most `chunk` bytes per read, and `WouldBlock` after
+/// every `burst` reads (never, if 0: the writer is far ahead of the reader).
+pub(crate) struct Trickle<'a> {
+    data: &'a [u8],
+    chunk: usize,
+    burst: usize,
+    reads: usize,
+}
+
+impl Trickle<'_> {
+    pub(crate) fn new(data: &[u8], chunk: usize, burst: usize) -> Trickle<'_> {
+        Trickle {
+            data,
+            chunk,
+            burst,
+            reads: 0,
+        }
+    }
+}
+
+impl Read for Trickle<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.burst > 0 && self.reads == self.burst && !self.data.is_empty() {
+            self.reads = 0;
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let n = self.chunk.min(buf.len()).min(self.data.len());
+        buf[..n].copy_from_slice(&self.data[..n]);
+        self.data = &self.data[n..];
+        self.reads += 1;
+        Ok(n)
+    }
+}
+
+/// Read a non-blocking source as the pool's I/O thread does: fill until the source would
+/// block, then take every buffered frame; until the end or the first error. `len` is the
+/// source's length, to turn a loop that makes no progress into a failure instead of a hang.
+pub(crate) fn read_like_the_pool<R: Read>(
+    reader: &mut FrameReader<R>,
+    len: usize,
+) -> (Vec<Vec<u8>>, Ending) {
+    let mut frames = Vec::new();
+    let mut rounds = 0;
+    loop {
+        rounds += 1;
+        assert!(rounds <= 2 * len + 4, "the reader makes no progress");
+        let mut ended = false;
+        loop {
+            match reader.fill() {
+                Ok(0) => {
+                    ended = true;
+                    break;
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => return (frames, Ending::Other(e.to_string())),
+            }
+        }
+        loop {
+            match reader.buffered_range() {
+                Ok(Some(range)) => frames.push(reader.slice(range).to_vec()),
+                Ok(None) => break,
+                Err(e) => return (frames, Ending::from(e)),
+            }
+        }
+        if ended {
+            return (frames, Ending::Clean);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::process::registry;
+    use proptest::prelude::*;
+    use serde::Serialize;
+
+    sample!(PANICS: fn panics_on_zero(n: u8) -> u8 {
+        if n == 0 {
+            panic!("zero");
+        }
+        n
+    });
+
+    /// A panic payload whose `drop` panics too.
+    struct Bomb;
+
+    impl Drop for Bomb {
+        fn drop(&mut self) {
+            panic!("the panic payload panicked when dropped");
+        }
+    }
+
+    sample!(BOMB: fn throws_a_bomb(n: u8) -> u8 {
+        if n == 0 {
+            std::panic::panic_any(Bomb);
+        }
+        n
+    });
+
+    fn args(value: &impl Serialize) -> Vec<u8> {
+        let mut out = Vec::new();
+        encode(value, &mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn calls_are_answered() {
+        let five = call(ADD.key, &args(&(2_u64, 3_u64))).unwrap();
+        assert_eq!(decode::<u64>(&five).unwrap(), 5);
+        let joined = call(CONCAT.key, &args(&(vec!["un", "sync"],))).unwrap();
+        assert_eq!(decode::<String>(&joined).unwrap(), "unsync");
+        let sum = call(SUM.key, &args(&(Bulk(&vec![1.5_f64, 2.0]),))).unwrap();
+        assert_eq!(decode::<f64>(&sum).unwrap(), 3.5);
+        let echo = call(ECHO.key, &args(&(Bulk(&vec![1_u8, 2, 3]),))).unwrap();
+        assert_eq!(decode::<Bulk<Vec<u8>>>(&echo).unwrap().0, [1, 2, 3]);
+    }
+
+    #[test]
+    fn bad_calls_fail_and_other_frames_are_refused() {
+        assert!(registry::lookup(0xdead).is_none());
+        let unknown = call(0xdead, &[]).unwrap_err();
+        assert!(unknown.contains("no such cpu_bound function"), "{unknown}");
+        let cut = call(ADD.key, &args(&(2_u64, 300_u64))[..2]).unwrap_err();
+        assert!(cut.starts_with("failed: in the worker:"), "{cut}");
+        let long = call(ADD.key, &[args(&(2_u64, 3_u64)), vec![0]].concat()).unwrap_err();
+        assert!(long.contains("left over"), "{long}");
+
+        let mut out = Vec::new();
+        for body in [&[][..], &[0x12, 1, 2], &[0xff; 20]] {
+            assert!(handle_request(body, &mut out).is_err());
+        }
+        let mut hello = Vec::new();
+        Message::Hello {
+            version: 1,
+            fingerprint: 2,
+            pid: 3,
+        }
+        .encode(&mut hello);
+        assert!(handle_request(&hello[PREFIX..], &mut out).is_err());
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn a_panic_is_an_answer_and_the_handler_goes_on() {
+        assert_eq!(call(PANICS.key, &[0]), Err("panicked: zero".into()));
+        assert_eq!(call(PANICS.key, &[3]), Ok(vec![3]));
+    }
+
+    #[test]
+    fn a_panic_payload_that_panics_when_dropped_stays_in() {
+        let answer = call(BOMB.key, &[0]).unwrap_err();
+        assert!(answer.starts_with("panicked: "), "{answer}");
+        assert_eq!(call(BOMB.key, &[4]), Ok(vec![4]));
+    }
+
+    /// How a valid request or result is spoiled.
+    #[derive(Debug, Clone)]
+    enum Spoil {
+        Not,
+        Cut(prop::sample::Index),
+        Flip(prop::sample::Index, u8),
+        Append(Vec<u8>),
+    }
+
+    fn spoil() -> impl Strategy<Value = Spoil> {
+        prop_oneof![
+            Just(Spoil::Not),
+            any::<prop::sample::Index>().prop_map(Spoil::Cut),
+            (any::<prop::sample::Index>(), 1..=255_u8).prop_map(|(i, b)| Spoil::Flip(i, b)),
+            prop::collection::vec(any::<u8>(), 1..16).prop_map(Spoil::Append),
+        ]
+    }
+
+    impl Spoil {
+        fn apply(&self, mut bytes: Vec<u8>) -> Vec<u8> {
+            match self {
+                Spoil::Not => {}
+                Spoil::Cut(at) => bytes.truncate(at.index(bytes.len().max(1))),
+                Spoil::Flip(at, bits) if !bytes.is_empty() => {
+                    let at = at.index(bytes.len());
+                    bytes[at] ^= bits;
+                }
+                Spoil::Flip(..) => {}
+                Spoil::Append(tail) => bytes.extend_from_slice(tail),
+            }
+            bytes
+        }
+    }
+
+    /// A call of one of the samples with valid arguments: its key, the arguments' bytes, the
+    /// result's bytes.
+    fn sample_call() -> impl Strategy<Value = (u64, Vec<u8>, Vec<u8>)> {
+        let text = || prop::collection::vec(".{0,12}", 0..6);
+        prop_oneof![
+            any::<(u64, u64)>().prop_map(|(a, b)| (ADD.key, args(&(a, b)), args(&add(a, b)))),
+            text().prop_map(|parts| (CONCAT.key, args(&(&parts,)), args(&concat(parts)))),
+            prop::collection::vec(any::<f64>(), 0..40).prop_map(|values| (
+                SUM.key,
+                args(&(Bulk(&values),)),
+                args(&sum(Bulk(values)))
+            )),
+            prop::collection::vec(any::<u8>(), 0..200).prop_map(|bytes| (
+                ECHO.key,
+                args(&(Bulk(&bytes),)),
+                args(&echo(Bulk(bytes)))
+            )),
+            (
+                prop::collection::vec(prop::collection::vec(any::<u32>(), 0..8), 0..8),
+                prop::option::of(prop::collection::btree_map(".{0,8}", any::<i64>(), 0..6)),
+                any::<Result<(bool, char), i16>>(),
+            )
+                .prop_map(|(rows, names, flag)| (
+                    CENSUS.key,
+                    args(&(&rows, &names, &flag)),
+                    args(&census(rows, names, flag))
+                )),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn worker_request_on_random_bytes(data in prop::collection::vec(any::<u8>(), 0..300)) {
+            worker_request(&data);
+        }
+
+        /// Valid calls get their right answer; cut or lengthened arguments fail the call;
+        /// flipped bits give any answer to that call. The handler goes on either way.
+        #[test]
+        fn spoiled_arguments_fail_only_their_call((key, valid, result) in sample_call(), spoil in spoil(), id: u64) {
+            let sent = spoil.apply(valid.clone());
+            check_request(&call_body(id, key, &sent));
+            let answer = call(key, &sent);
+            match spoil {
+                Spoil::Not => prop_assert_eq!(answer, Ok(result)),
+                Spoil::Cut(_) | Spoil::Append(_) if sent != valid => {
+                    prop_assert!(answer.as_ref().is_err_and(|e| e.starts_with("failed: ")), "{:?}", answer)
+                }
+                _ => {}
+            }
+        }
+
+        #[test]
+        fn unknown_functions_fail_their_call(key: u64, id: u64, data in prop::collection::vec(any::<u8>(), 0..32)) {
+            prop_assume!(registry::lookup(key).is_none());
+            check_request(&call_body(id, key, &data));
+            prop_assert_eq!(call(key, &data), Err("failed: no such cpu_bound function in the worker".into()));
+        }
+
+        #[test]
+        fn response_on_random_bytes(data in prop::collection::vec(any::<u8>(), 0..300)) {
+            response(&data);
+        }
+
+        /// Answers carrying valid or spoiled results of each type the check decodes as.
+        #[test]
+        fn spoiled_results_fail_only_their_call(
+            kind: u8,
+            answers in prop::collection::vec((0..3_u8, any::<u64>(), any::<u32>(), sample_call(), spoil()), 1..6),
+        ) {
+            let mut stream = vec![kind];
+            for (what, id, micros, (_, _, result), spoil) in &answers {
+                let payload = spoil.apply(result.clone());
+                let text = String::from_utf8_lossy(&payload);
+                match what {
+                    0 => Message::Returned { id: *id, micros: *micros, payload: &payload },
+                    1 => Message::Panicked { id: *id, message: &text },
+                    _ => Message::Failed { id: *id, message: &text },
+                }
+                .encode(&mut stream);
+            }
+            response(&stream);
+        }
+
+        #[test]
+        fn frame_decoder_on_random_bytes(data in prop::collection::vec(any::<u8>(), 0..600)) {
+            frame_decoder(&data);
+        }
+
+        /// Valid frames of every kind, spoiled, read under random settings.
+        #[test]
+        fn frame_decoder_on_spoiled_frames(
+            settings in prop::array::uniform5(any::<u8>()),
+            frames in prop::collection::vec((0..6_u8, any::<u64>(), any::<u32>(), prop::collection::vec(any::<u8>(), 0..40)), 0..8),
+            spoil in spoil(),
+        ) {
+            let mut stream = Vec::new();
+            for (kind, n, m, bytes) in &frames {
+                let text = String::from_utf8_lossy(bytes);
+                match kind {
+                    0 => Message::Call { id: *n, key: !*n, args: bytes },
+                    1 => Message::Hello { version: *m, fingerprint: *n, pid: *m },
+                    2 => Message::Refused { reason: &text },
+                    3 => Message::Returned { id: *n, micros: *m, payload: bytes },
+                    4 => Message::Panicked { id: *n, message: &text },
+                    _ => Message::Failed { id: *n, message: &text },
+                }
+                .encode(&mut stream);
+            }
+            frame_decoder(&[&settings[..], &spoil.apply(stream)].concat());
+        }
+    }
+}
