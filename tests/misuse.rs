@@ -4,8 +4,8 @@
 //! What it proves:
 //! - a process given the worker variable with the right parent but fds that are not the
 //!   pool's pipes (standard streams, `/dev/null`, closed fds) exits at once with status 2 and
-//!   a message naming the problem, and never runs `main` (the test harness); given pipes the
-//!   wrong way round, it exits at once, unsuccessfully, without running `main`;
+//!   a message naming the problem (pipes the wrong way round, or one fd given twice,
+//!   included), and never runs `main` (the test harness);
 //! - a worker told a different build fingerprint than its own refuses at the handshake: one
 //!   `REFUSED` frame naming both fingerprints, exit status 3, `main` never runs; told its own
 //!   fingerprint, the same worker answers `HELLO` instead (so the refusal is about the
@@ -137,6 +137,11 @@ fn a_stray_worker_with_fds_that_are_not_its_pipes_exits_quickly() {
             (
                 spec(null_fd, null_fd, 0),
                 vec![null_fd],
+                format!("the request and response fds are the same ({null_fd})"),
+            ),
+            (
+                spec(null_fd, writer.as_raw_fd(), 0),
+                vec![null_fd, writer.as_raw_fd()],
                 format!("the request fd {null_fd} is not an open pipe"),
             ),
             (
@@ -156,18 +161,22 @@ fn a_stray_worker_with_fds_that_are_not_its_pipes_exits_quickly() {
                 "the request fd 900 is not an open pipe".into(),
             ),
         ];
-        // Pipes, but the response fd is a read end: the worker cannot even write its answer
-        // to the handshake. It passes the fd checks, so no message is promised (none is
-        // printed today); it must still end at once, unsuccessfully, without running `main`.
-        {
-            let (requests, _requests_writer) = pipe().unwrap();
-            let (wrong_way, _wrong_way_writer) = pipe().unwrap();
-            let (r, w) = (requests.as_raw_fd(), wrong_way.as_raw_fd());
-            let spec = spec(r, w, 0);
-            let output = finish(worker_command(&spec, vec![r, w]).spawn().unwrap(), &spec);
-            assert!(!output.status.success(), "spec {spec}: {output:?}");
-            assert_main_never_ran(&output, &spec);
-        }
+        // Pipes, but the wrong ends: the worker could not read its calls or write its answers.
+        let (requests, requests_writer) = pipe().unwrap();
+        let (wrong_way, wrong_way_writer) = pipe().unwrap();
+        let (r, w) = (requests.as_raw_fd(), wrong_way.as_raw_fd());
+        let mut cases = cases;
+        cases.push((
+            spec(r, w, 0),
+            vec![r, w],
+            format!("the response fd {w} is the wrong end of its pipe (Read end)"),
+        ));
+        let rw = requests_writer.as_raw_fd();
+        cases.push((
+            spec(rw, wrong_way_writer.as_raw_fd(), 0),
+            vec![rw, wrong_way_writer.as_raw_fd()],
+            format!("the request fd {rw} is the wrong end of its pipe (Write end)"),
+        ));
         for (spec, inherit, reason) in cases {
             let child = worker_command(&spec, inherit).spawn().unwrap();
             let output = finish(child, &spec);
@@ -182,6 +191,7 @@ fn a_stray_worker_with_fds_that_are_not_its_pipes_exits_quickly() {
             assert_main_never_ran(&output, &spec);
         }
         drop((null, reader, writer));
+        drop((requests, requests_writer, wrong_way, wrong_way_writer));
     });
 }
 

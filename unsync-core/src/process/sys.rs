@@ -38,17 +38,33 @@ pub(super) fn ignore_sigpipe() {
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
 }
 
-/// Whether `fd` is open and a pipe.
-pub(super) fn is_open_pipe(fd: RawFd) -> bool {
+/// The end of a pipe an fd is.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(super) enum PipeEnd {
+    Read,
+    Write,
+}
+
+/// Which end of a pipe `fd` is, or `None` when it is not an open pipe.
+pub(super) fn pipe_end(fd: RawFd) -> Option<PipeEnd> {
     if fd < 0 {
-        return false;
+        return None;
     }
-    // SAFETY: `fd` is not -1, and it is borrowed only for the `fstat` below, which reads the
-    // fd's metadata and fails on a closed fd.
+    // SAFETY: `fd` is not -1, and it is borrowed only for the `fstat` and `fcntl` below, which
+    // read the fd's metadata and fail on a closed fd.
     let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
-    rustix::fs::fstat(borrowed)
-        .map(|stat| rustix::fs::FileType::from_raw_mode(stat.st_mode) == rustix::fs::FileType::Fifo)
-        .unwrap_or(false)
+    let stat = rustix::fs::fstat(borrowed).ok()?;
+    if rustix::fs::FileType::from_raw_mode(stat.st_mode) != rustix::fs::FileType::Fifo {
+        return None;
+    }
+    let mode = rustix::fs::fcntl_getfl(borrowed).ok()? & rustix::fs::OFlags::RWMODE;
+    if mode == rustix::fs::OFlags::RDONLY {
+        Some(PipeEnd::Read)
+    } else if mode == rustix::fs::OFlags::WRONLY {
+        Some(PipeEnd::Write)
+    } else {
+        None
+    }
 }
 
 /// Take ownership of an fd this process inherited for its sole use.

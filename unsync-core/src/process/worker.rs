@@ -126,25 +126,39 @@ impl WorkerSpec {
                 "the parent process {parent} that started this worker is gone"
             ));
         }
+        let fd = |text: &str, which: &str| {
+            text.parse::<RawFd>()
+                .map_err(|_| format!("malformed {which} fd {text:?}"))
+        };
+        let (requests, responses) = (fd(requests, "request")?, fd(responses, "response")?);
+        if requests == responses {
+            // Two owners of one fd would close it twice.
+            return Err(format!(
+                "the request and response fds are the same ({requests})"
+            ));
+        }
         Ok(WorkerSpec {
-            requests: pipe_fd(requests, "request")?,
-            responses: pipe_fd(responses, "response")?,
+            requests: pipe_fd(requests, "request", sys::PipeEnd::Read)?,
+            responses: pipe_fd(responses, "response", sys::PipeEnd::Write)?,
             fingerprint,
             max_frame,
         })
     }
 }
 
-/// Take ownership of an inherited pipe end, after checking that it is one.
-fn pipe_fd(text: &str, which: &str) -> Result<OwnedFd, String> {
-    let fd: RawFd = text
-        .parse()
-        .map_err(|_| format!("malformed {which} fd {text:?}"))?;
+/// Take ownership of an inherited pipe end, after checking that it is one, the right one.
+fn pipe_fd(fd: RawFd, which: &str, end: sys::PipeEnd) -> Result<OwnedFd, String> {
     if fd < 3 {
         return Err(format!("the {which} fd {fd} is a standard stream"));
     }
-    if !sys::is_open_pipe(fd) {
-        return Err(format!("the {which} fd {fd} is not an open pipe"));
+    match sys::pipe_end(fd) {
+        None => return Err(format!("the {which} fd {fd} is not an open pipe")),
+        Some(actual) if actual != end => {
+            return Err(format!(
+                "the {which} fd {fd} is the wrong end of its pipe ({actual:?} end)"
+            ));
+        }
+        Some(_) => {}
     }
     // The pool passed this fd to this process for its sole use, it is open (checked above),
     // and nothing else in this process refers to it.
