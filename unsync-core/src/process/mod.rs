@@ -31,7 +31,10 @@
 //! instead of starting workers that would run `main`.
 
 mod codec;
+// Registers sample functions the way `#[unsync(cpu_bound)]` does in a user's crate: a linkme
+// entry, which is a `link_section` static and so trips `unsafe_code`. Tests and fuzzing only.
 #[cfg(any(test, feature = "fuzzing"))]
+#[allow(unsafe_code)]
 pub(crate) mod fuzz;
 mod launch;
 mod pool;
