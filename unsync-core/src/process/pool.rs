@@ -547,8 +547,16 @@ impl Pool {
             }
             Ok(io) => {
                 let io = Arc::new(io);
+                let stopping = state.stopping;
                 let slot = &mut state.slots[index];
                 slot.io = Some(io.clone());
+                if stopping {
+                    // `shutdown` began while this worker was being launched, after it killed
+                    // the others: stop this one too (its I/O thread reaps it), or `shutdown`
+                    // would wait for it forever.
+                    slot.kill = Some(Kill::Shutdown);
+                    io.kill();
+                }
                 let generation = slot.generation;
                 drop(state);
                 let spawned = std::thread::Builder::new()
