@@ -1,6 +1,7 @@
 //! `shutdown` racing the pool's own start-up: the first call starts every worker slot, and
 //! a `shutdown` right after it lands while the other workers are still being launched. Each
 //! of those must be stopped too: `shutdown` returns, and no worker process is left behind.
+//! Calls made while a shutdown is under way end too: they start the pool again.
 //! (A binary of its own: it configures the pool and shuts it down over and over.)
 
 use std::time::Duration;
@@ -57,5 +58,33 @@ fn shutdown_right_after_the_first_call_stops_workers_still_starting() {
                 "round {round}: workers {left:?} outlived shutdown"
             );
         }
+
+        // Calls made one after another from another thread while shutdowns come and go: each ends, with its
+        // value or (if a shutdown stopped it) `Cancelled`; none waits forever for a pool that
+        // nobody restarts.
+        let caller = std::thread::spawn(|| {
+            (0..500_u64)
+                .map(|i| (i, add_one(i).catch().result()))
+                .collect::<Vec<_>>()
+        });
+        let mut shutdowns = 0;
+        while !caller.is_finished() {
+            unsync::shutdown(Duration::from_secs(10));
+            shutdowns += 1;
+        }
+        let (mut ok, mut cancelled) = (0, 0);
+        for (i, outcome) in caller.join().unwrap() {
+            match outcome {
+                Ok(v) => {
+                    assert_eq!(v, i + 1);
+                    ok += 1;
+                }
+                Err(unsync::Error::Cancelled { .. }) => cancelled += 1,
+                Err(other) => panic!("call {i}: {other}"),
+            }
+        }
+        eprintln!("{shutdowns} shutdowns: {ok} calls answered, {cancelled} cancelled");
+        assert!(ok > 0);
+        assert_eq!(add_one(1).result(), 2);
     });
 }

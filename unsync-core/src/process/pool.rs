@@ -319,6 +319,12 @@ pub(crate) fn shutdown(deadline: Instant) -> usize {
     state.broken = None;
     state.start_failures = 0;
     state.killed_while_starting = 0;
+    if !state.queue.is_empty() {
+        // Calls made while the workers were being stopped: later calls, so they start the
+        // pool again instead of waiting for a call after them to do it.
+        pool.start_idle_workers(&mut state);
+        state = pool.dispatch(state);
+    }
     drop(state);
     for call in dropped {
         call.job.finish(Err(Error::Cancelled {
@@ -413,6 +419,7 @@ impl Pool {
                 .enumerate()
                 .filter(|(_, s)| {
                     s.phase == Phase::Ready
+                        && s.kill.is_none()
                         && (s.in_flight.is_empty()
                             || (s.in_flight.len() < MAX_DEPTH as usize
                                 && s.load + u64::from(cost) <= u64::from(DEPTH_BUDGET_MICROS)))
