@@ -55,6 +55,19 @@ fn parallel_kernel(steps: u64) -> f64 {
     kernel(steps)
 }
 
+/// The mixed-mode scenario in miniature, the same shape as `benches/python_unsync.py`'s.
+#[unsync]
+async fn mixed_wait() {
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+#[unsync]
+fn mixed_block() {
+    std::thread::sleep(Duration::from_millis(200));
+}
+
 /// The course's math loop (f64, folded, not optimised away).
 fn kernel(steps: u64) -> f64 {
     let mut acc = 0.0_f64;
@@ -144,6 +157,10 @@ fn latency_pair(
     )
 }
 
+/// Bursts per side and case: their rate varies by ±15% from one to the next on a VM (how
+/// fast idle workers wake up), so the median of many.
+const BURST_REPEATS: usize = 11;
+
 /// Throughput of bursts (submit `n`, then collect), raw and lib alternating, `repeats` each;
 /// the median of each side, tasks/s.
 fn burst_pair<R, L>(
@@ -217,7 +234,7 @@ fn async_case(s: &Settings) -> Row {
     let n = if s.quick { 20_000 } else { 100_000 };
     let (raw_burst, lib_burst) = burst_pair(
         n,
-        5,
+        BURST_REPEATS,
         (
             |i| rt.spawn(async move { i + 1 }),
             |h| futures::executor::block_on(h).unwrap(),
@@ -251,7 +268,7 @@ fn thread_case(s: &Settings) -> Row {
     let n = if s.quick { 20_000 } else { 100_000 };
     let (raw_burst, lib_burst) = burst_pair(
         n,
-        5,
+        BURST_REPEATS,
         (
             |i| rt.spawn_blocking(move || i + 1),
             |h| futures::executor::block_on(h).unwrap(),
@@ -291,7 +308,7 @@ fn parallel_case(s: &Settings) -> Row {
     let n = if s.quick { 20_000 } else { 100_000 };
     let (raw_burst, lib_burst) = burst_pair(
         n,
-        5,
+        BURST_REPEATS,
         (raw_spawn, |rx: tokio::sync::oneshot::Receiver<u64>| {
             rx.blocking_recv().unwrap()
         }),
@@ -578,6 +595,19 @@ fn main() {
         let halves = [process_kernel(steps), process_kernel(steps)];
         halves.into_iter().map(|h| h.result()).sum()
     });
+    // The mixed-mode scenario of `benches/python_unsync.py`: 3 CPU calls (10M steps split in
+    // three) on the process pool, 4 async tasks of 100 1-ms sleeps, 2 blocking 0.2-s sleeps,
+    // all started, then collected. Wall time: bounded below by the 0.2-s sleeps.
+    let mixed_s = {
+        let start = Instant::now();
+        let cpu: Vec<_> = (0..3).map(|_| process_kernel(10_000_000 / 3)).collect();
+        let waits: Vec<_> = (0..4).map(|_| mixed_wait()).collect();
+        let blocks: Vec<_> = (0..2).map(|_| mixed_block()).collect();
+        black_box(cpu.into_iter().map(|h| h.result()).sum::<f64>());
+        waits.into_iter().for_each(|h| h.result());
+        blocks.into_iter().for_each(|h| h.result());
+        start.elapsed().as_secs_f64()
+    };
     let mem_raw = bytes_per_pending_task("raw");
     let mem_lib = bytes_per_pending_task("unsync");
     let load_after = load_average();
@@ -622,6 +652,9 @@ fn main() {
     println!(
         "memory per pending async task (1M pending, peak RSS): unsync {mem_lib:.0} B, raw tokio JoinHandle + task {mem_raw:.0} B ({:.2}x)",
         mem_lib / mem_raw
+    );
+    println!(
+        "mixed mode (3 CPU calls on processes, 4 async waits, 2 blocking waits, as in benches/python_unsync.py): {mixed_s:.2} s"
     );
 
     // The targets, all ratios against the raw executor in this run (or absolute rates).
@@ -716,7 +749,7 @@ fn main() {
         .collect::<Vec<_>>()
         .join(",");
     let json = format!(
-        "{{\"quick\":{quick},\"cores\":{cores},\"load_before\":\"{load_before}\",\"load_after\":\"{load_after}\",\"cases\":[{}],\"process_cold_start_ms\":{cold_ms:.2},\"scaling\":{{\"rayon_2_vs_1\":{rayon_scaling:.3},\"processes_2_vs_1\":{process_scaling:.3}}},\"memory_bytes_per_pending_task\":{{\"unsync\":{mem_lib:.0},\"raw\":{mem_raw:.0},\"ratio\":{:.3}}},\"targets\":[{targets_json}]}}\n",
+        "{{\"quick\":{quick},\"cores\":{cores},\"load_before\":\"{load_before}\",\"load_after\":\"{load_after}\",\"cases\":[{}],\"process_cold_start_ms\":{cold_ms:.2},\"scaling\":{{\"rayon_2_vs_1\":{rayon_scaling:.3},\"processes_2_vs_1\":{process_scaling:.3}}},\"memory_bytes_per_pending_task\":{{\"unsync\":{mem_lib:.0},\"raw\":{mem_raw:.0},\"ratio\":{:.3}}},\"mixed_mode_s\":{mixed_s:.3},\"targets\":[{targets_json}]}}\n",
         rows.iter().map(Row::json).collect::<Vec<_>>().join(","),
         mem_lib / mem_raw
     );
