@@ -448,7 +448,17 @@ impl<T> Completer<T> {
         self.cell.as_ref().expect("completer used after completion")
     }
 
+    /// The cell, until this completer has completed it.
+    pub(crate) fn pending_cell(&self) -> Option<&Cell<T>> {
+        self.cell.as_deref()
+    }
+
     pub(crate) fn complete(mut self, outcome: Result<T, Error>) {
+        self.complete_in_place(outcome);
+    }
+
+    /// [`complete`](Completer::complete) without consuming the completer, which is spent.
+    pub(crate) fn complete_in_place(&mut self, outcome: Result<T, Error>) {
         if let Some(cell) = self.cell.take() {
             cell.complete(outcome);
         }

@@ -15,9 +15,10 @@
 
 use tracing::Span;
 
-/// The call-site context a task runs in.
+/// The call-site context a task runs in. Boxed, so that the common case (nothing to carry)
+/// adds one word to each task, not a whole `Span`.
 pub(crate) struct Carried {
-    span: Option<Span>,
+    span: Option<Box<Span>>,
 }
 
 impl Carried {
@@ -35,13 +36,19 @@ impl Carried {
     fn child_of(current: Span, task: &'static str) -> Carried {
         let own = tracing::debug_span!(target: "unsync", parent: &current, "unsync_task", task);
         Carried {
-            span: Some(if own.is_disabled() { current } else { own }),
+            span: Some(Box::new(if own.is_disabled() { current } else { own })),
         }
+    }
+
+    /// Whether there is nothing to carry (no span was current, or none is recorded).
+    #[inline]
+    pub(crate) fn is_empty(&self) -> bool {
+        self.span.is_none()
     }
 
     /// Enter the carried span (if any) for as long as the guard lives.
     #[inline]
     pub(crate) fn enter(&self) -> Option<tracing::span::Entered<'_>> {
-        self.span.as_ref().map(Span::enter)
+        self.span.as_deref().map(Span::enter)
     }
 }

@@ -16,7 +16,7 @@ use crate::context::Carried;
 use crate::error::Error;
 use crate::handle::Unfinished;
 use crate::inflight::InFlight;
-use crate::task::TaskFuture;
+use crate::task::{AsOutcome, AsValue, Carrying, Finish, TaskFuture};
 
 static HANDLE: OnceLock<tokio::runtime::Handle> = OnceLock::new();
 static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
@@ -84,7 +84,7 @@ where
     F: Future<Output = T> + Send + 'static,
     T: Send + 'static,
 {
-    spawn_with(task, future, Ok)
+    spawn_with::<F, T, AsValue>(task, future)
 }
 
 /// Run a future whose output is the task's outcome: an `Err` resolves the handle to that
@@ -94,29 +94,25 @@ where
     F: Future<Output = Result<T, Error>> + Send + 'static,
     T: Send + 'static,
 {
-    spawn_with(task, future, std::convert::identity)
+    spawn_with::<F, T, AsOutcome>(task, future)
 }
 
-fn spawn_with<F, T>(
-    task: &'static str,
-    future: F,
-    finish: fn(F::Output) -> Result<T, Error>,
-) -> Unfinished<T>
+fn spawn_with<F, T, K>(task: &'static str, future: F) -> Unfinished<T>
 where
     F: Future + Send + 'static,
     T: Send + 'static,
+    K: Finish<F::Output, T> + 'static,
 {
     let runtime = handle();
     let token = RUNTIME.get().is_none().then(|| ON_FOREIGN_RUNTIME.start());
+    let carried = Carried::capture(task);
     let cell = Cell::pending(task);
-    let future = TaskFuture::new(
-        future,
-        Completer::new(cell.clone()),
-        finish,
-        Carried::capture(task),
-        token,
-    );
-    let join = runtime.spawn(future);
+    let future = TaskFuture::<F, T, K>::new(future, Completer::new(cell.clone()));
+    let join = if carried.is_empty() && token.is_none() {
+        runtime.spawn(future)
+    } else {
+        runtime.spawn(Carrying::new(future, carried, token))
+    };
     cell.set_abort(Abort::Tokio(join));
     Unfinished::from_cell(cell)
 }
