@@ -308,29 +308,30 @@ impl Config {
 
 /// A positive integer from the environment; unset or empty means "not set".
 fn env_count(var: &'static str) -> Result<Option<usize>, ConfigError> {
-    match std::env::var(var) {
-        Err(std::env::VarError::NotPresent) => Ok(None),
-        Err(std::env::VarError::NotUnicode(raw)) => Err(ConfigError::InvalidEnv {
-            var,
-            value: raw.to_string_lossy().into_owned(),
-            reason: "expected a positive integer",
-        }),
-        Ok(value) => parse_count(var, &value),
-    }
+    env_setting(var, "expected a positive integer", parse_count)
 }
 
 const MAX_SPIN_MICROS: u128 = 10_000;
 
 /// A duration in µs from the environment, zero allowed; unset or empty means "not set".
 fn env_micros(var: &'static str) -> Result<Option<u32>, ConfigError> {
+    env_setting(var, "expected a number of microseconds", parse_micros)
+}
+
+/// An `UNSYNC_*` variable read with `parse`; a value that is not even text fails with `reason`.
+fn env_setting<T>(
+    var: &'static str,
+    reason: &'static str,
+    parse: fn(&'static str, &str) -> Result<Option<T>, ConfigError>,
+) -> Result<Option<T>, ConfigError> {
     match std::env::var(var) {
         Err(std::env::VarError::NotPresent) => Ok(None),
         Err(std::env::VarError::NotUnicode(raw)) => Err(ConfigError::InvalidEnv {
             var,
             value: raw.to_string_lossy().into_owned(),
-            reason: "expected a number of microseconds",
+            reason,
         }),
-        Ok(value) => parse_micros(var, &value),
+        Ok(value) => parse(var, &value),
     }
 }
 

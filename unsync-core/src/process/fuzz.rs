@@ -315,18 +315,10 @@ pub(crate) fn read_like_the_pool<R: Read>(
     loop {
         rounds += 1;
         assert!(rounds <= 2 * len + 4, "the reader makes no progress");
-        let mut ended = false;
-        loop {
-            match reader.fill() {
-                Ok(0) => {
-                    ended = true;
-                    break;
-                }
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) => return (frames, Ending::Other(e.to_string())),
-            }
-        }
+        let ended = match reader.fill_available() {
+            Ok(ended) => ended,
+            Err(e) => return (frames, Ending::Other(e.to_string())),
+        };
         loop {
             match reader.buffered_range() {
                 Ok(Some(range)) => frames.push(reader.slice(range).to_vec()),

@@ -626,21 +626,12 @@ impl Pool {
             if !readable {
                 continue;
             }
-            let mut ended = false;
-            loop {
-                match reader.fill() {
-                    Ok(0) => {
-                        ended = true;
-                        break;
-                    }
-                    Ok(_) => {}
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => {
-                        break 'serve Death::Broken(format!("cannot read the worker's pipe: {e}"));
-                    }
+            let ended = match reader.fill_available() {
+                Ok(ended) => ended,
+                Err(e) => {
+                    break 'serve Death::Broken(format!("cannot read the worker's pipe: {e}"));
                 }
-            }
+            };
             // Pair every complete response with its call, under one lock.
             let mut state = lock(&self.state);
             loop {

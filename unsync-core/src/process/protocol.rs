@@ -308,6 +308,20 @@ impl<R: Read> FrameReader<R> {
         matches!(self.complete_frame(), Ok(Some(_)))
     }
 
+    /// [`fill`](FrameReader::fill) until a non-blocking source has nothing more for now, or a
+    /// whole frame waits to be taken. `Ok(true)` at the end of the stream.
+    pub(crate) fn fill_available(&mut self) -> io::Result<bool> {
+        loop {
+            match self.fill() {
+                Ok(0) => return Ok(true),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     /// Read once from the source into the buffer. Returns the bytes read (0 at end of stream);
     /// `WouldBlock` when a non-blocking source has nothing, and also, without reading, while a
     /// whole frame (or the prefix of an oversized one) waits to be taken: a peer that writes
