@@ -116,6 +116,27 @@ fn collect<T: Send + 'static>(how: Collect, handles: Vec<Unfinished<(u32, T)>>) 
     values
 }
 
+/// Collect window number `window` (the handles of indexes `base..end`), each window a different
+/// way, and check that every index came back once, in order.
+fn collect_window<T: Send + 'static>(
+    window: usize,
+    base: usize,
+    end: usize,
+    handles: Vec<Unfinished<(u32, T)>>,
+) -> Vec<(u32, T)> {
+    let how = COLLECTS[window % COLLECTS.len()];
+    let values = collect(how, handles);
+    assert_eq!(
+        values.len(),
+        end - base,
+        "window {window} ({how:?}) lost values"
+    );
+    for (at, (i, _)) in values.iter().enumerate() {
+        assert_eq!(*i as usize, base + at, "window {window} ({how:?})");
+    }
+    values
+}
+
 #[test]
 fn a_million_in_process_tasks_each_run_exactly_once() {
     watchdog(LOAD_LIMIT, || {
@@ -134,15 +155,7 @@ fn a_million_in_process_tasks_each_run_exactly_once() {
                     }
                 })
                 .collect();
-            let how = COLLECTS[window % COLLECTS.len()];
-            let values = collect(how, handles);
-            assert_eq!(
-                values.len(),
-                end - base,
-                "window {window} ({how:?}) lost values"
-            );
-            for (at, (i, v)) in values.into_iter().enumerate() {
-                assert_eq!(i as usize, base + at, "window {window} ({how:?})");
+            for (i, v) in collect_window(window, base, end, handles) {
                 assert_eq!(v, value(i), "task {i} returned another task's value");
             }
         }
@@ -173,15 +186,7 @@ fn twenty_thousand_process_calls_each_run_exactly_once() {
         for (window, base) in (0..PROCESS_CALLS).step_by(PROCESS_WINDOW).enumerate() {
             let end = (base + PROCESS_WINDOW).min(PROCESS_CALLS);
             let handles: Vec<_> = (base..end).map(|i| in_worker(i as u32)).collect();
-            let how = COLLECTS[window % COLLECTS.len()];
-            let values = collect(how, handles);
-            assert_eq!(
-                values.len(),
-                end - base,
-                "window {window} ({how:?}) lost values"
-            );
-            for (at, (i, (v, pid, number))) in values.into_iter().enumerate() {
-                assert_eq!(i as usize, base + at, "window {window} ({how:?})");
+            for (i, (v, pid, number)) in collect_window(window, base, end, handles) {
                 assert_eq!(v, value(i), "call {i} returned another call's value");
                 assert_ne!(pid, std::process::id(), "ran in a worker process");
                 served.entry(pid).or_default().push(number);

@@ -520,11 +520,13 @@ impl Pool {
             let pause = Duration::from_millis(1 << (killed - 2).min(10));
             std::thread::sleep(pause.min(MAX_RESTART_PAUSE));
         }
-        if lock(&self.state).stopping {
+        {
             let mut state = lock(&self.state);
-            state.slots[index].phase = Phase::Idle;
-            self.changed.notify_all();
-            return;
+            if state.stopping {
+                state.slots[index].phase = Phase::Idle;
+                self.changed.notify_all();
+                return;
+            }
         }
         let launched = launch(registry::fingerprint(), self.max_frame).and_then(|l| {
             let wake = rustix::event::eventfd(
