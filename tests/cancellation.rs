@@ -63,6 +63,41 @@ fn cancel_stops_running_tasks_within_a_second_from_sync_callers() {
     });
 }
 
+/// An async handle nobody cloned reads its task through tokio's join handle, and turns into a
+/// shared cell on `catch` or `wait_timeout`: cancelling works the same before and after.
+#[test]
+fn cancel_works_on_a_lone_handle_and_after_catch_or_wait_timeout() {
+    watchdog(LIMIT, || {
+        for mode in MODES {
+            let (lone, stopped) = running(mode);
+            assert!(!lone.is_done());
+            assert!(lone.cancel());
+            assert!(lone.is_done());
+            assert!(lone.cancel(), "cancelling again still says it is cancelled");
+            assert_stops_within_a_second(&stopped, &format!("{mode:?}, lone handle"));
+            assert!(matches!(
+                lone.catch().result(),
+                Err(Error::Cancelled { .. })
+            ));
+
+            let (task, stopped) = running(mode);
+            let caught = task.catch();
+            assert!(caught.cancel());
+            assert_stops_within_a_second(&stopped, &format!("{mode:?}, after catch"));
+            assert!(matches!(caught.result(), Err(Error::Cancelled { .. })));
+
+            let (task, stopped) = running(mode);
+            assert!(!task.wait_timeout(Duration::from_millis(1)));
+            assert!(task.cancel());
+            assert_stops_within_a_second(&stopped, &format!("{mode:?}, after wait_timeout"));
+            assert!(matches!(
+                task.catch().result(),
+                Err(Error::Cancelled { .. })
+            ));
+        }
+    });
+}
+
 #[test]
 fn cancel_stops_running_tasks_within_a_second_from_async_callers() {
     watchdog(LIMIT, || {

@@ -2,7 +2,9 @@
 //! it, and how the task is stopped when it is cancelled.
 //!
 //! A cell is shared (`Arc`) by the executor side (a [`Completer`]) and by every handle
-//! ([`Unfinished`](crate::Unfinished)) that can read it. All of its state sits behind one
+//! ([`Unfinished`](crate::Unfinished)) that can read it. Thread-pool, rayon and process tasks
+//! and promises always have one; an async task gets one only when its handle needs shared state
+//! (see `spawned`). All of its state sits behind one
 //! uncontended mutex; `done` and `cancelled` are mirrored in atomics so that `is_done` and
 //! `is_cancelled` never lock.
 //!
@@ -20,8 +22,8 @@ pub(crate) mod loom_tests;
 
 /// How a cell stops the work behind it when it is cancelled.
 pub(crate) enum Abort {
-    /// An async task: abort it at its next `.await`.
-    Tokio(tokio::task::JoinHandle<()>),
+    /// An async task with several readers (see `spawned`): abort it at its next `.await`.
+    Tokio(tokio::task::AbortHandle),
     /// A `cpu_bound` call: drop it if queued, kill its worker if running.
     Process(u64),
     /// The loom model's stand-in, which records that it ran.
@@ -187,7 +189,7 @@ impl<T> Cell<T> {
             let (abort, unread) = if inner.readers == 0 {
                 // Nobody can read it any more: report a failure now, drop a value.
                 if let Err(e) = &outcome {
-                    if is_reportable(e) {
+                    if crate::report::is_reportable(e) {
                         crate::report::unobserved(e);
                     }
                 }
@@ -273,7 +275,7 @@ impl<T> Cell<T> {
                 abort = inner.abort.take();
                 if let State::Done(outcome) = &inner.state {
                     if let Err(e) = outcome {
-                        if !inner.observed && is_reportable(e) {
+                        if !inner.observed && crate::report::is_reportable(e) {
                             crate::report::unobserved(e);
                         }
                     }
@@ -346,11 +348,6 @@ impl<T> Cell<T> {
         drop((waker, abort));
         Poll::Ready(outcome)
     }
-}
-
-/// Cancellation is the reader's own decision, so it is never reported as unobserved.
-fn is_reportable(e: &Error) -> bool {
-    !matches!(e, Error::Cancelled { .. })
 }
 
 /// A readable view of a cell, yielding `T`: the cell's value type itself (the plain handle), or
@@ -448,17 +445,7 @@ impl<T> Completer<T> {
         self.cell.as_ref().expect("completer used after completion")
     }
 
-    /// The cell, until this completer has completed it.
-    pub(crate) fn pending_cell(&self) -> Option<&Cell<T>> {
-        self.cell.as_deref()
-    }
-
     pub(crate) fn complete(mut self, outcome: Result<T, Error>) {
-        self.complete_in_place(outcome);
-    }
-
-    /// [`complete`](Completer::complete) without consuming the completer, which is spent.
-    pub(crate) fn complete_in_place(&mut self, outcome: Result<T, Error>) {
         if let Some(cell) = self.cell.take() {
             cell.complete(outcome);
         }

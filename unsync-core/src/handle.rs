@@ -10,8 +10,11 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
 use crate::cell::{Cell, NO_SLOT, Source};
 use crate::error::Error;
+use crate::spawned::Spawned;
 use crate::sync::Arc;
 
 /// A task running in the background, and later its result.
@@ -35,10 +38,72 @@ use crate::sync::Arc;
 /// `.await` panic in turn with a message naming the task and the cause; use
 /// [`catch`](Unfinished::catch) to get an [`Error`] value instead.
 pub struct Unfinished<T> {
+    /// Locked only by the `&self` methods; the reading paths own the handle (`get_mut`).
+    repr: Mutex<Repr<T>>,
+}
+
+/// Where a handle reads its outcome from.
+enum Repr<T> {
+    /// An async task with this handle as its only reader (see `spawned`).
+    Spawned(Spawned<T>),
+    /// A completion cell, possibly shared with other handles.
+    Shared {
+        source: Arc<dyn Source<T>>,
+        /// Where this reader's waker sits in the cell.
+        slot: usize,
+    },
+    /// The value was handed out.
+    Returned,
+}
+
+impl<T> Repr<T> {
+    fn is_done(&self) -> bool {
+        match self {
+            Repr::Spawned(spawned) => spawned.is_done(),
+            Repr::Shared { source, .. } => source.is_done(),
+            Repr::Returned => true,
+        }
+    }
+
+    fn task(&self) -> &'static str {
+        match self {
+            Repr::Spawned(spawned) => spawned.task(),
+            Repr::Shared { source, .. } => source.task(),
+            Repr::Returned => "unsync",
+        }
+    }
+}
+
+impl<T: Send + 'static> Repr<T> {
+    /// Take the outcome if done, else register the waker.
+    fn poll_outcome(&mut self, cx: &mut Context<'_>) -> Poll<Result<T, Error>> {
+        let outcome = match self {
+            Repr::Spawned(spawned) => std::task::ready!(spawned.poll_outcome(cx)),
+            Repr::Shared { source, slot } => std::task::ready!(source.poll_outcome(cx, slot)),
+            Repr::Returned => panic!("an Unfinished was polled after it returned its value"),
+        };
+        // Dropping the source now is not dropping a reader: the cell counted this one out.
+        *self = Repr::Returned;
+        Poll::Ready(outcome)
+    }
+
+    /// The completion cell, made shared first if this handle was an async task's only reader.
     /// `None` once the value was handed out.
-    source: Option<Arc<dyn Source<T>>>,
-    /// Where this reader's waker sits in the cell.
-    slot: usize,
+    fn shared(&mut self) -> Option<(&Arc<dyn Source<T>>, &mut usize)> {
+        if matches!(self, Repr::Spawned(_)) {
+            let Repr::Spawned(spawned) = std::mem::replace(self, Repr::Returned) else {
+                unreachable!()
+            };
+            *self = Repr::Shared {
+                source: spawned.into_cell(),
+                slot: NO_SLOT,
+            };
+        }
+        match self {
+            Repr::Shared { source, slot } => Some((source, slot)),
+            _ => None,
+        }
+    }
 }
 
 impl<T: Send + 'static> Unfinished<T> {
@@ -47,10 +112,28 @@ impl<T: Send + 'static> Unfinished<T> {
     }
 
     pub(crate) fn from_source(source: Arc<dyn Source<T>>) -> Unfinished<T> {
-        Unfinished {
-            source: Some(source),
+        Unfinished::from_repr(Repr::Shared {
+            source,
             slot: NO_SLOT,
+        })
+    }
+
+    pub(crate) fn from_spawned(spawned: Spawned<T>) -> Unfinished<T> {
+        Unfinished::from_repr(Repr::Spawned(spawned))
+    }
+
+    fn from_repr(repr: Repr<T>) -> Unfinished<T> {
+        Unfinished {
+            repr: Mutex::new(repr),
         }
+    }
+
+    fn repr(&self) -> MutexGuard<'_, Repr<T>> {
+        self.repr.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn repr_mut(&mut self) -> &mut Repr<T> {
+        self.repr.get_mut().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// A handle that is already finished with `value`.
@@ -92,18 +175,20 @@ impl<T: Send + 'static> Unfinished<T> {
 
     /// Block until done; the outcome as a value.
     pub(crate) fn outcome(mut self) -> Result<T, Error> {
-        let parked = match &self.source {
-            Some(source) if !source.is_done() => crate::wait::spin_until(|| source.is_done()),
-            _ => None,
+        let repr = self.repr_mut();
+        let parked = if repr.is_done() {
+            None
+        } else {
+            crate::wait::spin_until(|| repr.is_done())
         };
         if parked.is_none() {
-            // Done (a done cell is never pending again), so no waker is needed.
+            // Done (a done task is never pending again), so no waker is needed.
             let mut cx = Context::from_waker(std::task::Waker::noop());
-            if let Poll::Ready(outcome) = self.poll_outcome(&mut cx) {
+            if let Poll::Ready(outcome) = repr.poll_outcome(&mut cx) {
                 return outcome;
             }
         }
-        let outcome = crate::wait::block_on(|cx| self.poll_outcome(cx), None)
+        let outcome = crate::wait::block_on(|cx| repr.poll_outcome(cx), None)
             .expect("a wait without deadline returns a value");
         if let Some(started) = parked {
             crate::wait::record_wait(started);
@@ -120,10 +205,14 @@ impl<T: Send + 'static> Unfinished<T> {
     /// assert_eq!(error.to_string(), "task `spawn_blocking` panicked: no such file");
     /// ```
     pub fn catch(mut self) -> Unfinished<Result<T, Error>> {
-        let Some(source) = self.source.take() else {
+        let repr = self.repr_mut();
+        let Some((source, slot)) = repr.shared() else {
             panic!("`catch` called on an Unfinished that already returned its value");
         };
-        source.unregister(&mut self.slot);
+        source.unregister(slot);
+        let Repr::Shared { source, .. } = std::mem::replace(repr, Repr::Returned) else {
+            unreachable!()
+        };
         match source.clone().caught() {
             Some(caught) => Unfinished::from_source(caught),
             None => {
@@ -144,7 +233,7 @@ impl<T: Send + 'static> Unfinished<T> {
     /// assert!(handle.is_done());
     /// ```
     pub fn is_done(&self) -> bool {
-        self.source.as_ref().is_none_or(|s| s.is_done())
+        self.repr().is_done()
     }
 
     /// Block up to `timeout` for the task to finish; true once it is done. The handle stays
@@ -159,12 +248,17 @@ impl<T: Send + 'static> Unfinished<T> {
     /// assert!(handle.is_done());
     /// ```
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
-        let Some(source) = self.source.as_ref() else {
-            return true;
+        let source = {
+            let mut repr = self.repr();
+            if repr.is_done() {
+                return true;
+            }
+            // Waiting without taking the outcome needs the cell (for the outcome to stay in).
+            match repr.shared() {
+                Some((source, _)) => source.clone(),
+                None => return true,
+            }
         };
-        if source.is_done() {
-            return true;
-        }
         let deadline = Instant::now().checked_add(timeout);
         let mut slot = NO_SLOT;
         let done = crate::wait::block_on(|cx| source.poll_ready(cx, &mut slot), deadline).is_some();
@@ -204,35 +298,33 @@ impl<T: Send + 'static> Unfinished<T> {
     /// assert_eq!(error, unsync_core::Error::Cancelled { task: "spawn" });
     /// ```
     pub fn cancel(&self) -> bool {
-        self.source.as_ref().is_some_and(|source| {
-            source.cancel(Error::Cancelled {
-                task: source.task(),
-            })
+        let source = match &mut *self.repr() {
+            Repr::Spawned(spawned) => return spawned.cancel(),
+            Repr::Shared { source, .. } => source.clone(),
+            Repr::Returned => return false,
+        };
+        // Outside the lock: cancelling wakes waiters and stops the work behind the cell.
+        source.cancel(Error::Cancelled {
+            task: source.task(),
         })
     }
 
     /// Panic, naming `operation`, when the value was already handed out.
     pub(crate) fn expect_live(&self, operation: &str) {
         assert!(
-            self.source.is_some(),
+            !matches!(*self.repr(), Repr::Returned),
             "`{operation}` called on an Unfinished that already returned its value"
         );
     }
 
     /// The name of the task: the `#[unsync]` function's path, or `"spawn"`, `"ready"`, ...
     pub(crate) fn task(&self) -> &'static str {
-        self.source.as_ref().map_or("unsync", |s| s.task())
+        self.repr().task()
     }
 
     /// Take the outcome if done, else register the waker.
     pub(crate) fn poll_outcome(&mut self, cx: &mut Context<'_>) -> Poll<Result<T, Error>> {
-        let source = self
-            .source
-            .as_ref()
-            .expect("an Unfinished was polled after it returned its value");
-        let outcome = std::task::ready!(source.poll_outcome(cx, &mut self.slot));
-        self.source = None;
-        Poll::Ready(outcome)
+        self.repr_mut().poll_outcome(cx)
     }
 }
 
@@ -266,9 +358,9 @@ impl<T: Send + 'static> Future for Unfinished<T> {
 /// ```
 impl<T: Clone + Send + 'static> Clone for Unfinished<T> {
     fn clone(&self) -> Unfinished<T> {
-        let source = self
-            .source
-            .as_ref()
+        let mut repr = self.repr();
+        let (source, _) = repr
+            .shared()
             .expect("cannot clone an Unfinished that already returned its value");
         source.add_reader(T::clone);
         Unfinished::from_source(source.clone())
@@ -284,21 +376,23 @@ impl<T> std::panic::RefUnwindSafe for Unfinished<T> {}
 
 impl<T> Drop for Unfinished<T> {
     fn drop(&mut self) {
-        if let Some(source) = self.source.take() {
-            source.drop_reader(self.slot);
+        let repr = self.repr.get_mut().unwrap_or_else(PoisonError::into_inner);
+        if let Repr::Shared { source, slot } = repr {
+            source.drop_reader(*slot);
         }
     }
 }
 
 impl<T> fmt::Debug for Unfinished<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.source {
-            Some(source) => f
+        let repr = self.repr.lock().unwrap_or_else(PoisonError::into_inner);
+        match &*repr {
+            Repr::Returned => f.write_str("Unfinished { returned }"),
+            live => f
                 .debug_struct("Unfinished")
-                .field("task", &source.task())
-                .field("done", &source.is_done())
+                .field("task", &live.task())
+                .field("done", &live.is_done())
                 .finish(),
-            None => f.write_str("Unfinished { returned }"),
         }
     }
 }

@@ -50,6 +50,7 @@ mod promise;
 mod report;
 mod runtime;
 mod shutdown;
+mod spawned;
 mod sync;
 mod task;
 mod wait;

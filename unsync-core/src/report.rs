@@ -14,6 +14,11 @@
 use crate::config::UnobservedHook;
 use crate::error::Error;
 
+/// Cancellation is the reader's own decision, so it is never reported as unobserved.
+pub(crate) fn is_reportable(error: &Error) -> bool {
+    !matches!(error, Error::Cancelled { .. })
+}
+
 /// Report one failure that no handle will ever see.
 pub(crate) fn unobserved(error: &Error) {
     // The cell's loom model counts reports instead, to check that each comes exactly once.

@@ -11,11 +11,11 @@ use std::future::Future;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::cell::{Abort, Cell, Completer};
 use crate::context::Carried;
 use crate::error::Error;
 use crate::handle::Unfinished;
 use crate::inflight::InFlight;
+use crate::spawned::Spawned;
 use crate::task::{AsOutcome, AsValue, Carrying, Finish, TaskFuture};
 
 static HANDLE: OnceLock<tokio::runtime::Handle> = OnceLock::new();
@@ -106,15 +106,13 @@ where
     let runtime = handle();
     let token = RUNTIME.get().is_none().then(|| ON_FOREIGN_RUNTIME.start());
     let carried = Carried::capture(task);
-    let cell = Cell::pending(task);
-    let future = TaskFuture::<F, T, K>::new(future, Completer::new(cell.clone()));
+    let future = TaskFuture::<F, T, K>::new(future, task);
     let join = if carried.is_empty() && token.is_none() {
         runtime.spawn(future)
     } else {
         runtime.spawn(Carrying::new(future, carried, token))
     };
-    cell.set_abort(Abort::Tokio(join));
-    Unfinished::from_cell(cell)
+    Unfinished::from_spawned(Spawned::new(join, task))
 }
 
 /// Async tasks in flight, not counting the one calling (when called from inside one).
@@ -123,12 +121,13 @@ pub(crate) fn in_flight() -> usize {
         return 0;
     };
     if RUNTIME.get().is_some() {
-        // Every task on unsync's own runtime, its combinators' and yours, counts.
+        // Every task on unsync's own runtime, its combinators' and yours, counts; not the
+        // forwarding tasks behind shared async handles (see `spawned`).
         let calling = IS_RUNTIME_THREAD.with(StdCell::get) && tokio::task::try_id().is_some();
         runtime
             .metrics()
             .num_alive_tasks()
-            .saturating_sub(usize::from(calling))
+            .saturating_sub(usize::from(calling) + crate::spawned::forwarding())
     } else {
         let calling = crate::task::depth() > 0 && tokio::task::try_id().is_some();
         ON_FOREIGN_RUNTIME

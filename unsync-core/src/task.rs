@@ -1,6 +1,6 @@
 //! Running a task body: panics are caught and become [`Error::Panicked`]; while the body
-//! runs, [`is_cancelled`] reads the flag of its own cell, and the span carried from the call
-//! site (see `context`) is entered.
+//! runs, [`is_cancelled`] reads the flag of its own cell (thread-pool and rayon tasks), and the
+//! span carried from the call site (see `context`) is entered.
 
 use std::cell::Cell as StdCell;
 use std::future::Future;
@@ -13,6 +13,7 @@ use crate::cell::Completer;
 use crate::context::Carried;
 use crate::error::Error;
 use crate::inflight::Token;
+use crate::spawned::Outcome;
 use crate::sync::{AtomicBool, Ordering};
 
 // The cancellation flag of the task running on this thread. A scoped key, not a raw pointer:
@@ -34,7 +35,8 @@ pub(crate) fn depth() -> usize {
 /// Whether the unsync task running on this thread (or polled by it) has been cancelled.
 ///
 /// A running thread-pool or rayon task cannot be stopped from outside; it can look at this flag
-/// and return early. Outside any unsync task it is `false`.
+/// and return early. An async task has no need for it (cancelling drops the task at its next
+/// `.await`), and there it stays `false`, as it does outside any unsync task.
 ///
 /// ```
 /// use std::time::Duration;
@@ -110,50 +112,60 @@ impl<T> Finish<Result<T, Error>, T> for AsOutcome {
 }
 
 pin_project_lite::pin_project! {
-    /// An async task body as spawned on tokio: completes its cell when the body finishes or
-    /// panics; dropped early (aborted), its completer resolves the cell to `Cancelled`.
+    /// An async task body as spawned on tokio: its output is the task's outcome (see
+    /// `spawned`), a panic included.
     ///
-    /// Nothing but the body and the completer: tokio allocates every task's future inline,
-    /// and a plain `#[unsync] async fn` then fits the same allocation size as a bare
+    /// Nothing but the body and the task's name: tokio allocates every task's future inline,
+    /// and a plain `#[unsync] async fn` then fits about the same allocation as a bare
     /// `tokio::spawn` (a 72-byte larger future cost tokio ~12% of its burst rate here). What a
     /// few tasks need besides (a span, an in-flight count) goes in [`Carrying`].
     pub(crate) struct TaskFuture<F, T, K> {
         #[pin]
         body: F,
-        completer: Completer<T>,
-        finish: PhantomData<fn() -> K>,
+        task: &'static str,
+        finish: PhantomData<fn() -> (T, K)>,
     }
 }
 
 impl<F: Future, T, K: Finish<F::Output, T>> TaskFuture<F, T, K> {
-    pub(crate) fn new(body: F, completer: Completer<T>) -> TaskFuture<F, T, K> {
+    pub(crate) fn new(body: F, task: &'static str) -> TaskFuture<F, T, K> {
         TaskFuture {
             body,
-            completer,
+            task,
             finish: PhantomData,
         }
     }
 }
 
 impl<F: Future, T, K: Finish<F::Output, T>> Future for TaskFuture<F, T, K> {
-    type Output = ();
+    type Output = Outcome<T>;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Outcome<T>> {
         let this = self.project();
-        let Some(cell) = this.completer.pending_cell() else {
-            return Poll::Ready(());
-        };
-        let polled = running(cell.cancelled_flag(), || {
-            catch_unwind(AssertUnwindSafe(|| this.body.poll(cx).map(K::finish)))
+        // An async task is cancelled by dropping it at an `.await`: it has no flag of its own.
+        let polled = never_cancelled(|never| {
+            running(never, || {
+                catch_unwind(AssertUnwindSafe(|| this.body.poll(cx).map(K::finish)))
+            })
         });
-        let outcome = match polled {
+        Poll::Ready(Outcome::new(match polled {
             Ok(Poll::Pending) => return Poll::Pending,
             Ok(Poll::Ready(outcome)) => outcome,
-            Err(payload) => Err(Error::from_panic(cell.task(), &*payload)),
-        };
-        this.completer.complete_in_place(outcome);
-        Poll::Ready(())
+            Err(payload) => Err(Error::from_panic(this.task, &*payload)),
+        }))
     }
+}
+
+/// Lend `body` the cancellation flag [`is_cancelled`] reads inside an async task: never set.
+fn never_cancelled<R>(body: impl FnOnce(&AtomicBool) -> R) -> R {
+    #[cfg(not(unsync_loom))]
+    {
+        static NEVER_CANCELLED: AtomicBool = AtomicBool::new(false);
+        body(&NEVER_CANCELLED)
+    }
+    // loom's atomics cannot be built in a `static`; async tasks are outside the model anyway.
+    #[cfg(unsync_loom)]
+    body(&AtomicBool::new(false))
 }
 
 pin_project_lite::pin_project! {
@@ -177,10 +189,10 @@ impl<F> Carrying<F> {
     }
 }
 
-impl<F: Future<Output = ()>> Future for Carrying<F> {
-    type Output = ();
+impl<F: Future> Future for Carrying<F> {
+    type Output = F::Output;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = self.project();
         let polled = {
             let _span = this.carried.enter();

@@ -1,0 +1,167 @@
+//! An async task read by a single handle: tokio's own task keeps the outcome, and the handle
+//! reads it through the task's `JoinHandle`.
+//!
+//! Most async tasks have exactly one reader, so they need no completion cell: no second
+//! allocation, no lock, no cache line bounced between the spawning thread and the worker. A
+//! burst of `#[unsync] async fn` calls then costs about what bare `tokio::spawn` does. The
+//! first time a handle needs shared state (a clone, [`catch`](crate::Unfinished::catch),
+//! [`wait_timeout`](crate::Unfinished::wait_timeout)) it turns its task into a cell with
+//! [`Spawned::into_cell`].
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll, Waker};
+
+use tokio::task::JoinHandle;
+
+use crate::cell::{Abort, Cell, Completer};
+use crate::error::Error;
+use crate::sync::Arc;
+
+/// An async task's outcome as its tokio task keeps it. Dropped unread (every handle to the task
+/// went away), a failure is reported as unobserved.
+pub(crate) struct Outcome<T>(Option<Result<T, Error>>);
+
+impl<T> Outcome<T> {
+    pub(crate) fn new(outcome: Result<T, Error>) -> Outcome<T> {
+        Outcome(Some(outcome))
+    }
+
+    /// The outcome, for a reader: it will not be reported.
+    fn take(mut self) -> Result<T, Error> {
+        self.0.take().expect("an outcome is taken once")
+    }
+}
+
+impl<T> Drop for Outcome<T> {
+    fn drop(&mut self) {
+        if let Some(Err(error)) = &self.0 {
+            if crate::report::is_reportable(error) {
+                crate::report::unobserved(error);
+            }
+        }
+    }
+}
+
+/// The single reader of an async task. See the module docs.
+pub(crate) struct Spawned<T> {
+    join: JoinHandle<Outcome<T>>,
+    task: &'static str,
+    cancelled: bool,
+}
+
+impl<T: Send + 'static> Spawned<T> {
+    pub(crate) fn new(join: JoinHandle<Outcome<T>>, task: &'static str) -> Spawned<T> {
+        Spawned {
+            join,
+            task,
+            cancelled: false,
+        }
+    }
+
+    /// Abort the task at its next `.await`; from now on the outcome is `Cancelled`. False only
+    /// when the task had already finished.
+    pub(crate) fn cancel(&mut self) -> bool {
+        if !self.cancelled {
+            if self.join.is_finished() {
+                return false;
+            }
+            self.join.abort();
+            self.cancelled = true;
+        }
+        true
+    }
+
+    pub(crate) fn poll_outcome(&mut self, cx: &mut Context<'_>) -> Poll<Result<T, Error>> {
+        if self.cancelled {
+            return Poll::Ready(Err(Error::Cancelled { task: self.task }));
+        }
+        let joined = std::task::ready!(Pin::new(&mut self.join).poll(cx));
+        Poll::Ready(match joined {
+            Ok(outcome) => outcome.take(),
+            // The body's own panics are caught inside the task; this is one in its destructor.
+            Err(error) if error.is_panic() => {
+                Err(Error::from_panic(self.task, &*error.into_panic()))
+            }
+            // Aborted by its runtime shutting down (an application's runtime, see `Config::runtime`).
+            Err(_) => Err(Error::Cancelled { task: self.task }),
+        })
+    }
+
+    /// The same task behind a completion cell that several readers can share. A task still
+    /// running gets a small forwarding task that moves its outcome into the cell; cancelling
+    /// the cell aborts the task itself.
+    pub(crate) fn into_cell(mut self) -> Arc<Cell<T>> {
+        let task = self.task;
+        let cell = Cell::pending(task);
+        if self.cancelled {
+            cell.cancel(Error::Cancelled { task });
+            return cell;
+        }
+        if self.join.is_finished() {
+            let mut cx = Context::from_waker(Waker::noop());
+            if let Poll::Ready(outcome) = self.poll_outcome(&mut cx) {
+                cell.complete(outcome);
+                return cell;
+            }
+        }
+        cell.set_abort(Abort::Tokio(self.join.abort_handle()));
+        let completer = Completer::new(cell.clone());
+        let forwarding = Forwarding::start();
+        crate::runtime::handle().spawn(async move {
+            let _forwarding = forwarding;
+            let outcome = std::future::poll_fn(|cx| self.poll_outcome(cx)).await;
+            completer.complete(outcome);
+        });
+        cell
+    }
+}
+
+static FORWARDING: AtomicUsize = AtomicUsize::new(0);
+
+/// Forwarding tasks alive. They are unsync's plumbing, not tasks of the application, so
+/// [`shutdown`](crate::shutdown()) does not count them.
+pub(crate) fn forwarding() -> usize {
+    FORWARDING.load(Ordering::Acquire)
+}
+
+/// Counts one forwarding task while it lives.
+struct Forwarding;
+
+impl Forwarding {
+    fn start() -> Forwarding {
+        FORWARDING.fetch_add(1, Ordering::AcqRel);
+        Forwarding
+    }
+}
+
+impl Drop for Forwarding {
+    fn drop(&mut self) {
+        FORWARDING.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A cancelled task's join handle is never polled by a reader. If the task finished anyway (the
+/// cancellation lost the race with its end), its outcome is dropped here unread and unreported,
+/// as the completion cell does.
+impl<T> Spawned<T> {
+    pub(crate) fn task(&self) -> &'static str {
+        self.task
+    }
+
+    pub(crate) fn is_done(&self) -> bool {
+        self.cancelled || self.join.is_finished()
+    }
+}
+
+impl<T> Drop for Spawned<T> {
+    fn drop(&mut self) {
+        if self.cancelled && self.join.is_finished() {
+            let mut cx = Context::from_waker(Waker::noop());
+            if let Poll::Ready(Ok(mut outcome)) = Pin::new(&mut self.join).poll(&mut cx) {
+                outcome.0 = None;
+            }
+        }
+    }
+}
