@@ -161,7 +161,8 @@ impl Config {
     }
 
     /// The largest frame (encoded arguments or result of one call) accepted on a worker pipe.
-    /// A bigger frame fails that call with [`Error::WorkerDied`] and replaces the worker.
+    /// A bigger frame fails that call with [`Error::WorkerDied`] and replaces the worker. At
+    /// most `u32::MAX - 1` (a frame's length prefix has 32 bits): `install` refuses more.
     ///
     /// ```
     /// let config = unsync_core::Config::new().max_frame_bytes(1 << 30);
@@ -289,12 +290,7 @@ impl Config {
                 cores,
             )?,
             processes: pick("processes", self.processes, env_processes, cores)?,
-            max_frame_bytes: pick(
-                "max_frame_bytes",
-                self.max_frame_bytes,
-                env_frame,
-                256 << 20,
-            )?,
+            max_frame_bytes: frame_limit(self.max_frame_bytes, env_frame)?,
             spin_micros: self
                 .spin
                 .map(|d| u32::try_from(d.as_micros().min(MAX_SPIN_MICROS)).unwrap_or(0))
@@ -303,6 +299,34 @@ impl Config {
             runtime: self.runtime,
             unobserved: self.unobserved.unwrap_or(UnobservedHook::Report),
         })
+    }
+}
+
+/// The largest frame limit: a frame's length prefix has 32 bits, and `u32::MAX` itself marks a
+/// body too large for any limit (see `protocol::end_frame`).
+const MAX_FRAME_LIMIT: usize = u32::MAX as usize - 1;
+
+const FRAME_LIMIT_RANGE: &str =
+    "must be at most 4294967294 (4 GiB - 2): a frame's length prefix has 32 bits";
+
+/// The frame limit from the builder, else from `UNSYNC_MAX_FRAME_BYTES`, else 256 MiB.
+fn frame_limit(builder: Option<usize>, env: Option<usize>) -> Result<usize, ConfigError> {
+    match (builder, env) {
+        (Some(0), _) => Err(ConfigError::Invalid {
+            setting: "max_frame_bytes",
+            reason: "must be at least 1",
+        }),
+        (Some(n), _) if n > MAX_FRAME_LIMIT => Err(ConfigError::Invalid {
+            setting: "max_frame_bytes",
+            reason: FRAME_LIMIT_RANGE,
+        }),
+        (Some(n), _) => Ok(n),
+        (None, Some(n)) if n > MAX_FRAME_LIMIT => Err(ConfigError::InvalidEnv {
+            var: "UNSYNC_MAX_FRAME_BYTES",
+            value: n.to_string(),
+            reason: FRAME_LIMIT_RANGE,
+        }),
+        (None, env) => Ok(env.unwrap_or(256 << 20)),
     }
 }
 
@@ -416,6 +440,34 @@ mod tests {
                 reason: "must be at least 1"
             }
         );
+    }
+
+    #[test]
+    fn frame_limits_beyond_the_32_bit_prefix_are_refused() {
+        assert_eq!(frame_limit(None, None).unwrap(), 256 << 20);
+        assert_eq!(frame_limit(None, Some(7)).unwrap(), 7);
+        assert_eq!(frame_limit(Some(9), Some(7)).unwrap(), 9);
+        assert_eq!(
+            frame_limit(Some(MAX_FRAME_LIMIT), None).unwrap(),
+            MAX_FRAME_LIMIT
+        );
+        let err = Config::new()
+            .max_frame_bytes(MAX_FRAME_LIMIT + 1)
+            .resolve()
+            .err()
+            .unwrap();
+        assert_eq!(
+            err.to_string(),
+            "invalid configuration: max_frame_bytes must be at most 4294967294 (4 GiB - 2): a frame's length prefix has 32 bits"
+        );
+        let err = frame_limit(None, Some(MAX_FRAME_LIMIT + 1)).unwrap_err();
+        assert!(matches!(
+            err,
+            ConfigError::InvalidEnv {
+                var: "UNSYNC_MAX_FRAME_BYTES",
+                ..
+            }
+        ));
     }
 
     #[test]

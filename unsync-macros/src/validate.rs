@@ -184,22 +184,29 @@ impl<'ast> Visit<'ast> for Borrows {
             return self.visit_type(&reference.elem);
         }
         let instead = match &*reference.elem {
-            _ if reference.mutability.is_some() => {
-                "take the value itself (and hand it back in the result), or share it as `Arc<Mutex<T>>`".to_owned()
+            elem if reference.mutability.is_some() => format!(
+                "take `{0}` itself and hand it back in the result, or share it as `Arc<Mutex<{0}>>`",
+                pretty(elem)
+            ),
+            Type::Path(p) if last_ident_is(&p.path, "str") => {
+                "write `String` here (a `&'static str` is fine too)".to_owned()
             }
-            Type::Path(p) if last_ident_is(&p.path, "str") => "take a `String`".to_owned(),
-            Type::Path(p) if last_ident_is(&p.path, "Path") => "take a `PathBuf`".to_owned(),
-            Type::Slice(s) => format!("take a `Vec<{}>`", pretty(&s.elem)),
+            Type::Path(p) if last_ident_is(&p.path, "Path") => {
+                "write `PathBuf` here (a `&'static Path` is fine too)".to_owned()
+            }
+            Type::Slice(s) => format!(
+                "write `Vec<{}>` here (a `&'static` slice is fine too)",
+                pretty(&s.elem)
+            ),
             other => format!(
-                "take `{}` itself, or `Arc<{}>` to share it",
-                pretty(other),
+                "write `{0}` here, or `Arc<{0}>` to share it (a `&'static` reference is fine too)",
                 pretty(other)
             ),
         };
         self.found.push((
             reference.to_token_stream(),
             format!(
-                "#[unsync] functions run in the background after the call has returned, so their arguments cannot borrow from the caller: {instead} (a `&'static` reference is fine too)"
+                "#[unsync] functions run in the background after the call has returned, so their arguments cannot borrow from the caller: {instead}"
             ),
         ));
     }

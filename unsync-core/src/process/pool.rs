@@ -223,6 +223,12 @@ where
             detail: "this function is missing from the worker registry: the linker dropped it (seen with some LTO or static-library builds)".into(),
         });
     };
+    if registry::is_ambiguous(entry) {
+        return Unfinished::failed(Error::WorkerDied {
+            task,
+            detail: "another #[unsync(cpu_bound)] function has the same path, name and signature (declared inside another function body of the same module?), so a worker cannot tell them apart: rename one of them".into(),
+        });
+    }
     let pool = pool();
     let id = pool.next_id.fetch_add(1, Ordering::Relaxed);
     let mut frame = Vec::with_capacity(64);

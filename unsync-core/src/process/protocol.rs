@@ -216,13 +216,12 @@ pub(crate) fn begin_frame(out: &mut Vec<u8>) -> usize {
     start
 }
 
-/// Write the length prefix of the frame begun at `start`.
-///
-/// # Panics
-/// When the body exceeds `u32::MAX` bytes (the caller checks the configured limit first).
+/// Write the length prefix of the frame begun at `start`. A body of `u32::MAX` bytes or more
+/// gets the prefix `u32::MAX`, above every limit (limits are at most `u32::MAX - 1`): the
+/// parent refuses to send such a call, and refuses such a response as oversized.
 pub(crate) fn end_frame(out: &mut [u8], start: usize) {
     let len = out.len() - start - PREFIX;
-    let len = u32::try_from(len).expect("frame body larger than 4 GiB");
+    let len = u32::try_from(len).unwrap_or(u32::MAX);
     out[start..start + PREFIX].copy_from_slice(&len.to_le_bytes());
 }
 

@@ -65,13 +65,31 @@ pub(crate) fn fingerprint() -> u64 {
     })
 }
 
-/// The function with this key, in this executable.
+/// Every key, with its function, or `None` when several functions share it.
+fn by_key() -> &'static HashMap<u64, Option<&'static WorkerFn>> {
+    static BY_KEY: OnceLock<HashMap<u64, Option<&'static WorkerFn>>> = OnceLock::new();
+    BY_KEY.get_or_init(|| {
+        let mut by_key = HashMap::with_capacity(WORKER_FNS.len());
+        for f in WORKER_FNS.iter() {
+            by_key
+                .entry(f.key)
+                .and_modify(|shared| *shared = None)
+                .or_insert(Some(f));
+        }
+        by_key
+    })
+}
+
+/// The function with this key, in this executable, unless the key is ambiguous.
 pub(crate) fn lookup(key: u64) -> Option<&'static WorkerFn> {
-    static BY_KEY: OnceLock<HashMap<u64, &'static WorkerFn>> = OnceLock::new();
-    BY_KEY
-        .get_or_init(|| WORKER_FNS.iter().map(|f| (f.key, f)).collect())
-        .get(&key)
-        .copied()
+    by_key().get(&key).copied().flatten()
+}
+
+/// Whether another `cpu_bound` function has the same key as `entry`: the same path, name and
+/// signature, as two `fn helper() -> u8` declared inside two function bodies of one module.
+/// A worker could not tell which one to run, so neither runs.
+pub(crate) fn is_ambiguous(entry: &WorkerFn) -> bool {
+    matches!(by_key().get(&entry.key), Some(None))
 }
 
 /// Where `entry` sits in the registry, or `None` if the linker dropped it (then no worker
