@@ -120,6 +120,71 @@ fn panic_reraises_through_await() {
     futures::executor::block_on(async { parallel_boom().await });
 }
 
+/// The message of the panic that ended a tokio task.
+fn panic_of(joined: Result<u32, tokio::task::JoinError>) -> String {
+    let payload = joined.expect_err("the awaiting task panicked").into_panic();
+    payload
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| payload.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+        .expect("a text panic")
+}
+
+#[test]
+fn await_reraises_a_panic_in_the_awaiting_task_in_every_mode() {
+    common::watchdog(common::LIMIT, || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            // Already failed, or failed by the time it is awaited.
+            for (handle, expected) in [
+                (
+                    async_boom(),
+                    "task `handle::async_boom` panicked: async boom",
+                ),
+                (
+                    thread_boom(),
+                    "task `handle::thread_boom` panicked: thread boom 7",
+                ),
+                (
+                    parallel_boom(),
+                    "task `handle::parallel_boom` panicked: parallel boom",
+                ),
+            ] {
+                let awaiting = tokio::spawn(async move { handle.await + 1 });
+                assert_eq!(panic_of(awaiting.await), expected);
+            }
+            // Failing while the task awaiting it waits: the wake-up re-raises it.
+            for mode in common::MODES {
+                let message = format!("{mode:?} fails while awaited");
+                let (open, handle) = common::gated_panic(mode, &message);
+                let (parked_tx, parked) = tokio::sync::oneshot::channel();
+                let awaiting = tokio::spawn(async move {
+                    let mut handle = handle;
+                    // Pending until the gate opens: the task waits on the handle's wake-up.
+                    assert!(futures::poll!(&mut handle).is_pending());
+                    parked_tx.send(()).unwrap();
+                    handle.await + 1
+                });
+                parked.await.unwrap();
+                open.set(());
+                let task = match mode {
+                    common::Mode::Async => "handle::common::panics_async",
+                    common::Mode::Thread => "handle::common::panics_thread",
+                    common::Mode::Parallel => "handle::common::panics_parallel",
+                };
+                assert_eq!(
+                    panic_of(awaiting.await),
+                    format!("task `{task}` panicked: {message}")
+                );
+            }
+        });
+    });
+}
+
 #[test]
 fn catch_gives_the_failure_as_a_value_in_every_mode() {
     for (handle, task, message) in [

@@ -2,12 +2,48 @@
 //! return the value, never deadlock and never panic. Each test runs under a watchdog that
 //! fails it instead of hanging CI.
 
-use unsync::unsync;
+use std::sync::Once;
+
+use unsync::{Config, ConfigError, unsync};
 
 mod common;
 use common::{LIMIT, watchdog};
 
 const DEPTH: u32 = 24;
+
+/// Threads of unsync's async runtime and of its rayon pool in this binary: far fewer than
+/// `DEPTH`, whatever the machine's core count (the default for both).
+const THREADS: usize = 2;
+
+/// Size the pools (once per binary; the tests run on several threads, and each calls this
+/// before it starts anything).
+fn small_pools() {
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
+        match Config::new()
+            .runtime_threads(THREADS)
+            .parallel_threads(THREADS)
+            .install()
+        {
+            Ok(()) | Err(ConfigError::AlreadyStarted) => {}
+            Err(e) => panic!("cannot configure the pools: {e}"),
+        }
+    });
+}
+
+/// Check that `DEPTH` exceeds the runtime's workers, as the tests claim.
+fn assert_deeper_than_the_runtime() {
+    let workers = unsync::runtime().metrics().num_workers();
+    assert_eq!(workers, THREADS, "the configured size");
+    assert!(DEPTH as usize > workers);
+}
+
+/// Check that `DEPTH` exceeds the rayon pool's threads, as the tests claim.
+fn assert_deeper_than_the_rayon_pool() {
+    let threads = unsync::spawn_parallel(rayon::current_num_threads).result();
+    assert_eq!(threads, THREADS, "the configured size");
+    assert!(DEPTH as usize > threads);
+}
 
 #[unsync]
 async fn nest_async(depth: u32) -> u32 {
@@ -52,31 +88,65 @@ fn nest_mixed(depth: u32) -> u32 {
 
 #[test]
 fn from_a_plain_thread() {
+    small_pools();
     assert_eq!(watchdog(LIMIT, || nest_blocking(DEPTH).result()), DEPTH);
 }
 
 #[test]
 fn inside_async_fns_on_the_global_runtime_deeper_than_its_workers() {
+    small_pools();
+    assert_deeper_than_the_runtime();
     assert_eq!(watchdog(LIMIT, || nest_async(DEPTH).result()), DEPTH);
 }
 
 #[test]
 fn inside_thread_pool_tasks() {
-    assert_eq!(watchdog(LIMIT, || nest_blocking(DEPTH).result()), DEPTH);
+    small_pools();
+    // Each chain starts inside a blocking-pool task, which waits on it from a pool thread.
+    let got = watchdog(LIMIT, || {
+        let outer: Vec<_> = (0..4)
+            .map(|_| {
+                unsync::spawn_blocking(|| {
+                    assert!(
+                        std::thread::current()
+                            .name()
+                            .is_some_and(|n| n.starts_with("unsync-blocking-"))
+                    );
+                    nest_blocking(DEPTH).result()
+                        + nest_async(DEPTH).result()
+                        + nest_parallel(DEPTH).result()
+                })
+            })
+            .collect();
+        outer.into_iter().map(|t| t.result()).sum::<u32>()
+    });
+    assert_eq!(got, 4 * 3 * DEPTH);
 }
 
 #[test]
 fn inside_rayon_tasks_deeper_than_the_pool_has_threads() {
-    assert_eq!(watchdog(LIMIT, || nest_parallel(DEPTH).result()), DEPTH);
+    small_pools();
+    let got = watchdog(LIMIT, || {
+        assert_deeper_than_the_rayon_pool();
+        nest_parallel(DEPTH).result()
+    });
+    assert_eq!(got, DEPTH);
 }
 
 #[test]
 fn across_modes() {
-    assert_eq!(watchdog(LIMIT, || nest_mixed(DEPTH).result()), DEPTH);
+    small_pools();
+    let got = watchdog(LIMIT, || {
+        assert_deeper_than_the_runtime();
+        assert_deeper_than_the_rayon_pool();
+        nest_mixed(DEPTH).result()
+    });
+    assert_eq!(got, DEPTH);
 }
 
 #[test]
 fn inside_a_users_current_thread_runtime() {
+    small_pools();
     let got = watchdog(LIMIT, || {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -89,6 +159,7 @@ fn inside_a_users_current_thread_runtime() {
 
 #[test]
 fn inside_a_users_multi_thread_runtime_and_its_tasks() {
+    small_pools();
     let got = watchdog(LIMIT, || {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -111,6 +182,7 @@ fn inside_a_users_multi_thread_runtime_and_its_tasks() {
 
 #[test]
 fn inside_the_users_own_rayon_pool() {
+    small_pools();
     let got = watchdog(LIMIT, || {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(2)
@@ -134,6 +206,7 @@ fn inside_the_users_own_rayon_pool() {
 
 #[test]
 fn many_waiters_at_once() {
+    small_pools();
     // 16 independent chains started together: every pool is saturated with waiters.
     let got = watchdog(LIMIT, || {
         let chains: Vec<_> = (0..16)

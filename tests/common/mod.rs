@@ -204,20 +204,140 @@ impl Rng {
 /// Run the `#[ignore]`d test `name` of this test binary in a child process, and return its
 /// output (for what only a fresh process can show: stderr, process-wide settings).
 pub fn run_child_test(name: &str) -> std::process::Output {
-    let output = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            name,
-            "--exact",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .output()
-        .unwrap();
+    finish_child_test(name, &mut child_test_command(name))
+}
+
+/// [`run_child_test`] with no inherited `UNSYNC_*` variable, and with `vars` set: for the
+/// settings the environment alone configures.
+pub fn run_child_test_with_env(name: &str, vars: &[(&str, &str)]) -> std::process::Output {
+    let mut command = child_test_command(name);
+    for (var, _) in std::env::vars_os() {
+        if var.to_string_lossy().starts_with("UNSYNC_") {
+            command.env_remove(var);
+        }
+    }
+    command.envs(vars.iter().copied());
+    finish_child_test(name, &mut command)
+}
+
+fn child_test_command(name: &str) -> std::process::Command {
+    let mut command = std::process::Command::new(std::env::current_exe().unwrap());
+    command.args([
+        name,
+        "--exact",
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ]);
+    command
+}
+
+fn finish_child_test(name: &str, command: &mut std::process::Command) -> std::process::Output {
+    let output = command.output().unwrap();
     assert!(
         output.status.success(),
         "child test {name} failed: {}",
         String::from_utf8_lossy(&output.stderr)
     );
     output
+}
+
+/// Whether process `pid` is running. A zombie has exited (only its entry remains until its
+/// parent reaps it), so it counts as gone.
+pub fn is_alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|rest| rest.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+/// Poll `/proc` until process `pid` is gone, with short waits, for at most `limit`; how long
+/// it took, or `None` if it was still alive at `limit`. (Nothing notifies this process when a
+/// worker it did not spawn itself dies, so polling is the way to observe it.)
+pub fn wait_until_gone(pid: u32, limit: Duration) -> Option<Duration> {
+    let started = std::time::Instant::now();
+    loop {
+        if !is_alive(pid) {
+            return Some(started.elapsed());
+        }
+        if started.elapsed() >= limit {
+            return None;
+        }
+        std::thread::park_timeout(Duration::from_millis(1));
+    }
+}
+
+/// This process's live (not zombie) children, of every thread.
+pub fn live_children() -> Vec<u32> {
+    let mut pids = Vec::new();
+    for task in std::fs::read_dir("/proc/self/task").unwrap() {
+        let Ok(list) = std::fs::read_to_string(task.unwrap().path().join("children")) else {
+            continue;
+        };
+        pids.extend(
+            list.split_whitespace()
+                .map(|pid| pid.parse::<u32>().unwrap())
+                .filter(|&pid| is_alive(pid)),
+        );
+    }
+    pids
+}
+
+/// Where code in a worker process reports "I am running, in process N": worker and test share
+/// no memory, but a worker can connect to a socket the test listens on. The connection also
+/// tells when the worker is gone: its end closes when the process dies.
+pub struct PidReports(std::net::TcpListener);
+
+impl PidReports {
+    pub fn bind() -> PidReports {
+        PidReports(std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+    }
+
+    /// The address to give to the reporting function.
+    pub fn addr(&self) -> String {
+        self.0.local_addr().unwrap().to_string()
+    }
+
+    /// Block until a reporter connects and sends its pid; the pid and the open connection.
+    pub fn next(&self) -> (u32, std::net::TcpStream) {
+        use std::io::Read;
+        let (mut stream, _) = self.0.accept().unwrap();
+        let mut pid = [0; 4];
+        stream.read_exact(&mut pid).unwrap();
+        (u32::from_le_bytes(pid), stream)
+    }
+
+    /// How many reporters connected that [`next`](PidReports::next) has not taken yet.
+    pub fn pending(&self) -> usize {
+        self.0.set_nonblocking(true).unwrap();
+        let mut count = 0;
+        while self.0.accept().is_ok() {
+            count += 1;
+        }
+        self.0.set_nonblocking(false).unwrap();
+        count
+    }
+}
+
+/// The worker side of [`PidReports`]: connect to `addr` and send this process's pid. Keep the
+/// connection open for as long as the caller should count as running.
+pub fn report_pid(addr: &str) -> std::net::TcpStream {
+    use std::io::Write;
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream.write_all(&std::process::id().to_le_bytes()).unwrap();
+    stream
+}
+
+/// Block until the other end of `stream` is closed: its process died (or dropped it).
+pub fn wait_for_close(mut stream: std::net::TcpStream) {
+    use std::io::Read;
+    let mut byte = [0];
+    // A clean close reads as end of input; a kill may also reset the connection.
+    match stream.read(&mut byte) {
+        Ok(0) | Err(_) => {}
+        Ok(_) => panic!("the reporter sent more than its pid"),
+    }
 }

@@ -244,23 +244,48 @@ impl Pool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
-    use std::sync::Barrier;
+    use std::sync::{Arc, Condvar, Mutex};
+    use std::time::Instant;
+
+    /// A deadlock detector, not a performance bound: many times what the test needs.
+    const LIMIT: Duration = Duration::from_secs(60);
 
     #[test]
     fn grows_while_every_thread_is_blocked() {
-        // 64 jobs that can only finish together: possible only if 64 run at once.
-        let barrier = Arc::new(Barrier::new(64));
-        let handles: Vec<_> = (0..64)
+        // 64 jobs that can only finish together: possible only if 64 run at once. Each waits
+        // for all 64 to arrive, up to one shared deadline, so that a pool that does not grow
+        // fails the test (every job reports how many it saw) instead of hanging it.
+        const JOBS: usize = 64;
+        let deadline = Instant::now() + LIMIT;
+        let arrived = Arc::new((Mutex::new(0_usize), Condvar::new()));
+        let handles: Vec<_> = (0..JOBS)
             .map(|i| {
-                let barrier = barrier.clone();
+                let arrived = arrived.clone();
                 spawn_blocking(move || {
-                    barrier.wait();
-                    i
+                    let (count, changed) = &*arrived;
+                    let mut count = count.lock().unwrap();
+                    *count += 1;
+                    changed.notify_all();
+                    while *count < JOBS {
+                        let left = deadline.saturating_duration_since(Instant::now());
+                        if left.is_zero() {
+                            break;
+                        }
+                        count = changed.wait_timeout(count, left).unwrap().0;
+                    }
+                    (i, *count)
                 })
             })
             .collect();
-        let sum: usize = handles.into_iter().map(Unfinished::result).sum();
-        assert_eq!(sum, (0..64).sum());
+        let mut sum = 0;
+        for handle in handles {
+            let (i, saw) = handle.result();
+            assert_eq!(
+                saw, JOBS,
+                "job {i} saw only {saw} of {JOBS} jobs running at once"
+            );
+            sum += i;
+        }
+        assert_eq!(sum, (0..JOBS).sum());
     }
 }
