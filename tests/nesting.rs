@@ -23,6 +23,9 @@ fn small_pools() {
         match Config::new()
             .runtime_threads(THREADS)
             .parallel_threads(THREADS)
+            // A cap the blocking chains go far deeper than: a pool thread waiting on a handle
+            // must not count against it, or the chain would stall at this depth.
+            .blocking_threads(THREADS)
             .install()
         {
             Ok(()) | Err(ConfigError::AlreadyStarted) => {}

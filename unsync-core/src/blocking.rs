@@ -8,7 +8,9 @@
 //!   blocked, and the handle it waits on may sit in this very queue);
 //! - otherwise from a monitor thread: when jobs wait and none was taken for a whole tick
 //!   (1 ms), the threads are all blocked, and the pool up to doubles, up to
-//!   [`Config::blocking_threads`](crate::Config::blocking_threads) threads (512 by default).
+//!   [`Config::blocking_threads`](crate::Config::blocking_threads) threads (512 by default),
+//!   not counting threads that wait on handles: they run nothing meanwhile, and counting them
+//!   would stall a chain of nested calls deeper than the cap.
 //!
 //! Threads beyond the hot ones exit after 10 s without work. The monitor sleeps while no job
 //! waits. Jobs in flight (queued or running) are counted for [`shutdown`](crate::shutdown())
@@ -37,8 +39,10 @@ struct Pool {
     receiver: Receiver<Job>,
     /// Threads kept even when idle.
     hot: usize,
-    /// Threads the pool may grow to.
+    /// Threads the pool may grow to, besides those waiting on handles.
     max: usize,
+    /// Pool threads blocked on an unsync handle (see [`will_block`]).
+    waiting: AtomicUsize,
     threads: AtomicUsize,
     idle: AtomicUsize,
     submitted: AtomicU64,
@@ -64,6 +68,7 @@ fn pool() -> &'static Pool {
             receiver,
             hot: cores.min(settings.blocking_threads),
             max: settings.blocking_threads,
+            waiting: AtomicUsize::new(0),
             threads: AtomicUsize::new(0),
             idle: AtomicUsize::new(0),
             submitted: AtomicU64::new(0),
@@ -130,23 +135,39 @@ fn submit(job: Job) {
 }
 
 /// Called when the current thread is about to block on an unsync handle. On a pool thread,
-/// makes sure another thread can take jobs meanwhile.
-pub(crate) fn will_block() {
-    if IS_POOL_THREAD.with(StdCell::get) {
-        let pool = pool();
-        if pool.idle.load(Ordering::SeqCst) == 0 {
-            pool.spawn_thread();
-        }
+/// makes sure another thread can take jobs meanwhile: until the returned guard is dropped, the
+/// waiting thread does not count against the pool's maximum (it runs no blocking work, and the
+/// job it waits for may sit in this very queue), so nesting goes as deep as it needs.
+pub(crate) fn will_block() -> Option<Waiting> {
+    if !IS_POOL_THREAD.with(StdCell::get) {
+        return None;
+    }
+    let pool = pool();
+    pool.waiting.fetch_add(1, Ordering::AcqRel);
+    if pool.idle.load(Ordering::SeqCst) == 0 {
+        pool.spawn_thread();
+    }
+    Some(Waiting)
+}
+
+/// A pool thread blocked on an unsync handle: see [`will_block`].
+pub(crate) struct Waiting;
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        pool().waiting.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
 impl Pool {
-    /// Start one more thread unless the pool is at its maximum.
+    /// Start one more thread unless the pool is at its maximum (not counting the threads
+    /// waiting on handles).
     fn spawn_thread(&'static self) -> bool {
+        let max = self.max + self.waiting.load(Ordering::Acquire);
         if self
             .threads
             .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| {
-                (n < self.max).then_some(n + 1)
+                (n < max).then_some(n + 1)
             })
             .is_err()
         {

@@ -127,7 +127,9 @@ impl Config {
     }
 
     /// The most threads the blocking pool (plain `#[unsync] fn`) may grow to. It keeps one hot
-    /// thread per core and adds threads only while all of them are blocked.
+    /// thread per core and adds threads only while all of them are blocked. A pool thread that
+    /// waits on another unsync handle (`.result()` inside a `#[unsync] fn`) does not count: it
+    /// runs nothing meanwhile, and nested calls deeper than the cap must still finish.
     ///
     /// ```
     /// let config = unsync_core::Config::new().blocking_threads(128);

@@ -126,7 +126,7 @@ fn block_on_ticking<R>(
     if rayon::current_thread_index().is_some() {
         return wait_helping_rayon(&mut poll, &mut cx, deadline, tick);
     }
-    crate::blocking::will_block();
+    let _waiting = crate::blocking::will_block();
     let on_tokio_worker = tokio::runtime::Handle::try_current()
         .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
     if on_tokio_worker {
