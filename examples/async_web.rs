@@ -37,7 +37,7 @@ use std::time::{Duration, Instant};
 
 use common::claims::Claims;
 use common::http::{self, Handler, Reply};
-use common::place::{Place, here};
+use common::place::{Place, here, summary};
 use common::rng::Rng;
 use unsync::unsync;
 
@@ -158,6 +158,8 @@ struct Load {
     wrong: usize,
     /// Still waiting for an answer when the load stopped.
     unfinished: usize,
+    /// Where the client tasks started.
+    places: HashSet<Place>,
 }
 
 #[unsync]
@@ -165,6 +167,7 @@ async fn load_client(client: reqwest::Client, base: String, id: usize, until: In
     let zip = format!("{}", 97200 + id);
     let url = format!("{base}/api/sun/{zip}/us");
     let mut load = Load::default();
+    load.places.insert(here());
     while Instant::now() < until {
         let sent = Instant::now();
         let request = async {
@@ -222,6 +225,7 @@ fn load_test(server: &Server) -> Measured {
         total.errors.extend(load.errors);
         total.wrong += load.wrong;
         total.unfinished += load.unfinished;
+        total.places.extend(load.places);
     }
     let elapsed = start.elapsed();
     total.latencies.sort();
@@ -259,6 +263,11 @@ fn load_test(server: &Server) -> Measured {
         measured.p50.as_secs_f64() * 1e3,
         measured.p99.as_secs_f64() * 1e3,
         measured.per_second,
+    );
+    println!(
+        "    handlers started in {}; load clients in {}",
+        summary(&measured.places),
+        summary(&total.places)
     );
     for error in measured.errors.iter().take(3) {
         println!("    error: {error}");
@@ -324,8 +333,13 @@ fn main() {
     );
     let workers: HashSet<&String> = blocking.places.iter().map(|p| &p.thread).collect();
     claims.correct(
-        "blocking handlers ran on the 2 threads of the blocking pool, async ones on the runtime",
+        "blocking handlers ran on the 2 threads of the blocking pool, async ones on the \
+         runtime, all in this process",
         !blocking.places.is_empty()
+            && all
+                .iter()
+                .flat_map(|m| &m.places)
+                .all(Place::in_this_process)
             && workers.len() <= WORKERS
             && blocking.places.iter().all(Place::on_blocking_pool)
             && asynchronous

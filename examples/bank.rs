@@ -35,7 +35,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::claims::Claims;
-use common::place::{Place, here};
+use common::place::{Place, here, summary};
 use common::rng::Rng;
 use parking_lot::{Mutex as TimedMutex, MutexGuard as TimedGuard};
 use unsync::{Unfinished, unsync};
@@ -396,6 +396,11 @@ fn run(name: &'static str, bank: Arc<dyn Bank>) -> Outcome {
         outcome.elapsed.as_secs_f64(),
         outcome.transfers,
         outcome.inconsistencies
+    );
+    println!(
+        "{} workers ran in {}",
+        outcome.places.len(),
+        summary(&outcome.places)
     );
     if final_total == TOTAL {
         println!("All good: Consistent account balance: ${final_total}");

@@ -14,7 +14,9 @@
 //! item.
 //!
 //! Proves: the deadline cancels every child, on time; a small workload finishes untouched;
-//! the channel never holds more than its capacity; a failure cancels the siblings.
+//! backpressure bounds the items in flight (produced but not yet received) by the channel's
+//! capacity plus one per producer and one for the consumer, where an unbounded channel would
+//! let the producers run 40 items ahead; a failure cancels the siblings.
 //!
 //! `cargo run --release --example structured_timeout`
 
@@ -34,6 +36,18 @@ use tokio::sync::mpsc;
 use unsync::{Unfinished, unsync};
 
 const CAPACITY: usize = 10;
+const PRODUCERS: usize = 2;
+const CONSUMERS: usize = 1;
+/// The most items that can be in flight (counted at the send point, not yet counted at the
+/// receive point) at any instant. A producer counts an item just before it sends it, and makes
+/// its next one only once the send has returned, so each producer holds at most one counted
+/// item that is not in the channel yet (also the one it held when it was cancelled or gave up:
+/// that one stays counted, but that producer counts no more). The channel holds at most
+/// `CAPACITY`. The consumer takes an item and uncounts it in the same step, with no `.await`
+/// between, but a producer on another thread can send into the freed slot and count its next
+/// item in between: one more. Without backpressure (an unbounded channel) nothing would bound
+/// this but the 40 items of the producers.
+const MOST_IN_FLIGHT: usize = CAPACITY + PRODUCERS + CONSUMERS;
 const DEADLINE: Duration = Duration::from_millis(500);
 const CONSUMER_PAUSE: Duration = Duration::from_millis(50);
 const SEED: u64 = 11;
@@ -58,6 +72,12 @@ struct Workload {
 struct Tally {
     generated: AtomicUsize,
     processed: AtomicUsize,
+    /// Items counted at the send point and not yet at the receive point (see
+    /// `MOST_IN_FLIGHT`), and the most seen, right after each count at the send point.
+    in_flight: AtomicUsize,
+    most_in_flight: AtomicUsize,
+    /// What the channel says it holds (its used permits) after each send: never more than
+    /// its capacity by construction, so it only shows whether the channel filled up.
     most_in_channel: AtomicUsize,
     places: Mutex<HashSet<Place>>,
 }
@@ -87,6 +107,9 @@ async fn producer(
             value,
             made: Instant::now(),
         };
+        // The send point: the item is in flight until the consumer receives it.
+        let in_flight = tally.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        tally.most_in_flight.fetch_max(in_flight, Ordering::SeqCst);
         if channel.send(item).await.is_err() {
             return Err(format!("{name}: the consumer is gone"));
         }
@@ -112,6 +135,8 @@ async fn consumer(
         let Some(item) = channel.recv().await else {
             return Err("the producers are gone".into());
         };
+        // The receive point, in the same step as `recv` (no `.await` in between).
+        tally.in_flight.fetch_sub(1, Ordering::SeqCst);
         if work.consumer_fails_at == Some(n) {
             return Err(format!("cannot process item {n} (value {})", item.value));
         }
@@ -140,6 +165,7 @@ struct ScopeReport {
     children: Vec<(&'static str, End)>,
     generated: usize,
     processed: usize,
+    most_in_flight: usize,
     most_in_channel: usize,
     place: Place,
     children_ran_at: HashSet<Place>,
@@ -208,6 +234,7 @@ async fn nursery(work: Workload, deadline: Duration) -> ScopeReport {
         children: report,
         generated: tally.generated.load(Ordering::SeqCst),
         processed: tally.processed.load(Ordering::SeqCst),
+        most_in_flight: tally.most_in_flight.load(Ordering::SeqCst),
         most_in_channel: tally.most_in_channel.load(Ordering::SeqCst),
         place,
         children_ran_at: tally.places.lock().expect("no panics").clone(),
@@ -227,8 +254,13 @@ fn run(work: Workload) -> ScopeReport {
         println!("  {name:<8} {end:?}");
     }
     println!(
-        "  {} generated, {} processed, at most {} of {CAPACITY} in the channel",
-        report.generated, report.processed, report.most_in_channel
+        "  {} generated, {} processed; at most {} in flight (bound {MOST_IN_FLIGHT}), {} of \
+         {CAPACITY} in the channel",
+        report.generated, report.processed, report.most_in_flight, report.most_in_channel
+    );
+    println!(
+        "  children ran in {}",
+        common::place::summary(&report.children_ran_at)
     );
     report
 }
@@ -320,13 +352,14 @@ fn main() {
     );
     let most = [&course, &small, &flood, &failing]
         .iter()
-        .map(|r| r.most_in_channel)
+        .map(|r| r.most_in_flight)
         .max()
         .unwrap_or(0);
     claims.correct(
-        "the channel never held more than its capacity of 10, in any run",
-        most <= CAPACITY,
-        format!("at most {most}"),
+        "never more than 13 items in flight (capacity 10 + 1 per producer + 1 for the \
+         consumer), in any run",
+        most <= MOST_IN_FLIGHT,
+        format!("at most {most}; the flood run {}", flood.most_in_flight),
     );
     claims.correct(
         "channel full: the deadline cancelled the producers while they waited to send",
@@ -341,7 +374,10 @@ fn main() {
     claims.timing(
         "channel full: backpressure engaged (the channel reached 10)",
         flood.most_in_channel == CAPACITY,
-        format!("at most {}", flood.most_in_channel),
+        format!(
+            "the channel held at most {}, {} in flight",
+            flood.most_in_channel, flood.most_in_flight
+        ),
     );
     let consumer_failed = failing
         .children

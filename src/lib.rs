@@ -52,10 +52,14 @@
 //! The rewritten function keeps its name, visibility, generics, attributes and docs, and
 //! returns `Unfinished<T>` instead of `T`. Calling it never blocks: the task is queued on its
 //! executor at once. Arguments are moved into the task, so they must be owned (`String`, not
-//! `&str`; `self` or `self: Arc<Self>`, not `&self`) and `Send + 'static`: the compiler says so,
-//! pointing at the argument, when they are not.
+//! `&str`; `self` or `self: Arc<Self>`, not `&self`) and `Send + 'static`. A borrowed argument
+//! is refused with an error on the argument's type; an argument that is not `Send` (an `Rc`,
+//! say) is refused by the compiler with an error that names the type (`` `Rc<u32>` cannot be
+//! sent between threads safely``) but points at the `#[unsync]` attribute line, not at the
+//! argument.
 //!
-//! Options: `#[unsync(parallel)]` (rayon), and `#[unsync(crate = "path")]` when this crate is
+//! Options: `#[unsync(parallel)]` (rayon), `#[unsync(cpu_bound)]` (worker processes, see
+//! [below](#worker-processes-cpu_bound)), and `#[unsync(crate = "path")]` when this crate is
 //! renamed in your `Cargo.toml`:
 //!
 //! ```
@@ -125,13 +129,19 @@
 //!
 //! [`cancel`](Unfinished::cancel) never blocks and documents what stops in each mode (an async
 //! task at its next `.await`; a queued task never starts; a running thread or rayon task cannot
-//! be killed, but sees [`is_cancelled`] turn true). A failed task whose handles were all dropped
-//! unread is reported once, as a `tracing` error event (see [`Config::on_unobserved_error`]).
+//! be killed, but sees [`is_cancelled`] turn true; a running `cpu_bound` call's worker process
+//! is killed and replaced). [`shutdown`] cancels nothing in this process: in-process tasks still
+//! running at its deadline go on, but `cpu_bound` calls still queued or running then resolve to
+//! [`Error::Cancelled`], as the worker processes are stopped. A failed task whose handles were
+//! all dropped unread is reported once, as a `tracing` error event (see
+//! [`Config::on_unobserved_error`]).
 //!
 //! ## Context
 //!
 //! The `tracing` span current where an unsync function is called is the parent of the task's
-//! span (`unsync_task`), in every mode, so the task's events nest under the caller's request.
+//! span (`unsync_task`) in every in-process mode (async, blocking pool, rayon), so the task's
+//! events nest under the caller's request. A `cpu_bound` call that runs in a worker process
+//! does not get it: spans do not cross processes (see [Worker processes](#worker-processes-cpu_bound)).
 //! Nothing else follows a task to the thread that runs it: thread-locals, tokio task-locals and
 //! the like stay behind. Clone what the task needs into the function's arguments:
 //!
@@ -152,11 +162,96 @@
 //! assert_eq!(audit(ctx.clone(), "login".into()).result(), "[42] login");
 //! ```
 //!
+//! ## Worker processes (`cpu_bound`)
+//!
+//! `#[unsync(cpu_bound)] fn` runs each call in a worker process, as Python's
+//! `@unsync(cpu_bound=True)` does: an abort, a segfault or a kill costs one worker (a panic
+//! only its call), never the caller.
+//!
+//! ```
+//! use unsync::unsync;
+//!
+//! #[unsync(cpu_bound)]
+//! fn crunch(seed: u64, data: Vec<f64>) -> (f64, u32) {
+//!     (data.iter().map(|x| (x * seed as f64).sqrt()).sum(), std::process::id())
+//! }
+//!
+//! let (total, worker) = crunch(4, vec![1.0; 100]).result();
+//! assert_eq!(total, 200.0);
+//! assert_ne!(worker, std::process::id());
+//! ```
+//!
+//! **How it works.** A worker is the current executable started again (`/proc/self/exe` on
+//! Linux, so a binary rebuilt or deleted on disk does not matter), lazily on the first call,
+//! then kept warm and reused: one per core by default. Calls beyond what the workers hold wait
+//! in the caller's process; none is lost. A hook that runs before `main` (a `ctor` constructor)
+//! finds the worker's environment variable and turns the process into a worker, so its `main`
+//! never runs: nothing needs to change in `main`, and whatever `main` sets up (a `tracing`
+//! subscriber, globals) does not exist in a worker. The functions are found through a registry
+//! filled at link time (`linkme`), keyed by module path, name and signature. At start-up the
+//! worker and the caller compare a fingerprint of the unsync version, the protocol and the set of
+//! registered functions; a worker that does not match is refused, and the pool then fails every
+//! call with [`Error::WorkerDied`] saying why, until [`shutdown`] resets it. Workers inherit the
+//! environment and the working directory; nested `cpu_bound` calls inside a worker run inline,
+//! in that worker.
+//!
+//! **What crosses.** The arguments and the return type must be `serde::Serialize +
+//! serde::de::DeserializeOwned` (the compile error names the type that is not). They are
+//! encoded with postcard and cross two private pipes, never stdin or stdout, in frames of at
+//! most 256 MiB by default ([`Config::max_frame_bytes`]); a bigger frame fails that call with
+//! [`Error::WorkerDied`]. Postcard is not self-describing, so `#[serde(flatten)]` and
+//! `#[serde(untagged)]` types do not round-trip. Generic functions (`impl Trait` arguments
+//! included), `async fn` and methods are compile errors: a worker can only run a function it
+//! can name.
+//!
+//! **Failures and stopping.** A panic is [`Error::Panicked`] for that call and the worker lives
+//! on. A worker that aborts, crashes, calls `exit` or is killed fails the call it was running
+//! with [`Error::WorkerDied`] (naming the exit status or signal); the calls queued behind it go
+//! back to the head of the queue, and a fresh worker replaces it. [`cancel`](Unfinished::cancel) and
+//! [`timeout`](Unfinished::timeout) kill the worker running the call (and replace it); a queued
+//! call is simply dropped. Workers die with the caller's process: at the end of input on their
+//! pipe, and, on Linux, through `PR_SET_PDEATHSIG` (SIGKILL), so even when the parent is
+//! SIGKILLed in the middle of a call. [`shutdown`] waits for the calls up to its deadline, then
+//! stops and reaps every worker.
+//!
+//! **Under `cargo test`.** A test binary re-executes itself as its workers, exactly like any
+//! other binary: the hook runs before the test harness's `main`, so in a worker the harness
+//! never starts (no test is listed or run twice). Test binaries and doc tests work alike. A
+//! worker inherits the parent's stdout and stderr as file descriptors, while
+//! libtest captures a test's output by redirecting `print!` inside the test process, not the
+//! descriptors: so a worker's `println!` (and the message of a panic inside it, on stderr)
+//! goes straight to the real output of `cargo test`, uncaptured, even for a test that passes.
+//!
+//! **Platforms.** Linux only: it is the one platform this crate is built and tested on. The
+//! process pool, which is compiled into every build (whether or not `cpu_bound` is used), makes
+//! system calls that have no fallback: `fcntl(F_SETPIPE_SZ)` (Linux only), `pipe2` and
+//! `eventfd` (neither on macOS), and `PR_SET_PDEATHSIG` in the worker. Only the executable's
+//! path has a portable fallback ([`std::env::current_exe`] where there is no `/proc/self/exe`).
+//! So, as written, the crate does not build for macOS or the BSDs, and Windows (no Unix file
+//! descriptors or signals) is not supported.
+//!
+//! **When the hook does not run.** Where the linker drops life-before-main constructors (some
+//! LTO or static-library set-ups), call [`init()`] first thing in `main`: in a worker it never
+//! returns, elsewhere it returns at once. Without it, the pool notices that the hook never ran
+//! and fails the calls with [`Error::WorkerDied`] saying so, instead of starting workers that
+//! would run your `main`.
+//!
 //! ## Configuration
 //!
 //! Nothing to set up. To size the executors, call [`Config::install`] before the first task, or
-//! set `UNSYNC_RUNTIME_THREADS`, `UNSYNC_BLOCKING_THREADS`, `UNSYNC_PARALLEL_THREADS`. See
-//! [`Config`].
+//! set environment variables (a value set on the builder wins over the environment, which wins
+//! over the default; a variable that does not parse is an error, never ignored):
+//!
+//! | variable | builder | what | default |
+//! |---|---|---|---|
+//! | `UNSYNC_RUNTIME_THREADS` | [`Config::runtime_threads`] | worker threads of the async runtime | cores |
+//! | `UNSYNC_BLOCKING_THREADS` | [`Config::blocking_threads`] | most threads of the blocking pool | 512 |
+//! | `UNSYNC_PARALLEL_THREADS` | [`Config::parallel_threads`] | threads of the rayon pool | cores |
+//! | `UNSYNC_PROCESSES` | [`Config::processes`] | worker processes for `cpu_bound` | cores |
+//! | `UNSYNC_MAX_FRAME_BYTES` | [`Config::max_frame_bytes`] | largest encoded arguments or result of one `cpu_bound` call | 256 MiB |
+//! | `UNSYNC_SPIN_MICROS` | [`Config::spin`] | longest spin of a blocked waiter before it parks, in µs | 50 |
+//!
+//! See [`Config`].
 
 #![forbid(unsafe_code)]
 
@@ -173,9 +268,10 @@ pub use unsync_core::*;
 /// | `#[unsync(cpu_bound)] fn` | a worker process (arguments and result must be `Serialize + DeserializeOwned`; not generic, not `async`, not a method) |
 ///
 /// Options: `parallel` or `cpu_bound`, and `crate = "path"` for a renamed dependency.
-/// How worker processes start, what crosses the pipe and what happens on a crash is described
-/// in the crate's README ("Worker processes"). It works in binaries, examples, integration
-/// tests and doc tests alike, with nothing to add to `main`:
+/// How worker processes start, what crosses the pipe, what happens on a crash and under
+/// `cargo test` is described in the crate docs, [Worker processes](crate#worker-processes-cpu_bound).
+/// It works in binaries, examples, integration tests and doc tests alike, with nothing to add
+/// to `main`:
 ///
 /// ```
 /// use unsync::unsync;

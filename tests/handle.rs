@@ -85,6 +85,18 @@ fn awaited_from_tokio_multi_thread_and_its_tasks() {
 }
 
 #[test]
+fn awaited_from_async_std() {
+    let sum = async_std::task::block_on(async {
+        let mut sum = 0;
+        for h in all_modes(40) {
+            sum += async_std::task::spawn(h).await;
+        }
+        sum
+    });
+    assert_eq!(sum, 123);
+}
+
+#[test]
 fn awaited_from_smol() {
     let sum = smol::block_on(async {
         let mut sum = 0;

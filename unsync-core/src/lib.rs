@@ -3,13 +3,22 @@
 //!
 //! Most users depend on `unsync-exec` (imported as `unsync`), which re-exports everything here
 //! together with the `#[unsync]` attribute. This crate holds all behaviour; the attribute only
-//! rewrites a function into a call of [`spawn`], [`spawn_blocking`] or [`spawn_parallel`].
+//! rewrites a function into a call to one of the four executors below: one of the three
+//! in-process ones (the same that [`spawn`], [`spawn_blocking`] and [`spawn_parallel`] reach),
+//! or, for `#[unsync(cpu_bound)]`, the process pool, in which case it also adds the function to
+//! the link-time registry that worker processes look functions up in. The process pool has no
+//! ad-hoc entry point: a worker can only run a function registered at compile time.
 //!
 //! | executor | runs | module |
 //! |---|---|---|
 //! | global multi-threaded tokio runtime, started lazily | `#[unsync] async fn`, [`spawn`] | `runtime` |
 //! | blocking pool that grows while its threads block | `#[unsync] fn`, [`spawn_blocking`] | `blocking` |
 //! | rayon pool, one thread per core | `#[unsync(parallel)] fn`, [`spawn_parallel`] | `parallel` |
+//! | pool of worker processes (this executable re-executed), one per core, started lazily | `#[unsync(cpu_bound)] fn` | `process` |
+//!
+//! How the worker processes work (the start-up hook, what must be serializable, `cargo test`,
+//! platforms, [`init`]) is described in the
+//! [`unsync-exec` docs](https://docs.rs/unsync-exec/latest/unsync/#worker-processes-cpu_bound).
 //!
 //! Composition and control, the same in every mode: [`Unfinished::then`], [`Unfinished::map`],
 //! [`Unfinished::timeout`], [`Unfinished::cancel`], [`join_all`], [`as_completed()`],

@@ -12,13 +12,25 @@ use std::time::{Duration, Instant};
 const TICK: Duration = Duration::from_millis(1);
 
 /// Wait up to `timeout` for the tasks in flight to finish, then stop and reap the worker
-/// processes; returns how many tasks were still running (0: everything finished in time).
+/// processes; returns how many tasks were still queued or running at the deadline (0:
+/// everything finished in time).
 ///
 /// Meant for the end of `main`, so that background work started with `#[unsync]` is not cut
-/// off when the process exits. It does not cancel anything: in-process tasks that are still
-/// running when `timeout` passes keep running (until the process exits), and their handles
-/// still work. Nothing is torn down for good: the pools and the runtime stay (idle), and the
-/// next task, or the next `cpu_bound` call, starts what it needs again, lazily.
+/// off when the process exits. What happens to the tasks still queued or running when
+/// `timeout` passes depends on where they run:
+///
+/// | mode | at the deadline |
+/// |---|---|
+/// | `#[unsync] async fn` (the async runtime) | not cancelled: goes on (a queued task still starts) until the process exits; its handles still work |
+/// | `#[unsync] fn` (the blocking pool) | not cancelled, as above; [`is_cancelled`](crate::is_cancelled) stays false |
+/// | `#[unsync(parallel)] fn` (the rayon pool) | not cancelled, as above |
+/// | `#[unsync(cpu_bound)] fn` (worker processes) | a queued call is dropped; every worker is killed (SIGKILL) and reaped, so a running call is cut off; both resolve to [`Error::Cancelled`](crate::Error::Cancelled) |
+///
+/// The worker processes are stopped and reaped in any case, idle or not, after the deadline or
+/// as soon as every task has finished; `shutdown` returns once they are gone. Nothing else is
+/// torn down for good: the pools and the runtime stay (idle), and the next task, or the next
+/// `cpu_bound` call (even one made while `shutdown` stops the workers), starts what it needs
+/// again, lazily.
 ///
 /// Counted as in flight: tasks queued or running on the async runtime (on unsync's own
 /// runtime, every task on it counts, your own `unsync::runtime().spawn(..)` ones and the small

@@ -39,7 +39,9 @@ pub(crate) fn expand(options: &Options, mut function: ItemFn) -> TokenStream {
                 Pat::Ident(ident) if ident.subpat.is_none() && ident.by_ref.is_none() => {
                     let mutability = ident.mutability.take();
                     let binding = &ident.ident;
-                    // Spanned at the argument, so that "captured value is not `Send`" points there.
+                    // Spanned at the argument, so that errors about moving it into the task point
+                    // there. (A non-`Send` argument is reported at the attribute instead: rustc
+                    // points at the spawn call the attribute expands to; see tests/ui/not_send.)
                     moves.push(
                         quote_spanned!(binding.span()=> let #mutability #binding = #binding;),
                     );

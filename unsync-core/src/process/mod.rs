@@ -23,12 +23,21 @@
 //!   the call (and replace it); a queued call is simply dropped.
 //! - Workers die with the parent: `PR_SET_PDEATHSIG` (Linux), and end of input on their pipe.
 //! - Inside a worker, a nested `cpu_bound` call runs inline, in that worker.
+//! - `shutdown` waits for the calls until its deadline, then kills and reaps every worker; the
+//!   calls still queued or running then resolve to [`Error::Cancelled`](crate::Error::Cancelled).
+//! - The caller's `tracing` span does not reach a call in a worker (spans do not cross
+//!   processes), and a worker never runs `main`, so no subscriber installed there exists in it.
 //!
-//! Limits: tested on Linux; other Unix systems use `current_exe` (untested); no Windows. It
-//! works in binaries, examples, `cargo test` binaries and doc tests. Where the linker drops
+//! Limits: Linux only. Only the executable's path has a fallback for other systems
+//! (`current_exe`); `launch` (`F_SETPIPE_SZ`, `pipe2`), `pool` (`eventfd`) and `worker`
+//! (`PR_SET_PDEATHSIG`) call Linux interfaces unconditionally, and this module is compiled into
+//! every build, so the crate does not build for macOS or the BSDs as written; no Windows. It
+//! works in binaries, examples, `cargo test` binaries (the harness never starts in a worker; a
+//! worker's output is not captured by libtest) and doc tests. Where the linker drops
 //! life-before-main constructors (some LTO or static-library set-ups), call
 //! [`init`](crate::init) first thing in `main`; the pool detects the problem and says so
-//! instead of starting workers that would run `main`.
+//! instead of starting workers that would run `main`. The user-facing version of all this is
+//! the "Worker processes" section of the `unsync-exec` crate docs (`src/lib.rs`).
 
 mod codec;
 // Registers sample functions the way `#[unsync(cpu_bound)]` does in a user's crate: a linkme
