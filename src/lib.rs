@@ -312,3 +312,8 @@ pub use unsync_macros::unsync;
 pub mod __private {
     pub use unsync_core::__private::*;
 }
+
+/// The README's code blocks, compiled and run as doc tests so that they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
