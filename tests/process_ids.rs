@@ -1,6 +1,11 @@
 //! Two `cpu_bound` functions with the same path, name and signature (each declared inside a
 //! different function body of one module) cannot be told apart by a worker: calling either
 //! fails with a clear error, instead of running the other's body.
+//!
+//! The crate forbids `unsafe_code`, as many users' crates do: what `#[unsync(cpu_bound)]`
+//! emits (a link-time registry entry) must compile there.
+
+#![forbid(unsafe_code)]
 
 use unsync::{Error, Unfinished, unsync};
 
