@@ -1,0 +1,84 @@
+//! A worker that writes bytes out of step with the protocol on its response pipe (what a
+//! memory-corrupting bug in the worker could do): the call in flight fails with
+//! `Error::WorkerDied` saying the worker broke the protocol, the worker is replaced, and later
+//! calls succeed. The frame decoder's own property tests and fuzz targets cover the bytes; this
+//! covers the pool's reaction, with real processes.
+
+use std::io::Write;
+
+use unsync::{Error, unsync};
+
+mod common;
+use common::{LIMIT, watchdog};
+
+/// The pipes this process may write to, beyond stdin/stdout/stderr: in a worker, the response
+/// pipe (the request pipe is open read-only).
+fn writable_pipes() -> Vec<std::path::PathBuf> {
+    let mut pipes = Vec::new();
+    for entry in std::fs::read_dir("/proc/self/fd").unwrap().flatten() {
+        let Ok(fd) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let is_pipe = std::fs::read_link(entry.path())
+            .is_ok_and(|target| target.to_string_lossy().starts_with("pipe:"));
+        // `flags:` in fdinfo is octal; its access mode bits say write-only (1).
+        let write_only = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}"))
+            .ok()
+            .and_then(|info| {
+                info.lines()
+                    .find_map(|line| line.strip_prefix("flags:"))
+                    .and_then(|flags| u32::from_str_radix(flags.trim(), 8).ok())
+            })
+            .is_some_and(|flags| flags & 0o3 == 1);
+        if fd > 2 && is_pipe && write_only {
+            pipes.push(entry.path());
+        }
+    }
+    pipes
+}
+
+/// Write `frame` to this worker's response pipe, ahead of the real answer, and return
+/// how many pipes it went to (one, in a worker).
+#[unsync(cpu_bound)]
+fn inject(frame: Vec<u8>) -> usize {
+    let pipes = writable_pipes();
+    for pipe in &pipes {
+        let mut out = std::fs::OpenOptions::new().write(true).open(pipe).unwrap();
+        out.write_all(&frame).unwrap();
+    }
+    pipes.len()
+}
+
+#[unsync(cpu_bound)]
+fn pid() -> u32 {
+    std::process::id()
+}
+
+/// A length prefix (little-endian u32) and `body`.
+fn frame(body: &[u8]) -> Vec<u8> {
+    let mut frame = (body.len() as u32).to_le_bytes().to_vec();
+    frame.extend_from_slice(body);
+    frame
+}
+
+#[test]
+fn bad_frames_from_a_worker_fail_the_call_and_replace_the_worker() {
+    watchdog(LIMIT, || {
+        let cases: [(&str, Vec<u8>); 3] = [
+            ("unknown frame kind", frame(&[0xEE, 1, 2, 3])),
+            ("empty frame", frame(&[])),
+            ("exceeds the limit", u32::MAX.to_le_bytes().to_vec()),
+        ];
+        for (expected, bytes) in cases {
+            match inject(bytes).catch().result() {
+                Err(Error::WorkerDied { task, detail }) => {
+                    assert_eq!(task, "process_bad_frames::inject");
+                    assert!(detail.contains(expected), "{expected:?} not in {detail:?}");
+                }
+                other => panic!("{expected}: expected WorkerDied, got {other:?}"),
+            }
+            // The pool replaced the worker and answers.
+            assert_ne!(pid().result(), std::process::id());
+        }
+    });
+}
