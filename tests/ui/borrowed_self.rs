@@ -12,6 +12,11 @@ impl Cache {
     async fn put(&mut self, key: String) {
         drop(key);
     }
+
+    #[unsync]
+    async fn poll_more(self: std::pin::Pin<&mut Self>) -> u8 {
+        1
+    }
 }
 
 fn main() {}

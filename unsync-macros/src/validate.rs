@@ -75,8 +75,10 @@ pub(crate) fn check(options: &Options, function: &ItemFn) -> syn::Result<()> {
     for input in &sig.inputs {
         match input {
             FnArg::Receiver(receiver) => {
-                let borrowed =
-                    receiver.reference.is_some() || matches!(&*receiver.ty, Type::Reference(_));
+                // `&self`, `&mut self`, and typed receivers that borrow: `self: Pin<&mut Self>`.
+                let mut borrows = Borrows::default();
+                borrows.visit_type(&receiver.ty);
+                let borrowed = receiver.reference.is_some() || !borrows.found.is_empty();
                 if borrowed {
                     errors.push(
                         receiver,
