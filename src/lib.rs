@@ -210,9 +210,9 @@
 //! back to the head of the queue, and a fresh worker replaces it. [`cancel`](Unfinished::cancel) and
 //! [`timeout`](Unfinished::timeout) kill the worker running the call (and replace it); a queued
 //! call is simply dropped. Workers die with the caller's process: at the end of input on their
-//! pipe, and, on Linux, through `PR_SET_PDEATHSIG` (SIGKILL), so even when the parent is
-//! SIGKILLed in the middle of a call. [`shutdown`] waits for the calls up to its deadline, then
-//! stops and reaps every worker.
+//! pipe, and through `PR_SET_PDEATHSIG` (SIGKILL) on Linux or a watch thread elsewhere, so even
+//! when the parent is SIGKILLed in the middle of a call. [`shutdown`] waits for the calls up to
+//! its deadline, then stops and reaps every worker.
 //!
 //! **Under `cargo test`.** A test binary re-executes itself as its workers, exactly like any
 //! other binary: the hook runs before the test harness's `main`, so in a worker the harness
@@ -222,13 +222,13 @@
 //! descriptors: so a worker's `println!` (and the message of a panic inside it, on stderr)
 //! goes straight to the real output of `cargo test`, uncaptured, even for a test that passes.
 //!
-//! **Platforms.** Linux only: it is the one platform this crate is built and tested on. The
-//! process pool, which is compiled into every build (whether or not `cpu_bound` is used), makes
-//! system calls that have no fallback: `fcntl(F_SETPIPE_SZ)` (Linux only), `pipe2` and
-//! `eventfd` (neither on macOS), and `PR_SET_PDEATHSIG` in the worker. Only the executable's
-//! path has a portable fallback ([`std::env::current_exe`] where there is no `/proc/self/exe`).
-//! So, as written, the crate does not build for macOS or the BSDs, and Windows (no Unix file
-//! descriptors or signals) is not supported.
+//! **Platforms.** Linux is where this crate is built, tested and measured. It also builds for
+//! macOS and FreeBSD (CI runs `cargo check` for both), where the process pool replaces three
+//! Linux calls with portable ones: `pipe` then `FD_CLOEXEC` instead of `pipe2`, a pipe instead
+//! of an `eventfd` to wake a worker's I/O thread, and, instead of `PR_SET_PDEATHSIG`, a thread
+//! in each worker that exits it within 100 ms of its parent's death. CI runs the process tests
+//! on Linux through those replacements (`--cfg unsync_portable`), but nothing has run on a real
+//! Mac or BSD machine yet. Windows is not supported (no Unix file descriptors or signals).
 //!
 //! **When the hook does not run.** Where the linker drops life-before-main constructors (some
 //! LTO or static-library set-ups), call [`init()`] first thing in `main`: in a worker it never

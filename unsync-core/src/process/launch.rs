@@ -3,17 +3,15 @@
 //! own. The worker inherits the environment, the working directory, stdout and stderr (so its
 //! `println!` shows up in the parent's output and never touches the protocol), but not stdin.
 //!
-//! Must be called from the pool's long-lived supervisor thread: `PR_SET_PDEATHSIG` fires when
-//! the thread that forked the worker exits, not the process.
+//! Must be called from the pool's long-lived supervisor thread: `PR_SET_PDEATHSIG` (Linux)
+//! fires when the thread that forked the worker exits, not the process.
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 
-use rustix::pipe::PipeFlags;
-
-use super::{sys, worker};
+use super::{os, sys, worker};
 
 /// A started worker: its process and the parent's ends of its pipes (non-blocking).
 pub(crate) struct Launched {
@@ -26,11 +24,11 @@ pub(crate) struct Launched {
 const PIPE_SIZE: usize = 1 << 20;
 
 pub(crate) fn launch(fingerprint: u64, max_frame: usize) -> io::Result<Launched> {
-    let (child_reads, requests) = rustix::pipe::pipe_with(PipeFlags::CLOEXEC)?;
-    let (responses, child_writes) = rustix::pipe::pipe_with(PipeFlags::CLOEXEC)?;
+    let (child_reads, requests) = os::pipe()?;
+    let (responses, child_writes) = os::pipe()?;
     for fd in [&requests, &responses] {
         // Best effort: the default 64 KiB works, only slower for big payloads.
-        let _ = rustix::pipe::fcntl_setpipe_size(fd, PIPE_SIZE);
+        os::grow_pipe(fd, PIPE_SIZE);
     }
     let exe = if cfg!(target_os = "linux") {
         std::path::PathBuf::from("/proc/self/exe")

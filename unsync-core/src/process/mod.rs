@@ -21,17 +21,17 @@
 //!   calls queued behind it run on another worker, and a fresh worker replaces it.
 //! - [`Unfinished::cancel`](crate::Unfinished::cancel) and `timeout` kill the worker running
 //!   the call (and replace it); a queued call is simply dropped.
-//! - Workers die with the parent: `PR_SET_PDEATHSIG` (Linux), and end of input on their pipe.
+//! - Workers die with the parent: `PR_SET_PDEATHSIG` on Linux, a thread watching for the
+//!   parent's death elsewhere (see `os`), and end of input on their pipe.
 //! - Inside a worker, a nested `cpu_bound` call runs inline, in that worker.
 //! - `shutdown` waits for the calls until its deadline, then kills and reaps every worker; the
 //!   calls still queued or running then resolve to [`Error::Cancelled`](crate::Error::Cancelled).
 //! - The caller's `tracing` span does not reach a call in a worker (spans do not cross
 //!   processes), and a worker never runs `main`, so no subscriber installed there exists in it.
 //!
-//! Limits: Linux only. Only the executable's path has a fallback for other systems
-//! (`current_exe`); `launch` (`F_SETPIPE_SZ`, `pipe2`), `pool` (`eventfd`) and `worker`
-//! (`PR_SET_PDEATHSIG`) call Linux interfaces unconditionally, and this module is compiled into
-//! every build, so the crate does not build for macOS or the BSDs as written; no Windows. It
+//! Limits: tested on Linux only. What differs on macOS and the BSDs (pipes, the I/O thread's
+//! wake-up, dying with the parent) lives in `os`, with portable versions that CI runs on Linux
+//! under `--cfg unsync_portable` and checks build for macOS and FreeBSD; no Windows. It
 //! works in binaries, examples, `cargo test` binaries (the harness never starts in a worker; a
 //! worker's output is not captured by libtest) and doc tests. Where the linker drops
 //! life-before-main constructors (some LTO or static-library set-ups), call
@@ -46,6 +46,7 @@ mod codec;
 #[allow(unsafe_code)]
 pub(crate) mod fuzz;
 mod launch;
+mod os;
 mod pool;
 mod protocol;
 mod registry;

@@ -17,7 +17,6 @@ use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, IoSlice};
 use std::ops::Range;
-use std::os::fd::OwnedFd;
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, ExitStatus};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -30,6 +29,7 @@ use serde::de::DeserializeOwned;
 
 use super::codec;
 use super::launch::launch;
+use super::os;
 use super::protocol::{self, FrameReader, Message, PROTOCOL_VERSION};
 use super::registry::{self, WorkerFn};
 use crate::cell::{Abort, Cell};
@@ -108,13 +108,13 @@ struct WorkerIo {
     child: Mutex<Child>,
     requests: File,
     responses: File,
-    wake: OwnedFd,
+    wake: os::Wake,
     pid: u32,
 }
 
 impl WorkerIo {
     fn wake(&self) {
-        let _ = rustix::io::write(&self.wake, &1_u64.to_ne_bytes());
+        self.wake.signal();
     }
     fn kill(&self) {
         let _ = lock(&self.child).kill();
@@ -535,10 +535,7 @@ impl Pool {
             }
         }
         let launched = launch(registry::fingerprint(), self.max_frame).and_then(|l| {
-            let wake = rustix::event::eventfd(
-                0,
-                rustix::event::EventfdFlags::CLOEXEC | rustix::event::EventfdFlags::NONBLOCK,
-            )?;
+            let wake = os::Wake::new()?;
             Ok(WorkerIo {
                 pid: l.child.id(),
                 child: Mutex::new(l.child),
@@ -601,7 +598,7 @@ impl Pool {
             });
             let mut fds = vec![
                 rustix::event::PollFd::new(&io.responses, rustix::event::PollFlags::IN),
-                rustix::event::PollFd::new(&io.wake, rustix::event::PollFlags::IN),
+                rustix::event::PollFd::new(io.wake.fd(), rustix::event::PollFlags::IN),
             ];
             if want_writable {
                 fds.push(rustix::event::PollFd::new(
@@ -623,8 +620,7 @@ impl Pool {
             let writable = fds.get(2).is_some_and(|f| !f.revents().is_empty());
             drop(fds);
             if woken {
-                let mut drain = [0_u8; 8];
-                let _ = rustix::io::read(&io.wake, &mut drain);
+                io.wake.drain();
             }
             if writable {
                 let mut state = lock(&self.state);

@@ -91,7 +91,7 @@ pub(super) fn inherit_fds_and_die_with_parent(command: &mut Command, fds: [RawFd
                 let fd = BorrowedFd::borrow_raw(fd);
                 rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::empty())?;
             }
-            #[cfg(target_os = "linux")]
+            #[cfg(all(target_os = "linux", not(unsync_portable)))]
             rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))?;
             Ok(())
         });

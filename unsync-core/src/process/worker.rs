@@ -11,6 +11,7 @@ use std::os::fd::{OwnedFd, RawFd};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use super::os;
 use super::protocol::{self, FrameReader, Message, PROTOCOL_VERSION, ProtocolError};
 use super::registry;
 use super::sys;
@@ -118,10 +119,10 @@ impl WorkerSpec {
             .map_err(|_| format!("malformed worker spec {text:?}"))?;
         let max_frame = number(max_frame)? as usize;
         // Die with the parent, and make sure it is still the parent that started us.
-        let _ =
-            rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL));
-        let actual_parent = rustix::process::getppid().map_or(0, |p| p.as_raw_nonzero().get());
-        if u64::try_from(actual_parent).ok() != Some(parent) {
+        let parent =
+            u32::try_from(parent).map_err(|_| format!("malformed worker spec {text:?}"))?;
+        os::die_with_parent(parent);
+        if os::parent_pid() != parent {
             return Err(format!(
                 "the parent process {parent} that started this worker is gone"
             ));
