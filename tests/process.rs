@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use unsync::{Error, unsync};
 
 mod common;
-use common::{LIMIT, watchdog};
+use common::{LIMIT, is_alive, watchdog};
 
 #[unsync(cpu_bound)]
 fn pid() -> u32 {
@@ -306,17 +306,6 @@ fn orphan_helper() {
     use std::io::Read;
     let _ = std::io::stdin().read_to_end(&mut Vec::new());
     std::process::exit(0);
-}
-
-fn is_alive(pid: u32) -> bool {
-    // A zombie has exited; only its entry remains until something reaps it.
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => !stat
-            .rsplit(')')
-            .next()
-            .is_some_and(|rest| rest.trim_start().starts_with('Z')),
-        Err(_) => false,
-    }
 }
 
 #[test]
