@@ -107,6 +107,10 @@ pub(super) fn die_with_parent(parent: u32) {
     }
     #[cfg(any(not(target_os = "linux"), unsync_portable))]
     {
+        if parent_pid() != parent {
+            // Not (or no longer) the parent's child: the caller checks this and says so.
+            return;
+        }
         let watch = move || {
             loop {
                 if parent_pid() != parent {
