@@ -160,6 +160,45 @@ fn inside_a_users_current_thread_runtime() {
     assert_eq!(got, 2 * DEPTH);
 }
 
+#[unsync]
+async fn plus_one(n: u32) -> u32 {
+    n + 1
+}
+
+/// Many `.result()` calls inside one poll of one tokio task: more than tokio's cooperative
+/// budget (128 operations per poll), which a task only gets back by yielding, and a task blocked
+/// in `.result()` never yields. Reading a handle must not spend that budget.
+#[test]
+fn many_results_inside_one_poll_of_a_users_runtime() {
+    small_pools();
+    const N: u32 = 1_000;
+    let got = watchdog(LIMIT, || {
+        let current = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let multi = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let in_one_poll = || async {
+            let handles: Vec<_> = (0..N).map(plus_one).collect();
+            let ready: Vec<_> = (0..N).map(plus_one).collect();
+            for h in &ready {
+                h.wait_timeout(LIMIT);
+            }
+            handles
+                .into_iter()
+                .chain(ready)
+                .map(unsync::Unfinished::result)
+                .sum::<u32>()
+        };
+        current.block_on(in_one_poll()) + multi.block_on(multi.spawn(in_one_poll())).unwrap()
+    });
+    assert_eq!(got, 2 * 2 * (1..=N).sum::<u32>());
+}
+
 #[test]
 fn inside_a_users_multi_thread_runtime_and_its_tasks() {
     small_pools();

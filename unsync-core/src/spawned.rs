@@ -77,7 +77,10 @@ impl<T: Send + 'static> Spawned<T> {
         if self.cancelled {
             return Poll::Ready(Err(Error::Cancelled { task: self.task }));
         }
-        let joined = std::task::ready!(Pin::new(&mut self.join).poll(cx));
+        // Outside tokio's cooperative budget, as a completion cell is: a task blocked in
+        // `.result()` never yields, so it would never get a spent budget back.
+        let joined =
+            std::task::ready!(Pin::new(&mut tokio::task::unconstrained(&mut self.join)).poll(cx));
         Poll::Ready(match joined {
             Ok(outcome) => outcome.take(),
             // The body's own panics are caught inside the task; this is one in its destructor.
@@ -159,7 +162,8 @@ impl<T> Drop for Spawned<T> {
     fn drop(&mut self) {
         if self.cancelled && self.join.is_finished() {
             let mut cx = Context::from_waker(Waker::noop());
-            if let Poll::Ready(Ok(mut outcome)) = Pin::new(&mut self.join).poll(&mut cx) {
+            let joined = Pin::new(&mut tokio::task::unconstrained(&mut self.join)).poll(&mut cx);
+            if let Poll::Ready(Ok(mut outcome)) = joined {
                 outcome.0 = None;
             }
         }
