@@ -14,7 +14,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use crate::cell::{Cell, NO_SLOT, Source};
 use crate::error::Error;
-use crate::spawned::Spawned;
+use crate::spawned::{Caught, LoneReader, Spawned};
 use crate::sync::Arc;
 
 /// A task running in the background, and later its result.
@@ -46,6 +46,8 @@ pub struct Unfinished<T> {
 enum Repr<T> {
     /// An async task with this handle as its only reader (see `spawned`).
     Spawned(Spawned<T>),
+    /// The same after `catch`: `T` is the task's `Result<V, Error>`.
+    Caught(Box<dyn LoneReader<T>>),
     /// A completion cell, possibly shared with other handles.
     Shared {
         source: Arc<dyn Source<T>>,
@@ -60,6 +62,7 @@ impl<T> Repr<T> {
     fn is_done(&self) -> bool {
         match self {
             Repr::Spawned(spawned) => spawned.is_done(),
+            Repr::Caught(caught) => caught.is_done(),
             Repr::Shared { source, .. } => source.is_done(),
             Repr::Returned => true,
         }
@@ -68,6 +71,7 @@ impl<T> Repr<T> {
     fn task(&self) -> &'static str {
         match self {
             Repr::Spawned(spawned) => spawned.task(),
+            Repr::Caught(caught) => caught.task(),
             Repr::Shared { source, .. } => source.task(),
             Repr::Returned => "unsync",
         }
@@ -79,6 +83,7 @@ impl<T: Send + 'static> Repr<T> {
     fn poll_outcome(&mut self, cx: &mut Context<'_>) -> Poll<Result<T, Error>> {
         let outcome = match self {
             Repr::Spawned(spawned) => std::task::ready!(spawned.poll_outcome(cx)),
+            Repr::Caught(caught) => std::task::ready!(caught.poll_outcome(cx)),
             Repr::Shared { source, slot } => std::task::ready!(source.poll_outcome(cx, slot)),
             Repr::Returned => panic!("an Unfinished was polled after it returned its value"),
         };
@@ -90,12 +95,17 @@ impl<T: Send + 'static> Repr<T> {
     /// The completion cell, made shared first if this handle was an async task's only reader.
     /// `None` once the value was handed out.
     fn shared(&mut self) -> Option<(&Arc<dyn Source<T>>, &mut usize)> {
-        if matches!(self, Repr::Spawned(_)) {
-            let Repr::Spawned(spawned) = std::mem::replace(self, Repr::Returned) else {
-                unreachable!()
-            };
+        let source = match std::mem::replace(self, Repr::Returned) {
+            Repr::Spawned(spawned) => Some(spawned.into_cell() as Arc<dyn Source<T>>),
+            Repr::Caught(caught) => Some(caught.into_source()),
+            other => {
+                *self = other;
+                None
+            }
+        };
+        if let Some(source) = source {
             *self = Repr::Shared {
-                source: spawned.into_cell(),
+                source,
                 slot: NO_SLOT,
             };
         }
@@ -206,6 +216,13 @@ impl<T: Send + 'static> Unfinished<T> {
     /// ```
     pub fn catch(mut self) -> Unfinished<Result<T, Error>> {
         let repr = self.repr_mut();
+        if let Repr::Spawned(_) = repr {
+            // A lone reader stays one: no cell, no forwarding task.
+            let Repr::Spawned(spawned) = std::mem::replace(repr, Repr::Returned) else {
+                unreachable!()
+            };
+            return Unfinished::from_repr(Repr::Caught(Box::new(Caught(spawned))));
+        }
         let Some((source, slot)) = repr.shared() else {
             panic!("`catch` called on an Unfinished that already returned its value");
         };
@@ -300,6 +317,7 @@ impl<T: Send + 'static> Unfinished<T> {
     pub fn cancel(&self) -> bool {
         let source = match &mut *self.repr() {
             Repr::Spawned(spawned) => return spawned.cancel(),
+            Repr::Caught(caught) => return caught.cancel(),
             Repr::Shared { source, .. } => source.clone(),
             Repr::Returned => return false,
         };
@@ -407,6 +425,49 @@ mod tests {
     fn handle_is_send_sync_unpin_static() {
         assert_traits::<Unfinished<u32>>();
         assert_traits::<Unfinished<Vec<String>>>();
+    }
+
+    /// `catch` keeps an async task's lone reader (no cell, no forwarding task); a clone of the
+    /// caught handle then moves it to a shared cell, and both read the outcome, or are cancelled
+    /// together (the task itself is dropped).
+    #[test]
+    fn catch_keeps_a_lone_async_reader_until_it_is_cloned() {
+        struct OnDrop(std::sync::mpsc::Sender<()>);
+        impl Drop for OnDrop {
+            fn drop(&mut self) {
+                let _ = self.0.send(());
+            }
+        }
+        for cancel in [false, true] {
+            let (open, gate) = crate::promise::<()>();
+            let (dropped, task_gone) = std::sync::mpsc::channel();
+            let guard = OnDrop(dropped);
+            let mut caught = crate::spawn(async move {
+                let _guard = guard;
+                gate.await;
+                5_u32
+            })
+            .catch();
+            assert!(matches!(caught.repr_mut(), Repr::Caught(_)));
+            assert!(!caught.is_done());
+            let clone = caught.clone();
+            assert!(matches!(caught.repr_mut(), Repr::Shared { .. }));
+            if cancel {
+                assert!(clone.cancel());
+                let cancelled = Err(Error::Cancelled { task: "spawn" });
+                assert_eq!(
+                    (caught.result(), clone.result()),
+                    (cancelled.clone(), cancelled)
+                );
+            } else {
+                open.set(());
+                assert_eq!((caught.result(), clone.result()), (Ok(5), Ok(5)));
+            }
+            // Either way the task is gone: it finished, or was aborted and dropped.
+            task_gone
+                .recv_timeout(Duration::from_secs(10))
+                .expect("the task was dropped");
+        }
     }
 
     #[test]

@@ -4,9 +4,9 @@
 //! Most async tasks have exactly one reader, so they need no completion cell: no second
 //! allocation, no lock, no cache line bounced between the spawning thread and the worker. A
 //! burst of `#[unsync] async fn` calls then costs about what bare `tokio::spawn` does. The
-//! first time a handle needs shared state (a clone, [`catch`](crate::Unfinished::catch),
-//! [`wait_timeout`](crate::Unfinished::wait_timeout)) it turns its task into a cell with
-//! [`Spawned::into_cell`].
+//! first time a handle needs shared state (a clone, [`wait_timeout`](crate::Unfinished::wait_timeout))
+//! it turns its task into a cell with [`Spawned::into_cell`]. [`catch`](crate::Unfinished::catch)
+//! keeps the lone reader, seen through [`Caught`].
 
 use std::future::Future;
 use std::pin::Pin;
@@ -15,7 +15,7 @@ use std::task::{Context, Poll, Waker};
 
 use tokio::task::JoinHandle;
 
-use crate::cell::{Abort, Cell, Completer};
+use crate::cell::{Abort, Cell, Completer, Source};
 use crate::error::Error;
 use crate::sync::Arc;
 
@@ -118,6 +118,42 @@ impl<T: Send + 'static> Spawned<T> {
             completer.complete(outcome);
         });
         cell
+    }
+}
+
+/// A lone async reader after [`catch`](crate::Unfinished::catch): the same task, read as
+/// `Result<V, Error>`. Boxed in the handle (its type names `V`, the handle's only
+/// `Result<V, Error>`), which costs one small allocation, not a task.
+pub(crate) struct Caught<V>(pub(crate) Spawned<V>);
+
+/// What a handle needs of a lone reader seen as yielding `T` (see [`Caught`]).
+pub(crate) trait LoneReader<T>: Send {
+    fn task(&self) -> &'static str;
+    fn is_done(&self) -> bool;
+    fn cancel(&mut self) -> bool;
+    fn poll_outcome(&mut self, cx: &mut Context<'_>) -> Poll<Result<T, Error>>;
+    /// The same task behind a completion cell (see [`Spawned::into_cell`]).
+    fn into_source(self: Box<Self>) -> Arc<dyn Source<T>>;
+}
+
+impl<V: Send + 'static> LoneReader<Result<V, Error>> for Caught<V> {
+    fn task(&self) -> &'static str {
+        self.0.task()
+    }
+    fn is_done(&self) -> bool {
+        self.0.is_done()
+    }
+    fn cancel(&mut self) -> bool {
+        self.0.cancel()
+    }
+    fn poll_outcome(&mut self, cx: &mut Context<'_>) -> Poll<Result<Result<V, Error>, Error>> {
+        self.0.poll_outcome(cx).map(Ok)
+    }
+    fn into_source(self: Box<Self>) -> Arc<dyn Source<Result<V, Error>>> {
+        self.0
+            .into_cell()
+            .caught()
+            .expect("a plain cell has a caught view")
     }
 }
 
