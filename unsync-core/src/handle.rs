@@ -256,6 +256,10 @@ impl<T: Send + 'static> Unfinished<T> {
     /// Block up to `timeout` for the task to finish; true once it is done. The handle stays
     /// usable either way.
     ///
+    /// On a rayon worker the wait runs other rayon jobs meanwhile (so that nested waits cannot
+    /// deadlock the pool), and it returns only once the job it is running ends: after
+    /// `timeout`, if that job is long.
+    ///
     /// ```
     /// use std::time::Duration;
     /// let handle = unsync_core::spawn_blocking(|| std::thread::sleep(Duration::from_millis(5)));
