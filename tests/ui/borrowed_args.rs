@@ -20,4 +20,9 @@ fn read(config: &std::path::Path) -> bool {
     config.exists()
 }
 
+#[unsync]
+fn first_word(text: &str) -> &str {
+    text.split(' ').next().unwrap_or("")
+}
+
 fn main() {}

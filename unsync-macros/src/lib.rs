@@ -34,7 +34,8 @@ pub fn unsync(args: TokenStream, item: TokenStream) -> TokenStream {
         // Keep the item so that the rest of the crate still type-checks around the error.
         Err(error) => {
             let error = error.to_compile_error();
-            quote::quote!(#error #item2).into()
+            let kept = validate::without_elided_return_borrows(item2);
+            quote::quote!(#error #kept).into()
         }
     }
 }

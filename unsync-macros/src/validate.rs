@@ -232,3 +232,44 @@ impl<'ast> Visit<'ast> for Borrows {
     ) {
     }
 }
+
+/// The refused item as it is kept in the output, with `'static` for the lifetimes its return
+/// type leaves out (`-> &str`): otherwise rustc adds its own "missing lifetime specifier" error,
+/// whose advice (borrow the argument) contradicts the one `#[unsync]` just gave.
+pub(crate) fn without_elided_return_borrows(
+    item: proc_macro2::TokenStream,
+) -> proc_macro2::TokenStream {
+    struct StaticForElided;
+    impl syn::visit_mut::VisitMut for StaticForElided {
+        fn visit_type_reference_mut(&mut self, reference: &mut syn::TypeReference) {
+            if reference.lifetime.is_none() {
+                reference.lifetime = Some(syn::Lifetime::new("'static", reference.and_token.span));
+            }
+            syn::visit_mut::visit_type_reference_mut(self, reference);
+        }
+        fn visit_lifetime_mut(&mut self, lifetime: &mut syn::Lifetime) {
+            if lifetime.ident == "_" {
+                *lifetime = syn::Lifetime::new("'static", lifetime.apostrophe);
+            }
+        }
+    }
+    let Ok(mut function) = syn::parse2::<syn::ItemFn>(item.clone()) else {
+        return item;
+    };
+    // With a borrowed argument the elided lifetime is that argument's: valid Rust, left as is.
+    let borrows_an_argument = function.sig.inputs.iter().any(|input| match input {
+        FnArg::Receiver(receiver) => receiver.reference.is_some(),
+        FnArg::Typed(arg) => {
+            let mut borrows = Borrows::default();
+            borrows.visit_type(&arg.ty);
+            !borrows.found.is_empty()
+        }
+    });
+    if borrows_an_argument {
+        return item;
+    }
+    if let ReturnType::Type(_, ty) = &mut function.sig.output {
+        syn::visit_mut::VisitMut::visit_type_mut(&mut StaticForElided, ty);
+    }
+    function.to_token_stream()
+}
