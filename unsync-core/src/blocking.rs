@@ -17,19 +17,48 @@
 //! on per-thread stripes (see `inflight`), not on one shared counter.
 
 use std::cell::Cell as StdCell;
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::thread::{self, Thread};
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError};
 
-use crate::cell::{Cell, Completer};
+use crate::cell::Cell;
 use crate::context::Carried;
 use crate::handle::Unfinished;
-use crate::inflight::InFlight;
+use crate::inflight::{InFlight, Token};
 
-type Job = Box<dyn FnOnce() + Send>;
+/// A queued task: its completion cell, which carries the job (see [`Queued`]). One allocation
+/// per task, freed by whichever side lets go last (usually the reader, on the thread that
+/// allocated it), instead of a boxed closure freed by a pool thread.
+type Job = Arc<dyn Run>;
+
+trait Run: Send + Sync {
+    fn run(&self);
+}
+
+/// What a task's cell carries until a pool thread takes it.
+struct Queued<F>(std::sync::Mutex<Option<(F, Carried, Token)>>);
+
+impl<F, T> Run for Cell<T, Queued<F>>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    fn run(&self) {
+        let taken = self
+            .payload()
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some((body, carried, token)) = taken {
+            crate::task::run_in(self, &carried, body);
+            drop(token);
+        }
+    }
+}
 
 const TICK: Duration = Duration::from_millis(1);
 const KEEP_ALIVE: Duration = Duration::from_secs(10);
@@ -100,15 +129,14 @@ where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
-    let cell = Cell::pending(task);
-    let completer = Completer::new(cell.clone());
     let carried = Carried::capture(task);
     let token = IN_FLIGHT.start();
-    submit(Box::new(move || {
-        crate::task::run(completer, &carried, body);
-        drop(token);
-    }));
-    Unfinished::from_cell(cell)
+    let cell = Cell::pending_with(
+        task,
+        Queued(std::sync::Mutex::new(Some((body, carried, token)))),
+    );
+    submit(cell.clone());
+    Unfinished::from_source(cell)
 }
 
 /// Jobs queued or running, not counting the one calling (when called from one).
@@ -213,7 +241,7 @@ impl Pool {
                     }
                 }
             };
-            job();
+            job.run();
         }
     }
 

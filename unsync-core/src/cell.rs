@@ -128,16 +128,35 @@ struct Inner<T> {
 }
 
 /// One task's completion cell. See the module docs.
-pub(crate) struct Cell<T> {
+///
+/// `payload` is what the executor keeps in the same allocation: the blocking pool queues the
+/// cell itself, with the job inside, so that a task costs one allocation, not two.
+pub(crate) struct Cell<T, P = ()> {
     task: &'static str,
     done: AtomicBool,
     cancelled: AtomicBool,
     inner: Mutex<Inner<T>>,
+    payload: P,
 }
 
 impl<T> Cell<T> {
     /// A pending cell with one reader (the handle about to be returned).
     pub(crate) fn pending(task: &'static str) -> Arc<Cell<T>> {
+        Cell::pending_with(task, ())
+    }
+
+    /// A finished cell with one reader.
+    pub(crate) fn finished(task: &'static str, outcome: Result<T, Error>) -> Arc<Cell<T>> {
+        let cell = Cell::pending(task);
+        cell.done.store(true, Ordering::Release);
+        lock(&cell.inner).state = State::Done(outcome);
+        cell
+    }
+}
+
+impl<T, P> Cell<T, P> {
+    /// A pending cell with one reader, carrying `payload`.
+    pub(crate) fn pending_with(task: &'static str, payload: P) -> Arc<Cell<T, P>> {
         Arc::new(Cell {
             task,
             done: AtomicBool::new(false),
@@ -150,15 +169,13 @@ impl<T> Cell<T> {
                 clone_fn: None,
                 abort: None,
             }),
+            payload,
         })
     }
 
-    /// A finished cell with one reader.
-    pub(crate) fn finished(task: &'static str, outcome: Result<T, Error>) -> Arc<Cell<T>> {
-        let cell = Cell::pending(task);
-        cell.done.store(true, Ordering::Release);
-        lock(&cell.inner).state = State::Done(outcome);
-        cell
+    /// What the executor keeps in the cell.
+    pub(crate) fn payload(&self) -> &P {
+        &self.payload
     }
 
     pub(crate) fn task(&self) -> &'static str {
@@ -365,7 +382,7 @@ pub(crate) trait Source<T>: Send + Sync {
     fn caught(self: Arc<Self>) -> Option<Arc<dyn Source<Result<T, Error>>>>;
 }
 
-impl<T: Send + 'static> Source<T> for Cell<T> {
+impl<T: Send + 'static, P: Send + Sync + 'static> Source<T> for Cell<T, P> {
     fn task(&self) -> &'static str {
         Cell::task(self)
     }
@@ -395,7 +412,7 @@ impl<T: Send + 'static> Source<T> for Cell<T> {
     }
 }
 
-impl<T: Send + 'static> Source<Result<T, Error>> for Cell<T> {
+impl<T: Send + 'static, P: Send + Sync + 'static> Source<Result<T, Error>> for Cell<T, P> {
     fn task(&self) -> &'static str {
         Cell::task(self)
     }
@@ -443,6 +460,11 @@ impl<T> Completer<T> {
 
     pub(crate) fn cell(&self) -> &Cell<T> {
         self.cell.as_ref().expect("completer used after completion")
+    }
+
+    /// The cell, for a caller that completes it itself: this completer no longer will.
+    pub(crate) fn disarm(mut self) -> Option<Arc<Cell<T>>> {
+        self.cell.take()
     }
 
     pub(crate) fn complete(mut self, outcome: Result<T, Error>) {

@@ -9,7 +9,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use crate::cell::Completer;
+use crate::cell::{Cell, Completer};
 use crate::context::Carried;
 use crate::error::Error;
 use crate::inflight::Token;
@@ -71,7 +71,13 @@ fn running<R>(flag: &AtomicBool, body: impl FnOnce() -> R) -> R {
 
 /// Run a synchronous task body to completion, unless it was cancelled while queued.
 pub(crate) fn run<T>(completer: Completer<T>, carried: &Carried, body: impl FnOnce() -> T) {
-    let cell = completer.cell();
+    if let Some(cell) = completer.disarm() {
+        run_in(&cell, carried, body);
+    }
+}
+
+/// [`run`], completing `cell` directly (its executor guarantees that the job runs).
+pub(crate) fn run_in<T, P>(cell: &Cell<T, P>, carried: &Carried, body: impl FnOnce() -> T) {
     if cell.is_cancelled() {
         return;
     }
@@ -82,7 +88,7 @@ pub(crate) fn run<T>(completer: Completer<T>, carried: &Carried, body: impl FnOn
             catch_unwind(AssertUnwindSafe(body))
         })
     };
-    completer.complete(outcome.map_err(|payload| Error::from_panic(task, &*payload)));
+    cell.complete(outcome.map_err(|payload| Error::from_panic(task, &*payload)));
 }
 
 /// How an async task's output becomes its cell's outcome.
