@@ -3,10 +3,11 @@
 //! fails only its call and the same worker goes on. (A binary of its own: the pool size is
 //! process-wide configuration.)
 
+use std::net::TcpStream;
 use std::sync::{Mutex, MutexGuard, Once, PoisonError};
 use std::time::{Duration, Instant};
 
-use unsync::{Config, ConfigError, Error, unsync};
+use unsync::{Config, ConfigError, Error, Unfinished, unsync};
 
 mod common;
 use common::{
@@ -68,17 +69,31 @@ fn assert_killed(worker: u32, since: Instant) {
     );
 }
 
+/// A runaway call known to run on the one worker: that worker's pid, the call, and the
+/// connection it reported through (it closes when the worker dies).
+fn runaway_on_the_worker() -> (u32, Unfinished<u32>, TcpStream) {
+    let worker = the_worker();
+    let reports = PidReports::bind();
+    let runaway = spins_reporting(reports.addr());
+    // Running, not queued: it reported from the one worker.
+    let (running_in, connection) = reports.next();
+    assert_eq!(running_in, worker);
+    (worker, runaway, connection)
+}
+
+/// The runaway call's `worker` was killed (its connection closed, its pid gone) after `since`,
+/// and a new worker answers.
+fn assert_replaced(worker: u32, connection: TcpStream, since: Instant) {
+    wait_for_close(connection);
+    assert_killed(worker, since);
+    assert_ne!(the_worker(), worker, "the killed worker was replaced");
+}
+
 #[test]
 fn cancel_kills_the_worker_and_a_fresh_one_takes_over() {
     let _alone = single_worker();
     watchdog(LIMIT, || {
-        let before = the_worker();
-        let reports = PidReports::bind();
-        let runaway = spins_reporting(reports.addr());
-        // Running, not queued: it reported from the one worker.
-        let (running_in, connection) = reports.next();
-        assert_eq!(running_in, before);
-
+        let (before, runaway, connection) = runaway_on_the_worker();
         let cancelled_at = Instant::now();
         assert!(runaway.cancel());
         assert_eq!(
@@ -87,11 +102,7 @@ fn cancel_kills_the_worker_and_a_fresh_one_takes_over() {
                 task: "process_single_worker::spins_reporting"
             })
         );
-        wait_for_close(connection);
-        assert_killed(before, cancelled_at);
-
-        let after = the_worker();
-        assert_ne!(after, before, "the killed worker was replaced");
+        assert_replaced(before, connection, cancelled_at);
     });
 }
 
@@ -99,12 +110,7 @@ fn cancel_kills_the_worker_and_a_fresh_one_takes_over() {
 fn timeout_kills_the_worker_and_a_fresh_one_takes_over() {
     let _alone = single_worker();
     watchdog(LIMIT, || {
-        let before = the_worker();
-        let reports = PidReports::bind();
-        let runaway = spins_reporting(reports.addr());
-        let (running_in, connection) = reports.next();
-        assert_eq!(running_in, before);
-
+        let (before, runaway, connection) = runaway_on_the_worker();
         // The clock starts once the call is known to run, so the deadline hits a running call
         // (a call still queued at its deadline is dropped without touching the worker).
         let after = Duration::from_millis(100);
@@ -118,11 +124,7 @@ fn timeout_kills_the_worker_and_a_fresh_one_takes_over() {
         );
         let timed_out = started.elapsed();
         assert!(timed_out >= after, "timed out early, after {timed_out:?}");
-        wait_for_close(connection);
-        assert_killed(before, started + after);
-
-        let replacement = the_worker();
-        assert_ne!(replacement, before, "the killed worker was replaced");
+        assert_replaced(before, connection, started + after);
     });
 }
 

@@ -54,7 +54,7 @@ where
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .take();
         if let Some((body, carried, token)) = taken {
-            crate::task::run_in(self, &carried, body);
+            crate::task::run(self, &carried, body);
             drop(token);
         }
     }

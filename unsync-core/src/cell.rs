@@ -203,27 +203,21 @@ impl<T, P> Cell<T, P> {
             if !matches!(inner.state, State::Pending) {
                 return false;
             }
-            let (abort, unread) = if inner.readers == 0 {
+            let unread = if inner.readers == 0 {
                 // Nobody can read it any more: report a failure now, drop a value.
                 if let Err(e) = &outcome {
-                    if crate::report::is_reportable(e) {
-                        crate::report::unobserved(e);
-                    }
+                    crate::report::unobserved(e);
                 }
                 inner.state = State::Taken;
-                (inner.abort.take(), Some(outcome))
+                Some(outcome)
             } else {
-                // The abort handle stays until the reader takes the outcome: it keeps the
-                // executor's task allocation alive, so that it is freed by the reader's thread,
-                // which allocated it. Freed here, it would go back to another thread's malloc
-                // arena under that arena's lock, contending with the spawner in a burst.
                 inner.state = State::Done(outcome);
-                (None, None)
+                None
             };
             self.done.store(true, Ordering::Release);
             (
                 std::mem::replace(&mut inner.waiters, Waiters::new()),
-                abort,
+                inner.abort.take(),
                 unread,
             )
         };
@@ -282,17 +276,15 @@ impl<T, P> Cell<T, P> {
 
     /// A reader goes away without reading. The last one reports a failure nobody saw.
     pub(crate) fn drop_reader(&self, slot: usize) {
-        let mut abort = None;
         let (waker, unread) = {
             let mut inner = lock(&self.inner);
             let waker = inner.waiters.release(slot);
             inner.readers -= 1;
             let mut unread = None;
             if inner.readers == 0 {
-                abort = inner.abort.take();
                 if let State::Done(outcome) = &inner.state {
                     if let Err(e) = outcome {
-                        if !inner.observed && crate::report::is_reportable(e) {
+                        if !inner.observed {
                             crate::report::unobserved(e);
                         }
                     }
@@ -301,7 +293,7 @@ impl<T, P> Cell<T, P> {
             }
             (waker, unread)
         };
-        drop((waker, unread, abort));
+        drop((waker, unread));
     }
 
     /// Drop a waker registered by a reader that stopped waiting but keeps its handle.
@@ -354,15 +346,10 @@ impl<T, P> Cell<T, P> {
         };
         inner.readers -= 1;
         inner.observed = true;
-        let abort = if inner.readers == 0 {
-            inner.abort.take()
-        } else {
-            None
-        };
         let waker = inner.waiters.release(*slot);
         *slot = NO_SLOT;
         drop(inner);
-        drop((waker, abort));
+        drop(waker);
         Poll::Ready(outcome)
     }
 }
@@ -460,11 +447,6 @@ impl<T> Completer<T> {
 
     pub(crate) fn cell(&self) -> &Cell<T> {
         self.cell.as_ref().expect("completer used after completion")
-    }
-
-    /// The cell, for a caller that completes it itself: this completer no longer will.
-    pub(crate) fn disarm(mut self) -> Option<Arc<Cell<T>>> {
-        self.cell.take()
     }
 
     pub(crate) fn complete(mut self, outcome: Result<T, Error>) {

@@ -264,16 +264,6 @@ impl Config {
         let env_processes = env_count("UNSYNC_PROCESSES")?;
         let env_frame = env_count("UNSYNC_MAX_FRAME_BYTES")?;
         let env_spin = env_micros("UNSYNC_SPIN_MICROS")?;
-        let pick = |setting: &'static str, builder: Option<usize>, env: Option<usize>, default| {
-            match builder {
-                Some(0) => Err(ConfigError::Invalid {
-                    setting,
-                    reason: "must be at least 1",
-                }),
-                Some(n) => Ok(n),
-                None => Ok(env.unwrap_or(default)),
-            }
-        };
         if let Some(handle) = &self.runtime {
             if handle.runtime_flavor() != tokio::runtime::RuntimeFlavor::MultiThread {
                 return Err(ConfigError::Invalid {
@@ -311,25 +301,40 @@ const MAX_FRAME_LIMIT: usize = u32::MAX as usize - 1;
 const FRAME_LIMIT_RANGE: &str =
     "must be at most 4294967294 (4 GiB - 2): a frame's length prefix has 32 bits";
 
-/// The frame limit from the builder, else from `UNSYNC_MAX_FRAME_BYTES`, else 256 MiB.
-fn frame_limit(builder: Option<usize>, env: Option<usize>) -> Result<usize, ConfigError> {
-    match (builder, env) {
-        (Some(0), _) => Err(ConfigError::Invalid {
-            setting: "max_frame_bytes",
+/// A count from the builder (at least 1), else from the environment, else `default`.
+fn pick(
+    setting: &'static str,
+    builder: Option<usize>,
+    env: Option<usize>,
+    default: usize,
+) -> Result<usize, ConfigError> {
+    match builder {
+        Some(0) => Err(ConfigError::Invalid {
+            setting,
             reason: "must be at least 1",
         }),
-        (Some(n), _) if n > MAX_FRAME_LIMIT => Err(ConfigError::Invalid {
+        Some(n) => Ok(n),
+        None => Ok(env.unwrap_or(default)),
+    }
+}
+
+/// The frame limit, picked as the counts are, and no more than the length prefix can say.
+fn frame_limit(builder: Option<usize>, env: Option<usize>) -> Result<usize, ConfigError> {
+    let limit = pick("max_frame_bytes", builder, env, 256 << 20)?;
+    if limit <= MAX_FRAME_LIMIT {
+        return Ok(limit);
+    }
+    Err(match builder {
+        Some(_) => ConfigError::Invalid {
             setting: "max_frame_bytes",
             reason: FRAME_LIMIT_RANGE,
-        }),
-        (Some(n), _) => Ok(n),
-        (None, Some(n)) if n > MAX_FRAME_LIMIT => Err(ConfigError::InvalidEnv {
+        },
+        None => ConfigError::InvalidEnv {
             var: "UNSYNC_MAX_FRAME_BYTES",
-            value: n.to_string(),
+            value: limit.to_string(),
             reason: FRAME_LIMIT_RANGE,
-        }),
-        (None, env) => Ok(env.unwrap_or(256 << 20)),
-    }
+        },
+    })
 }
 
 /// A positive integer from the environment; unset or empty means "not set".

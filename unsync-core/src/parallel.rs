@@ -7,7 +7,7 @@
 
 use std::sync::OnceLock;
 
-use crate::cell::{Cell, Completer};
+use crate::cell::Cell;
 use crate::context::Carried;
 use crate::handle::Unfinished;
 use crate::inflight::InFlight;
@@ -47,11 +47,11 @@ where
     T: Send + 'static,
 {
     let cell = Cell::pending(task);
-    let completer = Completer::new(cell.clone());
+    let job = cell.clone();
     let carried = Carried::capture(task);
     let token = IN_FLIGHT.start();
     pool().spawn(move || {
-        crate::task::run(completer, &carried, body);
+        crate::task::run(&job, &carried, body);
         drop(token);
     });
     Unfinished::from_cell(cell)

@@ -14,13 +14,12 @@
 use crate::config::UnobservedHook;
 use crate::error::Error;
 
-/// Cancellation is the reader's own decision, so it is never reported as unobserved.
-pub(crate) fn is_reportable(error: &Error) -> bool {
-    !matches!(error, Error::Cancelled { .. })
-}
-
-/// Report one failure that no handle will ever see.
+/// Report one failure that no handle will ever see. Cancellation is the reader's own decision,
+/// so it is never reported.
 pub(crate) fn unobserved(error: &Error) {
+    if matches!(error, Error::Cancelled { .. }) {
+        return;
+    }
     // The cell's loom model counts reports instead, to check that each comes exactly once.
     #[cfg(all(test, unsync_loom))]
     return crate::cell::loom_tests::count_report(error);

@@ -37,9 +37,7 @@ impl<T> Outcome<T> {
 impl<T> Drop for Outcome<T> {
     fn drop(&mut self) {
         if let Some(Err(error)) = &self.0 {
-            if crate::report::is_reportable(error) {
-                crate::report::unobserved(error);
-            }
+            crate::report::unobserved(error);
         }
     }
 }

@@ -9,7 +9,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use crate::cell::{Cell, Completer};
+use crate::cell::Cell;
 use crate::context::Carried;
 use crate::error::Error;
 use crate::inflight::Token;
@@ -69,15 +69,9 @@ fn running<R>(flag: &AtomicBool, body: impl FnOnce() -> R) -> R {
     CURRENT.set(flag, body)
 }
 
-/// Run a synchronous task body to completion, unless it was cancelled while queued.
-pub(crate) fn run<T>(completer: Completer<T>, carried: &Carried, body: impl FnOnce() -> T) {
-    if let Some(cell) = completer.disarm() {
-        run_in(&cell, carried, body);
-    }
-}
-
-/// [`run`], completing `cell` directly (its executor guarantees that the job runs).
-pub(crate) fn run_in<T, P>(cell: &Cell<T, P>, carried: &Carried, body: impl FnOnce() -> T) {
+/// Run a synchronous task body to completion and complete `cell`, unless it was cancelled while
+/// queued. (Its executor runs every job it was given, so no completer guards the cell.)
+pub(crate) fn run<T, P>(cell: &Cell<T, P>, carried: &Carried, body: impl FnOnce() -> T) {
     if cell.is_cancelled() {
         return;
     }

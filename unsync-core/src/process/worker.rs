@@ -61,7 +61,7 @@ pub fn run_inline<T: Send + 'static>(
 ) -> crate::Unfinished<T> {
     let cell = crate::cell::Cell::pending(task);
     let carried = crate::context::Carried::capture(task);
-    crate::task::run(crate::cell::Completer::new(cell.clone()), &carried, body);
+    crate::task::run(&cell, &carried, body);
     crate::Unfinished::from_cell(cell)
 }
 
