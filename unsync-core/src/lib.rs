@@ -44,38 +44,25 @@
 #![warn(missing_docs)]
 #![deny(unsafe_code)]
 
-mod as_completed;
-mod blocking;
-mod cell;
-mod combinators;
+mod compose;
 mod config;
-mod context;
 mod error;
+mod exec;
 mod handle;
-mod inflight;
-mod parallel;
-mod process;
-mod promise;
 mod report;
-mod runtime;
-mod shutdown;
-mod spawned;
-mod sync;
-mod task;
-mod wait;
 
-pub use as_completed::{AsCompleted, AsCompletedIter, as_completed};
-pub use blocking::spawn_blocking;
-pub use combinators::join_all;
+pub use compose::as_completed::{AsCompleted, AsCompletedIter, as_completed};
+pub use compose::combinators::join_all;
+pub use compose::promise::{Promise, promise};
+pub use compose::shutdown::shutdown;
 pub use config::Config;
 pub use error::{ConfigError, Error};
+pub use exec::blocking::spawn_blocking;
+pub use exec::parallel::spawn_parallel;
+pub use exec::process::init;
+pub use exec::runtime::{runtime, spawn};
+pub use exec::task::is_cancelled;
 pub use handle::Unfinished;
-pub use parallel::spawn_parallel;
-pub use process::init;
-pub use promise::{Promise, promise};
-pub use runtime::{runtime, spawn};
-pub use shutdown::shutdown;
-pub use task::is_cancelled;
 
 /// The checks behind the `cargo fuzz` targets in `fuzz/`, under the `fuzzing` feature: each
 /// takes arbitrary bytes and panics when the code that reads the worker pipe misbehaves. Not a
@@ -83,16 +70,16 @@ pub use task::is_cancelled;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod __fuzz {
-    pub use crate::process::fuzz::{frame_decoder, response, worker_request};
+    pub use crate::exec::process::fuzz::{frame_decoder, response, worker_request};
 }
 
 /// What `#[unsync]` expands to. Not a public API: no stability promise.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::blocking::spawn_blocking_task as spawn_blocking;
-    pub use crate::parallel::spawn_parallel_task as spawn_parallel;
-    pub use crate::process::private::*;
-    pub use crate::runtime::spawn_task as spawn_async;
+    pub use crate::exec::blocking::spawn_blocking_task as spawn_blocking;
+    pub use crate::exec::parallel::spawn_parallel_task as spawn_parallel;
+    pub use crate::exec::process::private::*;
+    pub use crate::exec::runtime::spawn_task as spawn_async;
     pub use linkme;
     pub use serde;
 

@@ -20,10 +20,6 @@ pub(crate) fn unobserved(error: &Error) {
     if matches!(error, Error::Cancelled { .. }) {
         return;
     }
-    // The cell's loom model counts reports instead, to check that each comes exactly once.
-    #[cfg(all(test, unsync_loom))]
-    return crate::cell::loom_tests::count_report(error);
-    #[cfg_attr(all(test, unsync_loom), expect(unreachable_code))]
     let hook = crate::config::installed().map(|s| s.unobserved.clone());
     match hook.unwrap_or(UnobservedHook::Report) {
         UnobservedHook::Ignore => {}

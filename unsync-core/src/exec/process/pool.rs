@@ -32,10 +32,10 @@ use super::launch::launch;
 use super::os;
 use super::protocol::{self, FrameReader, Message, PROTOCOL_VERSION};
 use super::registry::{self, WorkerFn};
-use crate::cell::{Abort, Cell};
 use crate::error::Error;
+use crate::exec::lock;
 use crate::handle::Unfinished;
-use crate::sync::lock;
+use crate::handle::completion::{Abort, Completion};
 
 /// How long a new worker has to answer the handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -58,7 +58,7 @@ trait Job: Send + Sync {
 
 struct ProcessJob<W, R> {
     frame: Vec<u8>,
-    cell: Arc<Cell<R>>,
+    cell: Arc<Completion<R>>,
     wire: std::marker::PhantomData<fn() -> W>,
 }
 
@@ -249,13 +249,13 @@ where
             ),
         });
     }
-    let cell = Cell::pending(task);
+    let cell = Completion::pending(task);
     let job = Arc::new(ProcessJob::<W, R> {
         frame,
         cell: cell.clone(),
         wire: std::marker::PhantomData,
     });
-    cell.set_abort(Abort::Process(id));
+    cell.set_abort(Abort::new(move || cancel(id)));
     pool.submit(Call {
         id,
         entry,

@@ -63,18 +63,20 @@ const TICK: Duration = Duration::from_millis(1);
 pub fn shutdown(timeout: Duration) -> usize {
     let deadline = Instant::now().checked_add(timeout);
     let deadline = deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400 * 365));
-    crate::wait::wait_until(|| in_process() == 0, deadline, TICK);
+    crate::handle::wait::wait_until(|| in_process() == 0, deadline, TICK);
     in_process() + process_pool_shutdown(deadline)
 }
 
 /// Tasks in flight on the in-process executors, the caller excluded.
 fn in_process() -> usize {
-    crate::runtime::in_flight() + crate::blocking::in_flight() + crate::parallel::in_flight()
+    crate::exec::runtime::in_flight()
+        + crate::exec::blocking::in_flight()
+        + crate::exec::parallel::in_flight()
 }
 
 /// The process pool (`#[unsync(cpu_bound)]`): wait until `deadline` for the calls on worker
 /// processes, then stop and reap the workers (the next `cpu_bound` call starts them again);
 /// returns how many of its calls were still queued or running.
 fn process_pool_shutdown(deadline: Instant) -> usize {
-    crate::process::shutdown(deadline)
+    crate::exec::process::shutdown(deadline)
 }

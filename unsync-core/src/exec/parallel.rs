@@ -7,10 +7,10 @@
 
 use std::sync::OnceLock;
 
-use crate::cell::Cell;
-use crate::context::Carried;
+use crate::exec::context::Carried;
+use crate::exec::inflight::InFlight;
 use crate::handle::Unfinished;
-use crate::inflight::InFlight;
+use crate::handle::completion::Completion;
 
 static POOL: OnceLock<rayon::ThreadPool> = OnceLock::new();
 static IN_FLIGHT: InFlight = InFlight::new();
@@ -46,12 +46,12 @@ where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
-    let cell = Cell::pending(task);
+    let cell = Completion::pending(task);
     let job = cell.clone();
     let carried = Carried::capture(task);
     let token = IN_FLIGHT.start();
     pool().spawn(move || {
-        crate::task::run(&job, &carried, body);
+        crate::exec::task::run(&job, &carried, body);
         drop(token);
     });
     Unfinished::from_cell(cell)
@@ -64,7 +64,7 @@ pub(crate) fn in_flight() -> usize {
         return 0;
     };
     let calling = if pool.current_thread_index().is_some() {
-        crate::task::depth()
+        crate::exec::task::depth()
     } else {
         0
     };

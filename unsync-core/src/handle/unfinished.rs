@@ -12,10 +12,10 @@ use std::time::{Duration, Instant};
 
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use crate::cell::{Cell, NO_SLOT, Source};
 use crate::error::Error;
-use crate::spawned::{Caught, LoneReader, Spawned};
-use crate::sync::Arc;
+use crate::handle::completion::{Completion, NO_SLOT, Source};
+use crate::handle::lone_reader::{Caught, LoneReader, Spawned};
+use crate::handle::sync::Arc;
 
 /// A task running in the background, and later its result.
 ///
@@ -117,7 +117,7 @@ impl<T: Send + 'static> Repr<T> {
 }
 
 impl<T: Send + 'static> Unfinished<T> {
-    pub(crate) fn from_cell(cell: Arc<Cell<T>>) -> Unfinished<T> {
+    pub(crate) fn from_cell(cell: Arc<Completion<T>>) -> Unfinished<T> {
         Unfinished::from_source(cell)
     }
 
@@ -154,12 +154,12 @@ impl<T: Send + 'static> Unfinished<T> {
     /// assert_eq!(done.result(), "cached");
     /// ```
     pub fn ready(value: T) -> Unfinished<T> {
-        Unfinished::from_cell(Cell::finished("ready", Ok(value)))
+        Unfinished::from_cell(Completion::finished("ready", Ok(value)))
     }
 
     /// A handle that is already finished with `error`.
     pub(crate) fn failed(error: Error) -> Unfinished<T> {
-        Unfinished::from_cell(Cell::finished(error.task(), Err(error)))
+        Unfinished::from_cell(Completion::finished(error.task(), Err(error)))
     }
 
     /// Block the current thread until the task is done, and return its value.
@@ -189,7 +189,7 @@ impl<T: Send + 'static> Unfinished<T> {
         let parked = if repr.is_done() {
             None
         } else {
-            crate::wait::spin_until(|| repr.is_done())
+            crate::handle::wait::spin_until(|| repr.is_done())
         };
         if parked.is_none() {
             // Done (a done task is never pending again), so no waker is needed.
@@ -198,30 +198,26 @@ impl<T: Send + 'static> Unfinished<T> {
                 return outcome;
             }
         }
-        let outcome = crate::wait::block_on(|cx| repr.poll_outcome(cx), None)
+        let outcome = crate::handle::wait::block_on(|cx| repr.poll_outcome(cx), None)
             .expect("a wait without deadline returns a value");
         if let Some(started) = parked {
-            crate::wait::record_wait(started);
+            crate::handle::wait::record_wait(started);
         }
         outcome
     }
 
-    /// The same handle, with failure as a value: resolves to `Ok(value)`, or to `Err(error)`
-    /// where `.result()` would have panicked.
-    ///
-    /// ```
-    /// let handle = unsync_core::spawn_blocking(|| -> u8 { panic!("no such file") });
-    /// let error = handle.catch().result().unwrap_err();
-    /// assert_eq!(error.to_string(), "task `spawn_blocking` panicked: no such file");
-    /// ```
-    pub fn catch(mut self) -> Unfinished<Result<T, Error>> {
+    /// The same task read as `Result<T, Error>`, without a new task: an async task's lone
+    /// reader stays one, a completion gets its caught view. `Err(self)` when this handle
+    /// already is a caught view (see [`catch`](Unfinished::catch), which then forwards).
+    pub(crate) fn caught_view(mut self) -> Result<Unfinished<Result<T, Error>>, Unfinished<T>> {
         let repr = self.repr_mut();
         if let Repr::Spawned(_) = repr {
-            // A lone reader stays one: no cell, no forwarding task.
             let Repr::Spawned(spawned) = std::mem::replace(repr, Repr::Returned) else {
                 unreachable!()
             };
-            return Unfinished::from_repr(Repr::Caught(Box::new(Caught(spawned))));
+            return Ok(Unfinished::from_repr(Repr::Caught(Box::new(Caught(
+                spawned,
+            )))));
         }
         let Some((source, slot)) = repr.shared() else {
             panic!("`catch` called on an Unfinished that already returned its value");
@@ -231,15 +227,8 @@ impl<T: Send + 'static> Unfinished<T> {
             unreachable!()
         };
         match source.clone().caught() {
-            Some(caught) => Unfinished::from_source(caught),
-            None => {
-                // Already a caught view: forward through a task of its own.
-                let mut upstream = Unfinished::from_source(source);
-                let task = upstream.task();
-                crate::runtime::spawn_task(task, async move {
-                    std::future::poll_fn(|cx| upstream.poll_outcome(cx)).await
-                })
-            }
+            Some(caught) => Ok(Unfinished::from_source(caught)),
+            None => Err(Unfinished::from_source(source)),
         }
     }
 
@@ -282,7 +271,8 @@ impl<T: Send + 'static> Unfinished<T> {
         };
         let deadline = Instant::now().checked_add(timeout);
         let mut slot = NO_SLOT;
-        let done = crate::wait::block_on(|cx| source.poll_ready(cx, &mut slot), deadline).is_some();
+        let done = crate::handle::wait::block_on(|cx| source.poll_ready(cx, &mut slot), deadline)
+            .is_some();
         source.unregister(&mut slot);
         done
     }

@@ -203,7 +203,7 @@ impl<T: Send + 'static> Iterator for AsCompletedIter<T> {
         if self.inner.is_empty() {
             return None;
         }
-        crate::wait::block_on(|cx| self.inner.poll_next_unpin(cx), None)
+        crate::handle::wait::block_on(|cx| self.inner.poll_next_unpin(cx), None)
             .expect("a wait without deadline returns a value")
     }
 

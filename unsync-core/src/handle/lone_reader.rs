@@ -5,19 +5,19 @@
 //! allocation, no lock, no cache line bounced between the spawning thread and the worker. A
 //! burst of `#[unsync] async fn` calls then costs about what bare `tokio::spawn` does. The
 //! first time a handle needs shared state (a clone, [`wait_timeout`](crate::Unfinished::wait_timeout))
-//! it turns its task into a cell with [`Spawned::into_cell`]. [`catch`](crate::Unfinished::catch)
-//! keeps the lone reader, seen through [`Caught`].
+//! it turns its task into a cell with [`Spawned::into_cell`], forwarding the outcome through a
+//! small task that the runtime which spawned the task starts (a [`Forward`] it gives at spawn).
+//! [`catch`](crate::Unfinished::catch) keeps the lone reader, seen through [`Caught`].
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll, Waker};
 
 use tokio::task::JoinHandle;
 
-use crate::cell::{Abort, Cell, Completer, Source};
 use crate::error::Error;
-use crate::sync::Arc;
+use crate::handle::completion::{Abort, Completer, Completion, Source};
+use crate::handle::sync::Arc;
 
 /// An async task's outcome as its tokio task keeps it. Dropped unread (every handle to the task
 /// went away), a failure is reported as unobserved.
@@ -42,19 +42,29 @@ impl<T> Drop for Outcome<T> {
     }
 }
 
+/// How the runtime that spawned an async task runs the forwarding task of
+/// [`Spawned::into_cell`].
+pub(crate) type Forward = fn(Pin<Box<dyn Future<Output = ()> + Send>>);
+
 /// The single reader of an async task. See the module docs.
 pub(crate) struct Spawned<T> {
     join: JoinHandle<Outcome<T>>,
     task: &'static str,
     cancelled: bool,
+    forward: Forward,
 }
 
 impl<T: Send + 'static> Spawned<T> {
-    pub(crate) fn new(join: JoinHandle<Outcome<T>>, task: &'static str) -> Spawned<T> {
+    pub(crate) fn new(
+        join: JoinHandle<Outcome<T>>,
+        task: &'static str,
+        forward: Forward,
+    ) -> Spawned<T> {
         Spawned {
             join,
             task,
             cancelled: false,
+            forward,
         }
     }
 
@@ -93,9 +103,9 @@ impl<T: Send + 'static> Spawned<T> {
     /// The same task behind a completion cell that several readers can share. A task still
     /// running gets a small forwarding task that moves its outcome into the cell; cancelling
     /// the cell aborts the task itself.
-    pub(crate) fn into_cell(mut self) -> Arc<Cell<T>> {
+    pub(crate) fn into_cell(mut self) -> Arc<Completion<T>> {
         let task = self.task;
-        let cell = Cell::pending(task);
+        let cell = Completion::pending(task);
         if self.cancelled {
             cell.cancel(Error::Cancelled { task });
             return cell;
@@ -107,14 +117,14 @@ impl<T: Send + 'static> Spawned<T> {
                 return cell;
             }
         }
-        cell.set_abort(Abort::Tokio(self.join.abort_handle()));
+        let abort = self.join.abort_handle();
+        cell.set_abort(Abort::new(move || abort.abort()));
         let completer = Completer::new(cell.clone());
-        let forwarding = Forwarding::start();
-        crate::runtime::handle().spawn(async move {
-            let _forwarding = forwarding;
+        let forward = self.forward;
+        forward(Box::pin(async move {
             let outcome = std::future::poll_fn(|cx| self.poll_outcome(cx)).await;
             completer.complete(outcome);
-        });
+        }));
         cell
     }
 }
@@ -152,30 +162,6 @@ impl<V: Send + 'static> LoneReader<Result<V, Error>> for Caught<V> {
             .into_cell()
             .caught()
             .expect("a plain cell has a caught view")
-    }
-}
-
-static FORWARDING: AtomicUsize = AtomicUsize::new(0);
-
-/// Forwarding tasks alive. They are unsync's plumbing, not tasks of the application, so
-/// [`shutdown`](crate::shutdown()) does not count them.
-pub(crate) fn forwarding() -> usize {
-    FORWARDING.load(Ordering::Acquire)
-}
-
-/// Counts one forwarding task while it lives.
-struct Forwarding;
-
-impl Forwarding {
-    fn start() -> Forwarding {
-        FORWARDING.fetch_add(1, Ordering::AcqRel);
-        Forwarding
-    }
-}
-
-impl Drop for Forwarding {
-    fn drop(&mut self) {
-        FORWARDING.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

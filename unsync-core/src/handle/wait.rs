@@ -6,7 +6,7 @@
 //! | a plain thread, or a current-thread tokio runtime | parks the thread |
 //! | a worker of a multi-threaded tokio runtime | `block_in_place`, so the runtime moves its other tasks to another thread |
 //! | a rayon worker (unsync's pool or any other) | runs other rayon jobs while it waits, so nesting deeper than the pool has threads still finishes |
-//! | a blocking-pool thread | tells the pool, which starts another thread if none is idle |
+//! | a thread with a [`BlockingHook`] (a blocking-pool thread) | tells its pool, which starts another thread if none is idle |
 
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
@@ -26,6 +26,45 @@ impl Wake for ThreadWaker {
 
 thread_local! {
     static THREAD_WAKER: Waker = Waker::from(Arc::new(ThreadWaker(thread::current())));
+}
+
+/// What an executor's thread does around a wait that blocks it: `enter` before the thread
+/// parks, `leave` once it runs again. The blocking pool sets one on its threads
+/// ([`set_blocking_hook`]) so that it can start another thread meanwhile.
+pub(crate) struct BlockingHook {
+    pub(crate) enter: fn(),
+    pub(crate) leave: fn(),
+}
+
+thread_local! {
+    static BLOCKING_HOOK: std::cell::Cell<Option<&'static BlockingHook>> =
+        const { std::cell::Cell::new(None) };
+}
+
+/// Run `hook` around every blocking wait on the current thread from now on.
+pub(crate) fn set_blocking_hook(hook: &'static BlockingHook) {
+    BLOCKING_HOOK.with(|h| h.set(Some(hook)));
+}
+
+/// The current thread's [`BlockingHook`] entered, until dropped.
+struct Blocking(Option<&'static BlockingHook>);
+
+impl Blocking {
+    fn enter() -> Blocking {
+        let hook = BLOCKING_HOOK.with(std::cell::Cell::get);
+        if let Some(hook) = hook {
+            (hook.enter)();
+        }
+        Blocking(hook)
+    }
+}
+
+impl Drop for Blocking {
+    fn drop(&mut self) {
+        if let Some(hook) = self.0 {
+            (hook.leave)();
+        }
+    }
 }
 
 /// How long a rayon worker with nothing else to run parks before looking for jobs again.
@@ -126,7 +165,7 @@ fn block_on_ticking<R>(
     if rayon::current_thread_index().is_some() {
         return wait_helping_rayon(&mut poll, &mut cx, deadline, tick);
     }
-    let _waiting = crate::blocking::will_block();
+    let _blocking = Blocking::enter();
     let on_tokio_worker = tokio::runtime::Handle::try_current()
         .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
     if on_tokio_worker {

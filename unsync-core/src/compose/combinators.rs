@@ -20,8 +20,8 @@ use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 
 use crate::error::Error;
+use crate::exec::runtime::{spawn_outcome, spawn_task};
 use crate::handle::Unfinished;
-use crate::runtime::{spawn_outcome, spawn_task};
 
 /// An input a derived task waits on, resolving to its outcome. Dropped while armed before the
 /// input finished (the derived task was cancelled), it cancels the input.
@@ -74,6 +74,25 @@ impl<T: Send + 'static> Future for Indexed<T> {
 }
 
 impl<T: Send + 'static> Unfinished<T> {
+    /// The same handle, with failure as a value: resolves to `Ok(value)`, or to `Err(error)`
+    /// where `.result()` would have panicked.
+    ///
+    /// ```
+    /// let handle = unsync_core::spawn_blocking(|| -> u8 { panic!("no such file") });
+    /// let error = handle.catch().result().unwrap_err();
+    /// assert_eq!(error.to_string(), "task `spawn_blocking` panicked: no such file");
+    /// ```
+    pub fn catch(self) -> Unfinished<Result<T, Error>> {
+        // Usually a view of the same task; a handle that already is a caught view (this is
+        // `.catch().catch()`) forwards through a task of its own.
+        self.caught_view().unwrap_or_else(|mut upstream| {
+            let task = upstream.task();
+            spawn_task(task, async move {
+                std::future::poll_fn(|cx| upstream.poll_outcome(cx)).await
+            })
+        })
+    }
+
     /// Chain another unsync function: once this task has finished with a value, call `f` with
     /// it, and resolve to what the handle `f` returns resolves to. Python's
     /// `Unfinished.then(continuation)`: `fetch(url).then(parse).then(store)`.

@@ -5,8 +5,8 @@
 
 use std::fmt;
 
-use crate::cell::{Cell, Completer};
 use crate::handle::Unfinished;
+use crate::handle::completion::{Completer, Completion};
 
 /// The completing side of a [`promise`]: [`set`](Promise::set) it once, from any thread.
 ///
@@ -52,7 +52,7 @@ pub struct Promise<T> {
 /// assert!(handle.catch().result().is_err());
 /// ```
 pub fn promise<T: Send + 'static>() -> (Promise<T>, Unfinished<T>) {
-    let cell = Cell::pending("promise");
+    let cell = Completion::pending("promise");
     let promise = Promise {
         completer: Completer::new(cell.clone()),
     };

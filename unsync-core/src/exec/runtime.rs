@@ -6,17 +6,18 @@
 //! own runtime, at no cost per task; on an application's runtime, which also runs tasks that
 //! are not unsync's, unsync counts its own tasks (see `inflight`).
 
-use std::cell::Cell as StdCell;
+use std::cell::Cell;
 use std::future::Future;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::context::Carried;
 use crate::error::Error;
+use crate::exec::context::Carried;
+use crate::exec::inflight::InFlight;
+use crate::exec::task::{AsOutcome, AsValue, Carrying, Finish, TaskFuture};
 use crate::handle::Unfinished;
-use crate::inflight::InFlight;
-use crate::spawned::Spawned;
-use crate::task::{AsOutcome, AsValue, Carrying, Finish, TaskFuture};
+use crate::handle::lone_reader::Spawned;
+use std::pin::Pin;
 
 static HANDLE: OnceLock<tokio::runtime::Handle> = OnceLock::new();
 static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
@@ -24,7 +25,7 @@ static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
 static ON_FOREIGN_RUNTIME: InFlight = InFlight::new();
 
 thread_local! {
-    static IS_RUNTIME_THREAD: StdCell<bool> = const { StdCell::new(false) };
+    static IS_RUNTIME_THREAD: Cell<bool> = const { Cell::new(false) };
 }
 
 /// The runtime unsync spawns async tasks on, started on first use.
@@ -112,7 +113,7 @@ where
     } else {
         runtime.spawn(Carrying::new(future, carried, token))
     };
-    Unfinished::from_spawned(Spawned::new(join, task))
+    Unfinished::from_spawned(Spawned::new(join, task, forward))
 }
 
 /// Async tasks in flight, not counting the one calling (when called from inside one).
@@ -122,16 +123,37 @@ pub(crate) fn in_flight() -> usize {
     };
     if RUNTIME.get().is_some() {
         // Every task on unsync's own runtime, its combinators' and yours, counts; not the
-        // forwarding tasks behind shared async handles (see `spawned`).
-        let calling = IS_RUNTIME_THREAD.with(StdCell::get) && tokio::task::try_id().is_some();
+        // forwarding tasks behind shared async handles (see [`forward`]).
+        let calling = IS_RUNTIME_THREAD.with(Cell::get) && tokio::task::try_id().is_some();
         runtime
             .metrics()
             .num_alive_tasks()
-            .saturating_sub(usize::from(calling) + crate::spawned::forwarding())
+            .saturating_sub(usize::from(calling) + FORWARDING.load(Ordering::Acquire))
     } else {
-        let calling = crate::task::depth() > 0 && tokio::task::try_id().is_some();
+        let calling = crate::exec::task::depth() > 0 && tokio::task::try_id().is_some();
         ON_FOREIGN_RUNTIME
             .count()
             .saturating_sub(usize::from(calling))
     }
+}
+
+/// Forwarding tasks alive (see [`forward`]). They are unsync's plumbing, not tasks of the
+/// application, so [`shutdown`](crate::shutdown()) does not count them.
+static FORWARDING: AtomicUsize = AtomicUsize::new(0);
+
+/// Start the task that moves a shared async handle's outcome into its completion (see
+/// `Spawned::into_cell`), counted in [`FORWARDING`] while it lives.
+fn forward(forwarding: Pin<Box<dyn Future<Output = ()> + Send>>) {
+    struct Counted;
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            FORWARDING.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+    FORWARDING.fetch_add(1, Ordering::AcqRel);
+    let counted = Counted;
+    handle().spawn(async move {
+        let _counted = counted;
+        forwarding.await;
+    });
 }

@@ -15,30 +15,29 @@
 use std::task::{Context, Poll, Waker};
 
 use crate::error::Error;
-use crate::sync::{Arc, AtomicBool, Mutex, Ordering, lock};
+use crate::handle::sync::{Arc, AtomicBool, Mutex, Ordering, lock};
 
 #[cfg(all(test, unsync_loom))]
-pub(crate) mod loom_tests;
+mod loom_tests;
 
-/// How a cell stops the work behind it when it is cancelled.
-pub(crate) enum Abort {
-    /// An async task with several readers (see `spawned`): abort it at its next `.await`.
-    Tokio(tokio::task::AbortHandle),
-    /// A `cpu_bound` call: drop it if queued, kill its worker if running.
-    Process(u64),
-    /// The loom model's stand-in, which records that it ran.
-    #[cfg(all(test, unsync_loom))]
-    Probe(loom_tests::Probe),
-}
+// The loom model counts reports instead, to check that each failure is reported exactly once.
+#[cfg(not(all(test, unsync_loom)))]
+use crate::report::unobserved;
+#[cfg(all(test, unsync_loom))]
+use loom_tests::count_report as unobserved;
+
+/// How a completion stops the work behind it when it is cancelled, given by the executor that
+/// runs the task (abort a tokio task, kill a worker process). Run at most once; dropped unrun
+/// when the task finishes first.
+pub(crate) struct Abort(Box<dyn FnOnce() + Send>);
 
 impl Abort {
+    pub(crate) fn new(stop: impl FnOnce() + Send + 'static) -> Abort {
+        Abort(Box::new(stop))
+    }
+
     fn run(self) {
-        match self {
-            Abort::Tokio(handle) => handle.abort(),
-            Abort::Process(id) => crate::process::cancel(id),
-            #[cfg(all(test, unsync_loom))]
-            Abort::Probe(probe) => probe.run(),
-        }
+        (self.0)()
     }
 }
 
@@ -131,7 +130,7 @@ struct Inner<T> {
 ///
 /// `payload` is what the executor keeps in the same allocation: the blocking pool queues the
 /// cell itself, with the job inside, so that a task costs one allocation, not two.
-pub(crate) struct Cell<T, P = ()> {
+pub(crate) struct Completion<T, P = ()> {
     task: &'static str,
     done: AtomicBool,
     cancelled: AtomicBool,
@@ -139,25 +138,25 @@ pub(crate) struct Cell<T, P = ()> {
     payload: P,
 }
 
-impl<T> Cell<T> {
+impl<T> Completion<T> {
     /// A pending cell with one reader (the handle about to be returned).
-    pub(crate) fn pending(task: &'static str) -> Arc<Cell<T>> {
-        Cell::pending_with(task, ())
+    pub(crate) fn pending(task: &'static str) -> Arc<Completion<T>> {
+        Completion::pending_with(task, ())
     }
 
     /// A finished cell with one reader.
-    pub(crate) fn finished(task: &'static str, outcome: Result<T, Error>) -> Arc<Cell<T>> {
-        let cell = Cell::pending(task);
+    pub(crate) fn finished(task: &'static str, outcome: Result<T, Error>) -> Arc<Completion<T>> {
+        let cell = Completion::pending(task);
         cell.done.store(true, Ordering::Release);
         lock(&cell.inner).state = State::Done(outcome);
         cell
     }
 }
 
-impl<T, P> Cell<T, P> {
+impl<T, P> Completion<T, P> {
     /// A pending cell with one reader, carrying `payload`.
-    pub(crate) fn pending_with(task: &'static str, payload: P) -> Arc<Cell<T, P>> {
-        Arc::new(Cell {
+    pub(crate) fn pending_with(task: &'static str, payload: P) -> Arc<Completion<T, P>> {
+        Arc::new(Completion {
             task,
             done: AtomicBool::new(false),
             cancelled: AtomicBool::new(false),
@@ -206,7 +205,7 @@ impl<T, P> Cell<T, P> {
             let unread = if inner.readers == 0 {
                 // Nobody can read it any more: report a failure now, drop a value.
                 if let Err(e) = &outcome {
-                    crate::report::unobserved(e);
+                    unobserved(e);
                 }
                 inner.state = State::Taken;
                 Some(outcome)
@@ -285,7 +284,7 @@ impl<T, P> Cell<T, P> {
                 if let State::Done(outcome) = &inner.state {
                     if let Err(e) = outcome {
                         if !inner.observed {
-                            crate::report::unobserved(e);
+                            unobserved(e);
                         }
                     }
                     unread = Some(std::mem::replace(&mut inner.state, State::Taken));
@@ -369,64 +368,64 @@ pub(crate) trait Source<T>: Send + Sync {
     fn caught(self: Arc<Self>) -> Option<Arc<dyn Source<Result<T, Error>>>>;
 }
 
-impl<T: Send + 'static, P: Send + Sync + 'static> Source<T> for Cell<T, P> {
+impl<T: Send + 'static, P: Send + Sync + 'static> Source<T> for Completion<T, P> {
     fn task(&self) -> &'static str {
-        Cell::task(self)
+        Completion::task(self)
     }
     fn is_done(&self) -> bool {
-        Cell::is_done(self)
+        Completion::is_done(self)
     }
     fn cancel(&self, reason: Error) -> bool {
-        Cell::cancel(self, reason)
+        Completion::cancel(self, reason)
     }
     fn poll_outcome(&self, cx: &mut Context<'_>, slot: &mut usize) -> Poll<Result<T, Error>> {
-        Cell::poll_outcome(self, cx, slot)
+        Completion::poll_outcome(self, cx, slot)
     }
     fn poll_ready(&self, cx: &mut Context<'_>, slot: &mut usize) -> Poll<()> {
-        Cell::poll_ready(self, cx, slot)
+        Completion::poll_ready(self, cx, slot)
     }
     fn unregister(&self, slot: &mut usize) {
-        Cell::unregister(self, slot)
+        Completion::unregister(self, slot)
     }
     fn add_reader(&self, clone: fn(&T) -> T) {
-        Cell::add_reader(self, CloneFn::Value(clone))
+        Completion::add_reader(self, CloneFn::Value(clone))
     }
     fn drop_reader(&self, slot: usize) {
-        Cell::drop_reader(self, slot)
+        Completion::drop_reader(self, slot)
     }
     fn caught(self: Arc<Self>) -> Option<Arc<dyn Source<Result<T, Error>>>> {
         Some(self)
     }
 }
 
-impl<T: Send + 'static, P: Send + Sync + 'static> Source<Result<T, Error>> for Cell<T, P> {
+impl<T: Send + 'static, P: Send + Sync + 'static> Source<Result<T, Error>> for Completion<T, P> {
     fn task(&self) -> &'static str {
-        Cell::task(self)
+        Completion::task(self)
     }
     fn is_done(&self) -> bool {
-        Cell::is_done(self)
+        Completion::is_done(self)
     }
     fn cancel(&self, reason: Error) -> bool {
-        Cell::cancel(self, reason)
+        Completion::cancel(self, reason)
     }
     fn poll_outcome(
         &self,
         cx: &mut Context<'_>,
         slot: &mut usize,
     ) -> Poll<Result<Result<T, Error>, Error>> {
-        Cell::poll_outcome(self, cx, slot).map(Ok)
+        Completion::poll_outcome(self, cx, slot).map(Ok)
     }
     fn poll_ready(&self, cx: &mut Context<'_>, slot: &mut usize) -> Poll<()> {
-        Cell::poll_ready(self, cx, slot)
+        Completion::poll_ready(self, cx, slot)
     }
     fn unregister(&self, slot: &mut usize) {
-        Cell::unregister(self, slot)
+        Completion::unregister(self, slot)
     }
     fn add_reader(&self, clone: fn(&Result<T, Error>) -> Result<T, Error>) {
-        Cell::add_reader(self, CloneFn::Outcome(clone))
+        Completion::add_reader(self, CloneFn::Outcome(clone))
     }
     fn drop_reader(&self, slot: usize) {
-        Cell::drop_reader(self, slot)
+        Completion::drop_reader(self, slot)
     }
     fn caught(self: Arc<Self>) -> Option<Arc<dyn Source<Result<Result<T, Error>, Error>>>> {
         None
@@ -437,15 +436,15 @@ impl<T: Send + 'static, P: Send + Sync + 'static> Source<Result<T, Error>> for C
 /// task was aborted, its executor went away), it resolves the cell to [`Error::Cancelled`] so
 /// that no reader waits forever.
 pub(crate) struct Completer<T> {
-    cell: Option<Arc<Cell<T>>>,
+    cell: Option<Arc<Completion<T>>>,
 }
 
 impl<T> Completer<T> {
-    pub(crate) fn new(cell: Arc<Cell<T>>) -> Completer<T> {
+    pub(crate) fn new(cell: Arc<Completion<T>>) -> Completer<T> {
         Completer { cell: Some(cell) }
     }
 
-    pub(crate) fn cell(&self) -> &Cell<T> {
+    pub(crate) fn cell(&self) -> &Completion<T> {
         self.cell.as_ref().expect("completer used after completion")
     }
 

@@ -59,9 +59,9 @@ pub fn run_inline<T: Send + 'static>(
     task: &'static str,
     body: impl FnOnce() -> T,
 ) -> crate::Unfinished<T> {
-    let cell = crate::cell::Cell::pending(task);
-    let carried = crate::context::Carried::capture(task);
-    crate::task::run(&cell, &carried, body);
+    let cell = crate::handle::completion::Completion::pending(task);
+    let carried = crate::exec::context::Carried::capture(task);
+    crate::exec::task::run(&cell, &carried, body);
     crate::Unfinished::from_cell(cell)
 }
 

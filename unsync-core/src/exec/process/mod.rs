@@ -54,7 +54,7 @@ mod registry;
 mod sys;
 mod worker;
 
-pub(crate) use pool::{cancel, shutdown};
+pub(crate) use pool::shutdown;
 pub use worker::init;
 
 /// What `#[unsync(cpu_bound)]` expands to.

@@ -2,19 +2,19 @@
 //! runs, [`is_cancelled`] reads the flag of its own cell (thread-pool and rayon tasks), and the
 //! span carried from the call site (see `context`) is entered.
 
-use std::cell::Cell as StdCell;
+use std::cell::Cell;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use crate::cell::Cell;
-use crate::context::Carried;
 use crate::error::Error;
-use crate::inflight::Token;
-use crate::spawned::Outcome;
-use crate::sync::{AtomicBool, Ordering};
+use crate::exec::context::Carried;
+use crate::exec::inflight::Token;
+use crate::handle::completion::Completion;
+use crate::handle::lone_reader::Outcome;
+use crate::handle::sync::{AtomicBool, Ordering};
 
 // The cancellation flag of the task running on this thread. A scoped key, not a raw pointer:
 // it holds a borrow only for the extent of `running`, and `set` restores the outer task's flag
@@ -24,12 +24,12 @@ scoped_tls::scoped_thread_local!(static CURRENT: AtomicBool);
 thread_local! {
     /// How many unsync task bodies are running on this thread's stack (more than one when a
     /// rayon worker runs other jobs while it waits).
-    static DEPTH: StdCell<usize> = const { StdCell::new(0) };
+    static DEPTH: Cell<usize> = const { Cell::new(0) };
 }
 
 /// How many unsync task bodies are running on this thread's stack (0 outside any task).
 pub(crate) fn depth() -> usize {
-    DEPTH.with(StdCell::get)
+    DEPTH.with(Cell::get)
 }
 
 /// Whether the unsync task running on this thread (or polled by it) has been cancelled.
@@ -71,7 +71,7 @@ fn running<R>(flag: &AtomicBool, body: impl FnOnce() -> R) -> R {
 
 /// Run a synchronous task body to completion and complete `cell`, unless it was cancelled while
 /// queued. (Its executor runs every job it was given, so no completer guards the cell.)
-pub(crate) fn run<T, P>(cell: &Cell<T, P>, carried: &Carried, body: impl FnOnce() -> T) {
+pub(crate) fn run<T, P>(cell: &Completion<T, P>, carried: &Carried, body: impl FnOnce() -> T) {
     if cell.is_cancelled() {
         return;
     }

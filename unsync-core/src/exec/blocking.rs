@@ -16,7 +16,7 @@
 //! waits. Jobs in flight (queued or running) are counted for [`shutdown`](crate::shutdown())
 //! on per-thread stripes (see `inflight`), not on one shared counter.
 
-use std::cell::Cell as StdCell;
+use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::thread::{self, Thread};
@@ -24,10 +24,11 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError};
 
-use crate::cell::Cell;
-use crate::context::Carried;
+use crate::exec::context::Carried;
+use crate::exec::inflight::{InFlight, Token};
 use crate::handle::Unfinished;
-use crate::inflight::{InFlight, Token};
+use crate::handle::completion::Completion;
+use crate::handle::wait::{BlockingHook, set_blocking_hook};
 
 /// A queued task: its completion cell, which carries the job (see [`Queued`]). One allocation
 /// per task, freed by whichever side lets go last (usually the reader, on the thread that
@@ -41,7 +42,7 @@ trait Run: Send + Sync {
 /// What a task's cell carries until a pool thread takes it.
 struct Queued<F>(std::sync::Mutex<Option<(F, Carried, Token)>>);
 
-impl<F, T> Run for Cell<T, Queued<F>>
+impl<F, T> Run for Completion<T, Queued<F>>
 where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
@@ -54,7 +55,7 @@ where
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .take();
         if let Some((body, carried, token)) = taken {
-            crate::task::run(self, &carried, body);
+            crate::exec::task::run(self, &carried, body);
             drop(token);
         }
     }
@@ -70,7 +71,7 @@ struct Pool {
     hot: usize,
     /// Threads the pool may grow to, besides those waiting on handles.
     max: usize,
-    /// Pool threads blocked on an unsync handle (see [`will_block`]).
+    /// Pool threads blocked on an unsync handle (see [`WAITING_ON_A_HANDLE`]).
     waiting: AtomicUsize,
     threads: AtomicUsize,
     idle: AtomicUsize,
@@ -84,7 +85,7 @@ static POOL: OnceLock<Pool> = OnceLock::new();
 static IN_FLIGHT: InFlight = InFlight::new();
 
 thread_local! {
-    static IS_POOL_THREAD: StdCell<bool> = const { StdCell::new(false) };
+    static IS_POOL_THREAD: Cell<bool> = const { Cell::new(false) };
 }
 
 fn pool() -> &'static Pool {
@@ -131,7 +132,7 @@ where
 {
     let carried = Carried::capture(task);
     let token = IN_FLIGHT.start();
-    let cell = Cell::pending_with(
+    let cell = Completion::pending_with(
         task,
         Queued(std::sync::Mutex::new(Some((body, carried, token)))),
     );
@@ -141,7 +142,7 @@ where
 
 /// Jobs queued or running, not counting the one calling (when called from one).
 pub(crate) fn in_flight() -> usize {
-    let calling = IS_POOL_THREAD.with(StdCell::get) && crate::task::depth() > 0;
+    let calling = IS_POOL_THREAD.with(Cell::get) && crate::exec::task::depth() > 0;
     IN_FLIGHT.count().saturating_sub(usize::from(calling))
 }
 
@@ -162,30 +163,22 @@ fn submit(job: Job) {
     }
 }
 
-/// Called when the current thread is about to block on an unsync handle. On a pool thread,
-/// makes sure another thread can take jobs meanwhile: until the returned guard is dropped, the
-/// waiting thread does not count against the pool's maximum (it runs no blocking work, and the
-/// job it waits for may sit in this very queue), so nesting goes as deep as it needs.
-pub(crate) fn will_block() -> Option<Waiting> {
-    if !IS_POOL_THREAD.with(StdCell::get) {
-        return None;
-    }
-    let pool = pool();
-    pool.waiting.fetch_add(1, Ordering::AcqRel);
-    if pool.idle.load(Ordering::SeqCst) == 0 {
-        pool.spawn_thread();
-    }
-    Some(Waiting)
-}
-
-/// A pool thread blocked on an unsync handle: see [`will_block`].
-pub(crate) struct Waiting;
-
-impl Drop for Waiting {
-    fn drop(&mut self) {
+/// What a pool thread does when it is about to block on an unsync handle: make sure another
+/// thread can take jobs meanwhile. Until it runs again, the waiting thread does not count
+/// against the pool's maximum (it runs no blocking work, and the job it waits for may sit in
+/// this very queue), so nesting goes as deep as it needs.
+static WAITING_ON_A_HANDLE: BlockingHook = BlockingHook {
+    enter: || {
+        let pool = pool();
+        pool.waiting.fetch_add(1, Ordering::AcqRel);
+        if pool.idle.load(Ordering::SeqCst) == 0 {
+            pool.spawn_thread();
+        }
+    },
+    leave: || {
         pool().waiting.fetch_sub(1, Ordering::AcqRel);
-    }
-}
+    },
+};
 
 impl Pool {
     /// Start one more thread unless the pool is at its maximum (not counting the threads
@@ -215,6 +208,7 @@ impl Pool {
 
     fn work(&'static self) {
         IS_POOL_THREAD.with(|t| t.set(true));
+        set_blocking_hook(&WAITING_ON_A_HANDLE);
         loop {
             let job = match self.receiver.try_recv() {
                 Ok(job) => job,

@@ -7,9 +7,9 @@
 //! Run with
 //! `RUSTFLAGS="--cfg unsync_loom" CARGO_TARGET_DIR=target/loom cargo test -p unsync-core --release --lib loom`.
 //!
-//! Also owns the two stand-ins the cell uses under the model: [`Probe`] (an [`Abort`] that
-//! records that it ran) and [`count_report`] (what `report::unobserved` does under loom, so that
-//! "reported exactly once" can be checked).
+//! Also owns the two stand-ins the cell uses under the model: [`Probe`] (what an [`Abort`] runs,
+//! recording that it ran) and [`count_report`] (what `report::unobserved` does under loom, so
+//! that "reported exactly once" can be checked).
 
 use std::future::poll_fn;
 use std::sync::Arc;
@@ -18,9 +18,9 @@ use std::task::{Context, Poll, Wake, Waker};
 use loom::sync::atomic::AtomicUsize;
 use loom::thread;
 
-use super::{Abort, Cell, CloneFn, Completer, NO_SLOT, State};
+use super::{Abort, CloneFn, Completer, Completion, NO_SLOT, State};
 use crate::error::Error;
-use crate::sync::{Ordering::SeqCst, lock};
+use crate::handle::sync::{Ordering::SeqCst, lock};
 
 loom::lazy_static! {
     /// Failures reported as unobserved in the current execution (loom resets it between them).
@@ -28,8 +28,10 @@ loom::lazy_static! {
 }
 
 /// `report::unobserved` under loom.
-pub(crate) fn count_report(_: &Error) {
-    REPORTS.fetch_add(1, SeqCst);
+pub(crate) fn count_report(error: &Error) {
+    if !matches!(error, Error::Cancelled { .. }) {
+        REPORTS.fetch_add(1, SeqCst);
+    }
 }
 
 fn reports() -> usize {
@@ -71,13 +73,13 @@ fn panicked() -> Error {
 }
 
 /// Read the outcome as `.await` does, parking (in loom's sense) until woken.
-fn read<T>(cell: &Cell<T>) -> Result<T, Error> {
+fn read<T>(cell: &Completion<T>) -> Result<T, Error> {
     let mut slot = NO_SLOT;
     read_in(cell, &mut slot)
 }
 
 /// [`read`] by a reader that may already hold a waker slot.
-fn read_in<T>(cell: &Cell<T>, slot: &mut usize) -> Result<T, Error> {
+fn read_in<T>(cell: &Completion<T>, slot: &mut usize) -> Result<T, Error> {
     loom::future::block_on(poll_fn(|cx| cell.poll_outcome(cx, slot)))
 }
 
@@ -95,7 +97,7 @@ impl Wake for Wakes {
 }
 
 /// Once the last reader is gone, the outcome was taken or dropped: nothing is left behind.
-fn assert_released<T>(cell: &Cell<T>) {
+fn assert_released<T>(cell: &Completion<T>) {
     let inner = lock(&cell.inner);
     assert_eq!(inner.readers, 0);
     assert!(
@@ -115,13 +117,13 @@ fn assert_released<T>(cell: &Cell<T>) {
 #[test]
 fn loom_complete_races_cancel_and_set_abort() {
     loom::model(|| {
-        let cell = Cell::<u32>::pending(TASK);
+        let cell = Completion::<u32>::pending(TASK);
         let counts = Arc::new(ProbeCounts::default());
         let completer = Completer::new(cell.clone());
         let task = thread::spawn(move || completer.complete(Ok(7)));
         let spawner = {
             let (cell, probe) = (cell.clone(), Probe(counts.clone()));
-            thread::spawn(move || cell.set_abort(Abort::Probe(probe)))
+            thread::spawn(move || cell.set_abort(Abort::new(move || probe.run())))
         };
 
         let won = cell.cancel(cancelled());
@@ -148,7 +150,7 @@ fn loom_complete_races_cancel_and_set_abort() {
 #[test]
 fn loom_failure_races_last_reader_drop() {
     loom::model(|| {
-        let cell = Cell::<u32>::pending(TASK);
+        let cell = Completion::<u32>::pending(TASK);
         let completer = Completer::new(cell.clone());
         let task = thread::spawn(move || completer.complete(Err(panicked())));
 
@@ -176,7 +178,7 @@ fn loom_failure_races_last_reader_drop() {
 #[test]
 fn loom_failure_races_cancel_then_drop() {
     loom::model(|| {
-        let cell = Cell::<u32>::pending(TASK);
+        let cell = Completion::<u32>::pending(TASK);
         let completer = Completer::new(cell.clone());
         let task = thread::spawn(move || completer.complete(Err(panicked())));
 
@@ -194,7 +196,7 @@ fn loom_failure_races_cancel_then_drop() {
 #[test]
 fn loom_registered_waker_is_woken_once() {
     loom::model(|| {
-        let cell = Cell::<u32>::pending(TASK);
+        let cell = Completion::<u32>::pending(TASK);
         let completer = Completer::new(cell.clone());
         let task = thread::spawn(move || completer.complete(Ok(7)));
 
@@ -224,7 +226,7 @@ fn loom_registered_waker_is_woken_once() {
 #[test]
 fn loom_cancel_wakes_waiting_reader() {
     loom::model(|| {
-        let cell = Cell::<u32>::pending(TASK);
+        let cell = Completion::<u32>::pending(TASK);
         cell.add_reader(CloneFn::Value(|v| *v));
         let completer = Completer::new(cell.clone());
         let task = thread::spawn(move || completer.complete(Ok(7)));
@@ -252,7 +254,7 @@ fn loom_cancel_wakes_waiting_reader() {
 #[test]
 fn loom_wait_ready_then_read() {
     loom::model(|| {
-        let cell = Cell::<u32>::pending(TASK);
+        let cell = Completion::<u32>::pending(TASK);
         let completer = Completer::new(cell.clone());
         let task = thread::spawn(move || completer.complete(Ok(7)));
 
@@ -282,7 +284,7 @@ fn copy(value: &Tracked) -> Tracked {
 #[test]
 fn loom_clone_readers_race_completion() {
     loom::model(|| {
-        let cell = Cell::<Tracked>::pending(TASK);
+        let cell = Completion::<Tracked>::pending(TASK);
         let copies = Arc::new(AtomicUsize::new(0));
         cell.add_reader(CloneFn::Value(copy));
         let completer = Completer::new(cell.clone());
@@ -310,7 +312,7 @@ fn loom_clone_readers_race_completion() {
 #[test]
 fn loom_failure_seen_by_one_reader_is_not_reported() {
     loom::model(|| {
-        let cell = Cell::<u32>::pending(TASK);
+        let cell = Completion::<u32>::pending(TASK);
         cell.add_reader(CloneFn::Value(|v| *v));
         let completer = Completer::new(cell.clone());
         let task = thread::spawn(move || completer.complete(Err(panicked())));
@@ -333,7 +335,7 @@ fn loom_failure_seen_by_one_reader_is_not_reported() {
 #[test]
 fn loom_dropped_completer_cancels_waiting_readers() {
     loom::model(|| {
-        let cell = Cell::<u32>::pending(TASK);
+        let cell = Completion::<u32>::pending(TASK);
         cell.add_reader(CloneFn::Value(|v| *v));
         let completer = Completer::new(cell.clone());
         let task = thread::spawn(move || drop(completer));

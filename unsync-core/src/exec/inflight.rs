@@ -14,7 +14,7 @@
 //! counts a finished task as running, nor goes below the tasks actually running before the
 //! read began.
 
-use std::cell::Cell as StdCell;
+use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 const STRIPES: usize = 16;
@@ -34,7 +34,7 @@ pub(crate) struct InFlight {
 pub(crate) struct Token(&'static InFlight);
 
 thread_local! {
-    static STRIPE: StdCell<usize> = const { StdCell::new(usize::MAX) };
+    static STRIPE: Cell<usize> = const { Cell::new(usize::MAX) };
 }
 
 fn stripe_index() -> usize {

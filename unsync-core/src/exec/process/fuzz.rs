@@ -335,7 +335,7 @@ pub(crate) fn read_like_the_pool<R: Read>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::process::registry;
+    use crate::exec::process::registry;
     use proptest::prelude::*;
     use serde::Serialize;
 
