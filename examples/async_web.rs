@@ -140,13 +140,15 @@ fn start(name: &'static str, style: Style, port: u16) -> Server {
             Arc::new(move |path| Box::pin(sun_async(path, handler_seen.clone())))
         }
     };
+    // Serves until the process exits.
     unsync::spawn(async move {
         let listener = tokio::net::TcpListener::from_std(listener).expect("a tokio listener");
         match style {
             Style::SerialAsync => http::serve_serially(listener, handler).await,
             Style::Blocking | Style::Async => http::serve_concurrently(listener, handler).await,
         }
-    });
+    })
+    .detach();
     Server { name, addr, seen }
 }
 

@@ -56,7 +56,7 @@ const TICK: Duration = Duration::from_millis(1);
 /// use std::time::Duration;
 ///
 /// let background = unsync_core::spawn_blocking(|| std::thread::sleep(Duration::from_millis(20)));
-/// drop(background); // fire and forget...
+/// background.detach(); // fire and forget...
 /// // ...but let it finish before the process exits.
 /// assert_eq!(unsync_core::shutdown(Duration::from_secs(60)), 0);
 /// ```

@@ -123,6 +123,9 @@ struct Inner<T> {
     /// Whether some reader already received the outcome (so a failure was seen).
     observed: bool,
     clone_fn: Option<CloneFn<T>>,
+    /// Cancel the task when the last reader goes away before it finished
+    /// ([`cancel_on_drop`](crate::Unfinished::cancel_on_drop)).
+    cancel_on_drop: bool,
     abort: Option<Abort>,
 }
 
@@ -167,6 +170,7 @@ impl<T, P> Completion<T, P> {
                 observed: false,
                 clone_fn: None,
                 abort: None,
+                cancel_on_drop: false,
             }),
             payload,
         })
@@ -273,26 +277,41 @@ impl<T, P> Completion<T, P> {
         inner.clone_fn.get_or_insert(clone_fn);
     }
 
-    /// A reader goes away without reading. The last one reports a failure nobody saw.
+    /// From now on, cancel the task when the last reader goes away before it finished.
+    pub(crate) fn cancel_on_drop(&self) {
+        lock(&self.inner).cancel_on_drop = true;
+    }
+
+    /// A reader goes away without reading. The last one reports a failure nobody saw, or
+    /// cancels a task still pending if asked to ([`cancel_on_drop`](Self::cancel_on_drop)).
     pub(crate) fn drop_reader(&self, slot: usize) {
-        let (waker, unread) = {
+        let (waker, unread, cancel) = {
             let mut inner = lock(&self.inner);
             let waker = inner.waiters.release(slot);
             inner.readers -= 1;
             let mut unread = None;
+            let mut cancel = false;
             if inner.readers == 0 {
-                if let State::Done(outcome) = &inner.state {
-                    if let Err(e) = outcome {
-                        if !inner.observed {
-                            unobserved(e);
+                match &inner.state {
+                    State::Done(outcome) => {
+                        if let Err(e) = outcome {
+                            if !inner.observed {
+                                unobserved(e);
+                            }
                         }
+                        unread = Some(std::mem::replace(&mut inner.state, State::Taken));
                     }
-                    unread = Some(std::mem::replace(&mut inner.state, State::Taken));
+                    State::Pending => cancel = inner.cancel_on_drop,
+                    State::Taken => {}
                 }
             }
-            (waker, unread)
+            (waker, unread, cancel)
         };
         drop((waker, unread));
+        if cancel {
+            // With no reader left, the cancelled state is `Taken`: nothing to report or read.
+            self.cancel(Error::Cancelled { task: self.task });
+        }
     }
 
     /// Drop a waker registered by a reader that stopped waiting but keeps its handle.
@@ -364,6 +383,7 @@ pub(crate) trait Source<T>: Send + Sync {
     fn unregister(&self, slot: &mut usize);
     fn add_reader(&self, clone: fn(&T) -> T);
     fn drop_reader(&self, slot: usize);
+    fn cancel_on_drop(&self);
     /// The same cell seen as `Result<T, Error>`, when that view exists without a new task.
     fn caught(self: Arc<Self>) -> Option<Arc<dyn Source<Result<T, Error>>>>;
 }
@@ -392,6 +412,9 @@ impl<T: Send + 'static, P: Send + Sync + 'static> Source<T> for Completion<T, P>
     }
     fn drop_reader(&self, slot: usize) {
         Completion::drop_reader(self, slot)
+    }
+    fn cancel_on_drop(&self) {
+        Completion::cancel_on_drop(self)
     }
     fn caught(self: Arc<Self>) -> Option<Arc<dyn Source<Result<T, Error>>>> {
         Some(self)
@@ -426,6 +449,9 @@ impl<T: Send + 'static, P: Send + Sync + 'static> Source<Result<T, Error>> for C
     }
     fn drop_reader(&self, slot: usize) {
         Completion::drop_reader(self, slot)
+    }
+    fn cancel_on_drop(&self) {
+        Completion::cancel_on_drop(self)
     }
     fn caught(self: Arc<Self>) -> Option<Arc<dyn Source<Result<Result<T, Error>, Error>>>> {
         None

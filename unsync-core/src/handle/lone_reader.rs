@@ -51,6 +51,8 @@ pub(crate) struct Spawned<T> {
     join: JoinHandle<Outcome<T>>,
     task: &'static str,
     cancelled: bool,
+    /// Abort the task when this reader is dropped before it finished.
+    cancel_on_drop: bool,
     forward: Forward,
 }
 
@@ -64,6 +66,7 @@ impl<T: Send + 'static> Spawned<T> {
             join,
             task,
             cancelled: false,
+            cancel_on_drop: false,
             forward,
         }
     }
@@ -106,6 +109,9 @@ impl<T: Send + 'static> Spawned<T> {
     pub(crate) fn into_cell(mut self) -> Arc<Completion<T>> {
         let task = self.task;
         let cell = Completion::pending(task);
+        if std::mem::take(&mut self.cancel_on_drop) {
+            cell.cancel_on_drop();
+        }
         if self.cancelled {
             cell.cancel(Error::Cancelled { task });
             return cell;
@@ -140,6 +146,7 @@ pub(crate) trait LoneReader<T>: Send {
     fn is_done(&self) -> bool;
     fn cancel(&mut self) -> bool;
     fn poll_outcome(&mut self, cx: &mut Context<'_>) -> Poll<Result<T, Error>>;
+    fn cancel_on_drop(&mut self);
     /// The same task behind a completion cell (see [`Spawned::into_cell`]).
     fn into_source(self: Box<Self>) -> Arc<dyn Source<T>>;
 }
@@ -153,6 +160,9 @@ impl<V: Send + 'static> LoneReader<Result<V, Error>> for Caught<V> {
     }
     fn cancel(&mut self) -> bool {
         self.0.cancel()
+    }
+    fn cancel_on_drop(&mut self) {
+        self.0.cancel_on_drop();
     }
     fn poll_outcome(&mut self, cx: &mut Context<'_>) -> Poll<Result<Result<V, Error>, Error>> {
         self.0.poll_outcome(cx).map(Ok)
@@ -176,10 +186,19 @@ impl<T> Spawned<T> {
     pub(crate) fn is_done(&self) -> bool {
         self.cancelled || self.join.is_finished()
     }
+
+    /// Abort the task if this reader is dropped before it finished.
+    pub(crate) fn cancel_on_drop(&mut self) {
+        self.cancel_on_drop = true;
+    }
 }
 
 impl<T> Drop for Spawned<T> {
     fn drop(&mut self) {
+        if self.cancel_on_drop && !self.cancelled && !self.join.is_finished() {
+            self.join.abort();
+            return;
+        }
         if self.cancelled && self.join.is_finished() {
             let mut cx = Context::from_waker(Waker::noop());
             let joined = Pin::new(&mut tokio::task::unconstrained(&mut self.join)).poll(&mut cx);

@@ -37,6 +37,12 @@ use crate::handle::sync::Arc;
 /// If the task panicked (or was cancelled, or lost its worker process), `.result()` and
 /// `.await` panic in turn with a message naming the task and the cause; use
 /// [`catch`](Unfinished::catch) to get an [`Error`] value instead.
+///
+/// Dropping every handle to a task does not stop it, unless it was asked to with
+/// [`cancel_on_drop`](Unfinished::cancel_on_drop). To fire and forget on purpose, call
+/// [`detach`](Unfinished::detach), and [`shutdown`](crate::shutdown()) before `main` returns so
+/// that the process does not exit under the task.
+#[must_use = "the task runs whether or not its handle is read: `.result()` or `.await` it for the value, or call `.detach()` to fire and forget (and `unsync::shutdown()` before `main` returns)"]
 pub struct Unfinished<T> {
     /// Locked only by the `&self` methods; the reading paths own the handle (`get_mut`).
     repr: Mutex<Repr<T>>,
@@ -319,6 +325,53 @@ impl<T: Send + 'static> Unfinished<T> {
         source.cancel(Error::Cancelled {
             task: source.task(),
         })
+    }
+
+    /// Let the task run on without this handle: the explicit way to fire and forget (a handle
+    /// is `#[must_use]`). The same as dropping it, so a task made
+    /// [`cancel_on_drop`](Unfinished::cancel_on_drop) whose last handle this was is cancelled.
+    /// Call [`shutdown`](crate::shutdown()) before `main` returns to let detached tasks finish.
+    ///
+    /// ```
+    /// unsync_core::spawn_blocking(|| println!("logged in the background")).detach();
+    /// unsync_core::shutdown(std::time::Duration::from_secs(10));
+    /// ```
+    pub fn detach(self) {}
+
+    /// The same handle, except that when it and every clone of it are dropped before the task
+    /// finished, the task is cancelled exactly as by [`cancel`](Unfinished::cancel) (the worker
+    /// process killed and replaced, the async task aborted, [`is_cancelled`](crate::is_cancelled)
+    /// turned true in a thread). Reading the value, or the task finishing first, cancels
+    /// nothing.
+    ///
+    /// For work whose only reader may go away: an axum or hyper handler awaiting a call is
+    /// dropped when its client disconnects, and with this the call stops with it.
+    ///
+    /// ```
+    /// use std::sync::mpsc;
+    /// use std::time::Duration;
+    ///
+    /// let (alive, gone) = mpsc::channel::<()>();
+    /// let slow = unsync_core::spawn(async move {
+    ///     let _alive = alive; // dropped with the task
+    ///     tokio::time::sleep(Duration::from_secs(3600)).await;
+    /// })
+    /// .cancel_on_drop();
+    /// let clone = slow.clone();
+    /// drop(slow);
+    /// assert!(!clone.is_done()); // a clone still reads it
+    /// drop(clone); // the last reader: the task is aborted
+    /// let end = gone.recv_timeout(Duration::from_secs(10));
+    /// assert_eq!(end, Err(mpsc::RecvTimeoutError::Disconnected));
+    /// ```
+    pub fn cancel_on_drop(mut self) -> Unfinished<T> {
+        match self.repr_mut() {
+            Repr::Spawned(spawned) => spawned.cancel_on_drop(),
+            Repr::Caught(caught) => caught.cancel_on_drop(),
+            Repr::Shared { source, .. } => source.cancel_on_drop(),
+            Repr::Returned => {}
+        }
+        self
     }
 
     /// Panic, naming `operation`, when the value was already handed out.

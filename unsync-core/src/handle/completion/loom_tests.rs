@@ -352,3 +352,28 @@ fn loom_dropped_completer_cancels_waiting_readers() {
         assert_released(&cell);
     });
 }
+
+/// With `cancel_on_drop`, a failure races the last reader going away: either the task finished
+/// first (its failure is reported once, the abort never runs) or the drop came first (the task
+/// is cancelled: the abort runs once, nothing is reported, the late outcome is dropped).
+#[test]
+fn loom_cancel_on_drop_races_completion() {
+    loom::model(|| {
+        let cell = Completion::<u32>::pending(TASK);
+        let counts = Arc::new(ProbeCounts::default());
+        let probe = Probe(counts.clone());
+        cell.set_abort(Abort::new(move || probe.run()));
+        cell.cancel_on_drop();
+        let completer = Completer::new(cell.clone());
+        let task = thread::spawn(move || completer.complete(Err(panicked())));
+
+        cell.drop_reader(NO_SLOT);
+        task.join().unwrap();
+
+        let cancelled = counts.runs.load(SeqCst) == 1;
+        assert_eq!(cell.is_cancelled(), cancelled);
+        assert_eq!(reports(), usize::from(!cancelled));
+        assert_eq!(counts.drops.load(SeqCst), 1);
+        assert_released(&cell);
+    });
+}
