@@ -47,7 +47,9 @@
 //! assert_eq!(sum.result(), 6);
 //!
 //! // From async code, on any executor: await the very same handle type.
-//! let total = futures::executor::block_on(async { checksum(vec![4, 5]).await + fetch(1).await.len() as u64 });
+//! let total = futures::executor::block_on(async {
+//!     checksum(vec![4, 5]).await + fetch(1).await.len() as u64
+//! });
 //! assert_eq!(total, 9 + 6);
 //! ```
 //!
@@ -238,22 +240,22 @@
 //! encoded with postcard and cross two private pipes, never stdin or stdout (a worker's
 //! `println!` shows in your output), in frames of at most 256 MiB by default
 //! ([`Config::max_frame_bytes`]); a bigger frame fails that call with [`Error::WorkerDied`].
-//! Arguments and results whose type is written `Vec<u8>`,
-//! `Vec<f64>`, ... (any primitive number) go as one block of bytes; inside your own types,
-//! `#[serde(with = "serde_bytes")]` does the same for bytes. Postcard is not self-describing,
-//! so `#[serde(flatten)]` and `#[serde(untagged)]` types do not round-trip. Generic functions
-//! (`impl Trait` arguments included), `async fn` and methods are compile errors: a worker can
-//! only run a function it can name.
+//! Arguments and results whose type is written `Vec<u8>`, `Vec<f64>`, ... (any primitive
+//! number) go as one block of bytes; inside your own types, `#[serde(with = "serde_bytes")]`
+//! does the same for bytes. Postcard is not self-describing, so `#[serde(flatten)]` and
+//! `#[serde(untagged)]` types do not round-trip. Generic functions (`impl Trait` arguments
+//! included), `async fn` and methods are compile errors: a worker can only run a function it
+//! can name.
 //!
-//! **Failures.** A panic is [`Error::Panicked`] for that call and the worker lives on. A
-//! worker that aborts, crashes, calls `exit`, is killed, or answers with a malformed or
-//! oversized frame fails the call it was running with [`Error::WorkerDied`] (naming the exit status, signal or
-//! protocol error); the calls queued behind it go back to the head of the queue, and a fresh
-//! worker replaces it. Workers killed from outside while they start are replaced too, after a
-//! pause that doubles while the kills go on (up to 1 s). A worker of another build (refused at
-//! the handshake), or three in a row that cannot start at all (they exit, crash or never
-//! answer the handshake), make the pool fail every call with [`Error::WorkerDied`] saying why,
-//! instead of forking forever, until [`shutdown`] resets it.
+//! **Failures.** A panic is [`Error::Panicked`] for that call and the worker lives on. A worker
+//! that aborts, crashes, calls `exit`, is killed, or answers with a malformed or oversized
+//! frame fails the call it was running with [`Error::WorkerDied`] (naming the exit status,
+//! signal or protocol error); the calls queued behind it go back to the head of the queue, and
+//! a fresh worker replaces it. Workers killed from outside while they start are replaced too,
+//! after a pause that doubles while the kills go on (up to 1 s). A worker of another build
+//! (refused at the handshake), or three in a row that cannot start at all (they exit, crash or
+//! never answer the handshake), make the pool fail every call with [`Error::WorkerDied`] saying
+//! why, instead of forking forever, until [`shutdown`] resets it.
 //!
 //! **Stopping.** [`cancel`](Unfinished::cancel) and [`timeout`](Unfinished::timeout) kill the
 //! worker running the call (and replace it), so a runaway loop stops; a queued call is simply

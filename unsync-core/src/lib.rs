@@ -3,33 +3,38 @@
 //! as `unsync`), which re-exports everything here together with the attribute; its rustdoc is
 //! the user guide.
 //!
-//! Layers, each using only those below it (details in the repository's `ARCHITECTURE.md`):
+//! Modules, from the bottom up; each uses only those before it (details in the repository's
+//! `ARCHITECTURE.md`):
+//! - `config`, `error`, `report`: settings, the error types, failures nobody read.
 //! - `handle`: [`Unfinished`], the completion cell its readers share, an async task's lone
 //!   reader, blocking waits. It knows no executor: an executor's part (how to abort a task,
 //!   what to do before a pool thread blocks) reaches it as data.
 //! - `exec`: the executors (tokio runtime, blocking pool, rayon, worker processes) and what
 //!   they share (running a body, the carried `tracing` span, in-flight counts).
 //! - `compose`: combinators, [`as_completed()`], [`promise()`], [`shutdown()`].
-//! - `config`, `error`, `report` (failures nobody read), used by all three; `__private`, what
-//!   the macro expands to.
+//! - `__private`: what the macro expands to.
 //!
 //! ```
 //! let io = unsync_core::spawn(async { "fetched" });
 //! let legacy = unsync_core::spawn_blocking(|| "read from disk");
 //! let cpu = unsync_core::spawn_parallel(|| (1..=10_u64).product::<u64>());
-//! assert_eq!((io.result(), legacy.result(), cpu.result()), ("fetched", "read from disk", 3_628_800));
+//! assert_eq!(
+//!     (io.result(), legacy.result(), cpu.result()),
+//!     ("fetched", "read from disk", 3_628_800)
+//! );
 //! ```
 //!
 //! # Safety
 //!
-//! The crate is `deny(unsafe_code)` except one module, `exec::process::sys`: the handful of FFI
-//! and fork-time calls the process pool needs (raw inherited fds, a `pre_exec` hook, the
+//! The crate is `deny(unsafe_code)` except one module, `exec::process::sys`: the handful of
+//! FFI and fork-time calls the process pool needs (raw inherited fds, a `pre_exec` hook, the
 //! environment and a signal disposition before `main`, the start-up constructor), which Miri
 //! could not execute anyway. Each carries a `SAFETY:` comment. (Tests and the `fuzzing`
-//! feature also allow the lint on `exec::process::fuzz`, for its sample registrations: `linkme`
-//! entries, which are `link_section` statics, as `#[unsync(cpu_bound)]` emits in users' crates.)
-//! The completion cell, where all
-//! the executors' threads meet, is model-checked with loom instead:
+//! feature also allow the lint on `exec::process::fuzz`, for its sample registrations:
+//! `linkme` entries, which are `link_section` statics, as `#[unsync(cpu_bound)]` emits in
+//! users' crates.)
+//! The completion cell, where all the executors' threads meet, is model-checked with loom
+//! instead:
 //! `RUSTFLAGS="--cfg unsync_loom" CARGO_TARGET_DIR=target/loom cargo test -p unsync-core --release --lib loom`
 //! (see `handle/completion/loom_tests.rs`).
 
