@@ -13,8 +13,8 @@
 //! | `#[unsync(parallel)] fn` | a rayon pool, one thread per core, for CPU work (Rust has no GIL) |
 //! | `#[unsync(cpu_bound)] fn` | a pool of worker processes: a crash or a kill costs one worker, never the caller ([Worker processes](#worker-processes)) |
 //!
-//! The package is `unsync-exec`; its library is named `unsync`. This example also uses `tokio`
-//! (for its timer) and `futures` (for `block_on`), which unsync does not need:
+//! This example also uses `tokio` (for its timer) and `futures` (for `block_on`), which unsync
+//! does not need:
 //!
 //! ```
 //! use std::time::Duration;
@@ -82,12 +82,11 @@
 //!
 //! [`Unfinished<T>`] is `Send + Sync + Unpin + 'static` and implements `Future<Output = T>` on
 //! any executor (tokio of either flavor, `futures::executor`, smol, ...).
-//! [`result`](Unfinished::result) blocks for the value from anywhere: a plain thread, inside
-//! an `#[unsync] async fn`, inside your own tokio runtime, inside blocking-pool or rayon tasks
-//! nested deeper than the pools have threads. Dropping a handle does not stop the task (fire
-//! and forget). Also: [`is_done`](Unfinished::is_done),
-//! [`wait_timeout`](Unfinished::wait_timeout), [`Unfinished::ready`], and `Clone` when
-//! `T: Clone` (many waiters on one task, which runs once).
+//! [`result`](Unfinished::result) blocks for the value, safely from any thread or task, however
+//! deeply nested. Dropping a handle does not stop the task (fire and forget). Also:
+//! [`is_done`](Unfinished::is_done), [`wait_timeout`](Unfinished::wait_timeout),
+//! [`Unfinished::ready`], and `Clone` when `T: Clone` (many waiters on one task, which runs
+//! once).
 //!
 //! ## Composition and control
 //!
@@ -134,9 +133,9 @@
 //! ## Errors
 //!
 //! A panic in the task re-raises in whoever reads the result (`.result()` or `.await`), with a
-//! message naming the task and carrying the original one; so do a cancellation, a timeout and
-//! a lost worker process. [`catch`](Unfinished::catch) makes the failure a value instead: it
-//! turns an `Unfinished<T>` into an `Unfinished<Result<T, Error>>`, without a new task.
+//! message naming the task and carrying the original one; so do a cancellation and a lost
+//! worker process. [`catch`](Unfinished::catch) makes the failure a value instead: it turns an
+//! `Unfinished<T>` into an `Unfinished<Result<T, Error>>`. [`Error`] lists the causes.
 //!
 //! ```
 //! use unsync::{Error, Unfinished};
