@@ -1,16 +1,20 @@
 //! # unsync
 //!
 //! Python's [`unsync`](https://github.com/alex-sherman/unsync) for Rust: put one attribute on a
-//! function, and calling it runs the body in the background on the right executor and returns
-//! one handle, [`Unfinished<T>`], that sync code can [`.result()`](Unfinished::result) and
-//! async code can `.await`.
+//! function, and calling it runs the body in the background on the executor that suits it and
+//! returns at once with one handle, [`Unfinished<T>`], that sync code can
+//! [`.result()`](Unfinished::result) and async code can `.await`, on any executor. No
+//! `#[tokio::main]`, no runtime to pass down, no pool to build.
 //!
 //! | written | runs on |
 //! |---|---|
 //! | `#[unsync] async fn` | a global multi-threaded tokio runtime, started on first use |
-//! | `#[unsync] fn` | a thread pool for blocking I/O and legacy sync libraries |
-//! | `#[unsync(parallel)] fn` | a rayon pool, one thread per core, for CPU work |
-//! | `#[unsync(cpu_bound)] fn` | a pool of worker processes: a crash or a kill costs one worker, never the caller |
+//! | `#[unsync] fn` | a thread pool for blocking I/O and legacy sync libraries: hot threads, more only while they block |
+//! | `#[unsync(parallel)] fn` | a rayon pool, one thread per core, for CPU work (Rust has no GIL) |
+//! | `#[unsync(cpu_bound)] fn` | a pool of worker processes: a crash or a kill costs one worker, never the caller ([Worker processes](#worker-processes)) |
+//!
+//! This example also uses `tokio` (for its timer) and `futures` (for `block_on`), which unsync
+//! does not need:
 //!
 //! ```
 //! use std::time::Duration;
@@ -43,7 +47,9 @@
 //! assert_eq!(sum.result(), 6);
 //!
 //! // From async code, on any executor: await the very same handle type.
-//! let total = futures::executor::block_on(async { checksum(vec![4, 5]).await + fetch(1).await.len() as u64 });
+//! let total = futures::executor::block_on(async {
+//!     checksum(vec![4, 5]).await + fetch(1).await.len() as u64
+//! });
 //! assert_eq!(total, 9 + 6);
 //! ```
 //!
@@ -56,11 +62,11 @@
 //! is refused with an error on the argument's type; an argument that is not `Send` (an `Rc`,
 //! say) is refused by the compiler with an error that names the type (`` `Rc<u32>` cannot be
 //! sent between threads safely``) but points at the `#[unsync]` attribute line, not at the
-//! argument.
+//! argument. Everything else refused at compile time is listed at [`unsync`](macro@unsync).
 //!
 //! Options: `#[unsync(parallel)]` (rayon), `#[unsync(cpu_bound)]` (worker processes, see
-//! [below](#worker-processes-cpu_bound)), and `#[unsync(crate = "path")]` when this crate is
-//! renamed in your `Cargo.toml`:
+//! [below](#worker-processes)), and `#[unsync(crate = "path")]` when this crate is renamed in
+//! your `Cargo.toml`:
 //!
 //! ```
 //! # extern crate unsync as my_unsync;
@@ -69,18 +75,18 @@
 //! assert_eq!(renamed().result(), 1);
 //! ```
 //!
+//! Without the attribute, [`spawn`], [`spawn_blocking`] and [`spawn_parallel`] return the same
+//! handle for ad-hoc work.
+//!
 //! ## The handle
 //!
-//! [`Unfinished<T>`] is `Send + Sync + Unpin + 'static`, implements `Future<Output = T>` on any
-//! executor (tokio of either flavor, `futures::executor`, smol, ...), and blocks with
-//! [`result`](Unfinished::result) from anywhere, including from inside other unsync tasks of any
-//! mode, however deeply nested. A panic in the task re-raises in whoever reads the result;
-//! [`catch`](Unfinished::catch) turns it into an [`Error`] value. Dropping a handle does not
-//! stop the task (fire and forget); [`cancel`](Unfinished::cancel) does, as far as the mode
-//! allows.
-//!
-//! Without the attribute: [`spawn`], [`spawn_blocking`] and [`spawn_parallel`] return the same
-//! handle for ad-hoc work.
+//! [`Unfinished<T>`] is `Send + Sync + Unpin + 'static` and implements `Future<Output = T>` on
+//! any executor (tokio of either flavor, `futures::executor`, smol, ...).
+//! [`result`](Unfinished::result) blocks for the value, safely from any thread or task, however
+//! deeply nested. Dropping a handle does not stop the task (fire and forget). Also:
+//! [`is_done`](Unfinished::is_done), [`wait_timeout`](Unfinished::wait_timeout),
+//! [`Unfinished::ready`], and `Clone` when `T: Clone` (many waiters on one task, which runs
+//! once).
 //!
 //! ## Composition and control
 //!
@@ -107,12 +113,13 @@
 //! let sizes = unsync::join_all((1..=3).map(|i| fetch(i).then(parse))).result();
 //! assert_eq!(sizes, [6, 6, 6]);
 //!
-//! // as_completed: in completion order; len() says how many are left.
+//! // as_completed: in completion order, an iterator for sync code and a Stream for async
+//! // code; len() says how many are left (drive a progress bar with it).
 //! let done = unsync::as_completed((0..4).map(fetch));
 //! assert_eq!(done.len(), 4);
 //! assert_eq!(done.into_iter().count(), 4);
 //!
-//! // timeout: the task is cancelled once the time is up.
+//! // timeout: Err(Error::TimedOut) once the time is up, and the task is cancelled.
 //! let stuck = unsync::spawn(std::future::pending::<()>());
 //! let outcome = stuck.timeout(Duration::from_millis(5)).result();
 //! assert!(matches!(outcome, Err(Error::TimedOut { .. })));
@@ -121,29 +128,62 @@
 //! let (promise, handle): (_, Unfinished<u8>) = unsync::promise();
 //! std::thread::spawn(move || promise.set(7));
 //! assert_eq!(handle.result(), 7);
-//!
-//! // shutdown: at the end of main, wait (boundedly) for background work.
-//! drop(fetch(9));
-//! assert_eq!(unsync::shutdown(Duration::from_secs(60)), 0);
 //! ```
 //!
-//! [`cancel`](Unfinished::cancel) never blocks and documents what stops in each mode (an async
-//! task at its next `.await`; a queued task never starts; a running thread or rayon task cannot
-//! be killed, but sees [`is_cancelled`] turn true; a running `cpu_bound` call's worker process
-//! is killed and replaced). [`shutdown`] cancels nothing in this process: in-process tasks still
-//! running at its deadline go on, but `cpu_bound` calls still queued or running then resolve to
-//! [`Error::Cancelled`], as the worker processes are stopped. A failed task whose handles were
-//! all dropped unread is reported once, as a `tracing` error event (see
-//! [`Config::on_unobserved_error`]).
+//! ## Errors
+//!
+//! A panic in the task re-raises in whoever reads the result (`.result()` or `.await`), with a
+//! message naming the task and carrying the original one; so do a cancellation and a lost
+//! worker process. [`catch`](Unfinished::catch) makes the failure a value instead: it turns an
+//! `Unfinished<T>` into an `Unfinished<Result<T, Error>>`. [`Error`] lists the causes.
+//!
+//! ```
+//! use unsync::{Error, Unfinished};
+//!
+//! let failed = unsync::spawn_blocking(|| -> u32 { panic!("disk on fire") });
+//! let caught: Unfinished<Result<u32, Error>> = failed.catch();
+//! assert!(matches!(caught.result(), Err(Error::Panicked { .. })));
+//! ```
+//!
+//! A failed task whose handles were all dropped unread is reported once, as a `tracing` error
+//! event by default; [`Config::on_unobserved_error`] says how, and how to change it.
+//!
+//! ## Cancellation
+//!
+//! [`cancel`](Unfinished::cancel) never blocks, and from then on the handle and every clone of
+//! it resolve to [`Error::Cancelled`]. What actually stops depends on where the task runs (a
+//! thread cannot be killed, a worker process can): the table is at
+//! [`Unfinished::cancel`]. A running thread-pool or rayon task can return early by checking
+//! [`is_cancelled`]. [`timeout`](Unfinished::timeout) cancels the same way.
+//!
+//! ## Shutdown
+//!
+//! The process ends when `main` returns, whatever still runs in the background. Call
+//! [`shutdown`] at the end of `main` to wait, up to a deadline, for the tasks in flight; it
+//! returns how many were left. It also stops the worker processes. What happens at the
+//! deadline in each mode, and where it may be called from, is at [`shutdown`].
+//!
+//! ```
+//! use std::time::Duration;
+//! use unsync::unsync;
+//!
+//! #[unsync]
+//! fn log_line(line: String) -> usize {
+//!     line.len()
+//! }
+//!
+//! drop(log_line("started".into())); // fire and forget...
+//! assert_eq!(unsync::shutdown(Duration::from_secs(60)), 0); // ...but let it finish
+//! ```
 //!
 //! ## Context
 //!
 //! The `tracing` span current where an unsync function is called is the parent of the task's
 //! span (`unsync_task`) in every in-process mode (async, blocking pool, rayon), so the task's
 //! events nest under the caller's request. A `cpu_bound` call that runs in a worker process
-//! does not get it: spans do not cross processes (see [Worker processes](#worker-processes-cpu_bound)).
-//! Nothing else follows a task to the thread that runs it: thread-locals, tokio task-locals and
-//! the like stay behind. Clone what the task needs into the function's arguments:
+//! does not get it: spans do not cross processes. Nothing else follows a task to the thread
+//! that runs it: thread-locals, tokio task-locals and the like stay behind. Clone what the task
+//! needs into the function's arguments:
 //!
 //! ```
 //! use unsync::unsync;
@@ -162,11 +202,11 @@
 //! assert_eq!(audit(ctx.clone(), "login".into()).result(), "[42] login");
 //! ```
 //!
-//! ## Worker processes (`cpu_bound`)
+//! ## Worker processes
 //!
 //! `#[unsync(cpu_bound)] fn` runs each call in a worker process, as Python's
 //! `@unsync(cpu_bound=True)` does: an abort, a segfault or a kill costs one worker (a panic
-//! only its call), never the caller.
+//! only its call), never the caller. Nothing to set up in `main`:
 //!
 //! ```
 //! use unsync::unsync;
@@ -183,52 +223,52 @@
 //!
 //! **How it works.** A worker is the current executable started again (`/proc/self/exe` on
 //! Linux, so a binary rebuilt or deleted on disk does not matter), lazily on the first call,
-//! then kept warm and reused: one per core by default. Calls beyond what the workers hold wait
-//! in the caller's process; none is lost. A hook that runs before `main` (a `ctor` constructor)
-//! finds the worker's environment variable and turns the process into a worker, so its `main`
-//! never runs: nothing needs to change in `main`, and whatever `main` sets up (a `tracing`
-//! subscriber, globals) does not exist in a worker. The functions are found through a registry
-//! filled at link time (`linkme`), keyed by module path, name and signature. At start-up the
-//! worker and the caller compare a fingerprint of the unsync version, the protocol and the set of
-//! registered functions; a worker that does not match is refused, and the pool then fails every
-//! call with [`Error::WorkerDied`] saying why, until [`shutdown`] resets it. Workers inherit the
-//! environment and the working directory; nested `cpu_bound` calls inside a worker run inline,
-//! in that worker.
+//! then kept warm and reused: one per core by default ([`Config::processes`]). Calls beyond
+//! what the workers hold wait in the caller's process; none is lost. A hook that runs before
+//! `main` (a `ctor` constructor) finds the worker's environment variable and turns the process
+//! into a worker, so its `main` never runs: whatever `main` sets up (a `tracing` subscriber,
+//! globals) does not exist in a worker. The functions are found through a registry filled at
+//! link time (`linkme`), keyed by module path, name and signature. At start-up the worker and
+//! the caller compare a fingerprint of the unsync version, the protocol and the set of
+//! registered functions. Workers inherit the environment,
+//! the working directory, stdout and stderr (not stdin); nested `cpu_bound` calls inside a
+//! worker run inline, in that worker.
 //!
 //! **What crosses.** The arguments and the return type must be `serde::Serialize +
 //! serde::de::DeserializeOwned` (the compile error names the type that is not). They are
-//! encoded with postcard and cross two private pipes, never stdin or stdout, in frames of at
-//! most 256 MiB by default ([`Config::max_frame_bytes`]); a bigger frame fails that call with
-//! [`Error::WorkerDied`]. Postcard is not self-describing, so `#[serde(flatten)]` and
+//! encoded with postcard and cross two private pipes, never stdin or stdout (a worker's
+//! `println!` shows in your output), in frames of at most 256 MiB by default
+//! ([`Config::max_frame_bytes`]); a bigger frame fails that call with [`Error::WorkerDied`].
+//! Arguments and results whose type is written `Vec<u8>`, `Vec<f64>`, ... (any primitive
+//! number) go as one block of bytes; inside your own types, `#[serde(with = "serde_bytes")]`
+//! does the same for bytes. Postcard is not self-describing, so `#[serde(flatten)]` and
 //! `#[serde(untagged)]` types do not round-trip. Generic functions (`impl Trait` arguments
 //! included), `async fn` and methods are compile errors: a worker can only run a function it
 //! can name.
 //!
-//! **Failures and stopping.** A panic is [`Error::Panicked`] for that call and the worker lives
-//! on. A worker that aborts, crashes, calls `exit` or is killed fails the call it was running
-//! with [`Error::WorkerDied`] (naming the exit status or signal); the calls queued behind it go
-//! back to the head of the queue, and a fresh worker replaces it. [`cancel`](Unfinished::cancel) and
-//! [`timeout`](Unfinished::timeout) kill the worker running the call (and replace it); a queued
-//! call is simply dropped. Workers die with the caller's process: at the end of input on their
-//! pipe, and through `PR_SET_PDEATHSIG` (SIGKILL) on Linux or a watch thread elsewhere, so even
-//! when the parent is SIGKILLed in the middle of a call. [`shutdown`] waits for the calls up to
-//! its deadline, then stops and reaps every worker.
+//! **Failures.** A panic is [`Error::Panicked`] for that call and the worker lives on. A worker
+//! that aborts, crashes, calls `exit`, is killed, or answers with a malformed or oversized
+//! frame fails the call it was running with [`Error::WorkerDied`] (naming the exit status,
+//! signal or protocol error); the calls queued behind it go back to the head of the queue, and
+//! a fresh worker replaces it. Workers killed from outside while they start are replaced too,
+//! after a pause that doubles while the kills go on (up to 1 s). A worker of another build
+//! (refused at the handshake), or three in a row that cannot start at all (they exit, crash or
+//! never answer the handshake), make the pool fail every call with [`Error::WorkerDied`] saying
+//! why, instead of forking forever, until [`shutdown`] resets it.
+//!
+//! **Stopping.** [`cancel`](Unfinished::cancel) and [`timeout`](Unfinished::timeout) kill the
+//! worker running the call (and replace it), so a runaway loop stops; a queued call is simply
+//! dropped. Workers die with the caller's process: at the end of input on their pipe, and
+//! through `PR_SET_PDEATHSIG` (SIGKILL) on Linux or a watch thread elsewhere, so even when the
+//! parent is SIGKILLed in the middle of a call. [`shutdown`] stops and reaps every worker.
 //!
 //! **Under `cargo test`.** A test binary re-executes itself as its workers, exactly like any
 //! other binary: the hook runs before the test harness's `main`, so in a worker the harness
 //! never starts (no test is listed or run twice). Test binaries and doc tests work alike. A
-//! worker inherits the parent's stdout and stderr as file descriptors, while
-//! libtest captures a test's output by redirecting `print!` inside the test process, not the
-//! descriptors: so a worker's `println!` (and the message of a panic inside it, on stderr)
-//! goes straight to the real output of `cargo test`, uncaptured, even for a test that passes.
-//!
-//! **Platforms.** Linux is where this crate is built, tested and measured. It also builds for
-//! macOS and FreeBSD (CI runs `cargo check` for both), where the process pool replaces three
-//! Linux calls with portable ones: `pipe` then `FD_CLOEXEC` instead of `pipe2`, a pipe instead
-//! of an `eventfd` to wake a worker's I/O thread, and, instead of `PR_SET_PDEATHSIG`, a thread
-//! in each worker that exits it within 100 ms of its parent's death. CI runs the process tests
-//! on Linux through those replacements (`--cfg unsync_portable`), but nothing has run on a real
-//! Mac or BSD machine yet. Windows is not supported (no Unix file descriptors or signals).
+//! worker inherits the parent's stdout and stderr as file descriptors, while libtest captures a
+//! test's output by redirecting `print!` inside the test process, not the descriptors: so a
+//! worker's `println!` (and the message of a panic inside it, on stderr) goes straight to the
+//! real output of `cargo test`, uncaptured, even for a test that passes.
 //!
 //! **When the hook does not run.** Where the linker drops life-before-main constructors (some
 //! LTO or static-library set-ups), call [`init()`] first thing in `main`: in a worker it never
@@ -236,11 +276,21 @@
 //! and fails the calls with [`Error::WorkerDied`] saying so, instead of starting workers that
 //! would run your `main`.
 //!
+//! ## Platforms
+//!
+//! Linux is where this crate is built, tested and measured. It also builds for macOS and
+//! FreeBSD (CI runs `cargo check` for both), where the process pool replaces three Linux calls
+//! with portable ones: `pipe` then `FD_CLOEXEC` instead of `pipe2`, a pipe instead of an
+//! `eventfd` to wake a worker's I/O thread, and, instead of `PR_SET_PDEATHSIG`, a thread in
+//! each worker that exits it within 100 ms of its parent's death. CI runs the process tests on
+//! Linux through those replacements (`--cfg unsync_portable`), but nothing has run on a real
+//! Mac or BSD machine yet. Windows is not supported (no Unix file descriptors or signals).
+//!
 //! ## Configuration
 //!
-//! Nothing to set up. To size the executors, call [`Config::install`] before the first task, or
-//! set environment variables (a value set on the builder wins over the environment, which wins
-//! over the default; a variable that does not parse is an error, never ignored):
+//! Nothing to set up. To size the executors, call [`Config::install`] before the first task,
+//! or set environment variables (a value set on the builder wins over the environment, which
+//! wins over the default; a variable that does not parse is an error, never ignored):
 //!
 //! | variable | builder | what | default |
 //! |---|---|---|---|
@@ -249,46 +299,34 @@
 //! | `UNSYNC_PARALLEL_THREADS` | [`Config::parallel_threads`] | threads of the rayon pool | cores |
 //! | `UNSYNC_PROCESSES` | [`Config::processes`] | worker processes for `cpu_bound` | cores |
 //! | `UNSYNC_MAX_FRAME_BYTES` | [`Config::max_frame_bytes`] | largest encoded arguments or result of one `cpu_bound` call | 256 MiB |
-//! | `UNSYNC_SPIN_MICROS` | [`Config::spin`] | longest spin of a blocked waiter before it parks, in µs | 50 |
+//! | `UNSYNC_SPIN_MICROS` | [`Config::spin`] | longest spin of a blocked waiter before it parks, in µs (0: never) | 50 |
 //!
-//! See [`Config`].
+//! [`Config::runtime`] makes unsync run its async tasks on your own multi-threaded tokio
+//! runtime; [`runtime()`] hands you unsync's.
+//!
+//! ## Coming from Python's unsync
+//!
+//! | | Python `unsync` | this crate |
+//! |---|---|---|
+//! | where a plain `def` / `fn` runs | a `ThreadPoolExecutor` | a blocking pool of its own, which grows only when its threads block |
+//! | CPU work in-process | pointless (GIL) | `#[unsync(parallel)]` on rayon scales with the cores |
+//! | `.result()` on the event loop's thread | raises instead of deadlocking | works: the runtime hands its other tasks to another thread |
+//! | mistakes | found at run time | non-owned arguments, `parallel` on `async fn`, typos in options: compile errors |
+//! | awaiting | asyncio only | any executor: tokio, smol, `futures::executor` |
 
 #![forbid(unsafe_code)]
 
 pub use unsync_core::*;
 
 /// Run the function in the background on the executor that suits it, and return an
-/// [`Unfinished`] handle at once.
-///
-/// | written | runs on |
-/// |---|---|
-/// | `#[unsync] async fn` | the global tokio runtime |
-/// | `#[unsync] fn` | the blocking thread pool |
-/// | `#[unsync(parallel)] fn` | the rayon pool |
-/// | `#[unsync(cpu_bound)] fn` | a worker process (arguments and result must be `Serialize + DeserializeOwned`; not generic, not `async`, not a method) |
-///
-/// Options: `parallel` or `cpu_bound`, and `crate = "path"` for a renamed dependency.
-/// How worker processes start, what crosses the pipe, what happens on a crash and under
-/// `cargo test` is described in the crate docs, [Worker processes](crate#worker-processes-cpu_bound).
-/// It works in binaries, examples, integration tests and doc tests alike, with nothing to add
-/// to `main`:
-///
-/// ```
-/// use unsync::unsync;
-///
-/// #[unsync(cpu_bound)]
-/// fn sum_of_squares(values: Vec<f64>) -> (f64, u32) {
-///     (values.iter().map(|v| v * v).sum(), std::process::id())
-/// }
-///
-/// let (sum, worker) = sum_of_squares(vec![1.0, 2.0, 3.0]).result();
-/// assert_eq!(sum, 14.0);
-/// assert_ne!(worker, std::process::id());
-/// ```
+/// [`Unfinished`] handle at once. The modes, the options and what the handle offers are in the
+/// [crate docs](crate); `cpu_bound` in [Worker processes](crate#worker-processes).
 ///
 /// Refused at compile time, with an error on the offending token: borrowed arguments or
 /// `&self` (the task outlives the call), lifetime parameters, `#[unsync(parallel)]` on an
-/// `async fn`, `const`, `unsafe` and `extern` functions, unknown options.
+/// `async fn`, `const`, `unsafe` and `extern` functions, unknown options, and for `cpu_bound`
+/// what [Worker processes](crate#worker-processes) says cannot cross. The exact messages are
+/// in the repository's `tests/ui/*.stderr`.
 ///
 /// ```
 /// use std::sync::Arc;

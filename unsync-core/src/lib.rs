@@ -1,45 +1,42 @@
-//! The runtime of [unsync](https://docs.rs/unsync-exec): the [`Unfinished`] handle, the four
-//! executors behind `#[unsync]`, and their configuration.
+//! The runtime crate of unsync: the [`Unfinished`] handle, the four executors behind
+//! `#[unsync]`, composition, and configuration. Users depend on `unsync-exec` instead (imported
+//! as `unsync`), which re-exports everything here together with the attribute; its rustdoc is
+//! the user guide.
 //!
-//! Most users depend on `unsync-exec` (imported as `unsync`), which re-exports everything here
-//! together with the `#[unsync]` attribute. This crate holds all behaviour; the attribute only
-//! rewrites a function into a call to one of the four executors below: one of the three
-//! in-process ones (the same that [`spawn`], [`spawn_blocking`] and [`spawn_parallel`] reach),
-//! or, for `#[unsync(cpu_bound)]`, the process pool, in which case it also adds the function to
-//! the link-time registry that worker processes look functions up in. The process pool has no
-//! ad-hoc entry point: a worker can only run a function registered at compile time.
-//!
-//! | executor | runs | module |
-//! |---|---|---|
-//! | global multi-threaded tokio runtime, started lazily | `#[unsync] async fn`, [`spawn`] | `runtime` |
-//! | blocking pool that grows while its threads block | `#[unsync] fn`, [`spawn_blocking`] | `blocking` |
-//! | rayon pool, one thread per core | `#[unsync(parallel)] fn`, [`spawn_parallel`] | `parallel` |
-//! | pool of worker processes (this executable re-executed), one per core, started lazily | `#[unsync(cpu_bound)] fn` | `process` |
-//!
-//! How the worker processes work (the start-up hook, what must be serializable, `cargo test`,
-//! platforms, [`init`]) is described in the
-//! [`unsync-exec` docs](https://docs.rs/unsync-exec/latest/unsync/#worker-processes-cpu_bound).
-//!
-//! Composition and control, the same in every mode: [`Unfinished::then`], [`Unfinished::map`],
-//! [`Unfinished::timeout`], [`Unfinished::cancel`], [`join_all`], [`as_completed()`],
-//! [`promise()`], and [`shutdown()`] at the end of `main`.
+//! Modules, from the bottom up; each uses only those before it (details in the repository's
+//! `ARCHITECTURE.md`):
+//! - `config`, `error`, `report`: settings, the error types, failures nobody read.
+//! - `handle`: [`Unfinished`], the completion cell its readers share, an async task's lone
+//!   reader, blocking waits. It knows no executor: an executor's part (how to abort a task,
+//!   what to do before a pool thread blocks) reaches it as data.
+//! - `exec`: the executors (tokio runtime, blocking pool, rayon, worker processes) and what
+//!   they share (running a body, the carried `tracing` span, in-flight counts).
+//! - `compose`: combinators, [`as_completed()`], [`promise()`], [`shutdown()`].
+//! - `__private`: what the macro expands to.
 //!
 //! ```
 //! let io = unsync_core::spawn(async { "fetched" });
 //! let legacy = unsync_core::spawn_blocking(|| "read from disk");
 //! let cpu = unsync_core::spawn_parallel(|| (1..=10_u64).product::<u64>());
-//! assert_eq!((io.result(), legacy.result(), cpu.result()), ("fetched", "read from disk", 3_628_800));
+//! assert_eq!(
+//!     (io.result(), legacy.result(), cpu.result()),
+//!     ("fetched", "read from disk", 3_628_800)
+//! );
 //! ```
 //!
 //! # Safety
 //!
-//! The crate is `deny(unsafe_code)` except one module, `process::sys`: the handful of FFI and
-//! fork-time calls the process pool needs (raw inherited fds, a `pre_exec` hook, the
+//! The crate is `deny(unsafe_code)` except one module, `exec::process::sys`: the handful of
+//! FFI and fork-time calls the process pool needs (raw inherited fds, a `pre_exec` hook, the
 //! environment and a signal disposition before `main`, the start-up constructor), which Miri
-//! could not execute anyway. Each carries a `SAFETY:` comment. The completion cell, where all
-//! the executors' threads meet, is model-checked with loom instead:
+//! could not execute anyway. Each carries a `SAFETY:` comment. (Tests and the `fuzzing`
+//! feature also allow the lint on `exec::process::fuzz`, for its sample registrations:
+//! `linkme` entries, which are `link_section` statics, as `#[unsync(cpu_bound)]` emits in
+//! users' crates.)
+//! The completion cell, where all the executors' threads meet, is model-checked with loom
+//! instead:
 //! `RUSTFLAGS="--cfg unsync_loom" CARGO_TARGET_DIR=target/loom cargo test -p unsync-core --release --lib loom`
-//! (see `cell/loom_tests.rs`).
+//! (see `handle/completion/loom_tests.rs`).
 
 #![warn(missing_docs)]
 #![deny(unsafe_code)]
