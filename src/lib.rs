@@ -83,7 +83,9 @@
 //! [`Unfinished<T>`] is `Send + Sync + Unpin + 'static` and implements `Future<Output = T>` on
 //! any executor (tokio of either flavor, `futures::executor`, smol, ...).
 //! [`result`](Unfinished::result) blocks for the value, safely from any thread or task, however
-//! deeply nested. Dropping a handle does not stop the task (fire and forget). Also:
+//! deeply nested. Dropping a handle does not stop the task, unless it was made with
+//! [`cancel_on_drop`](Unfinished::cancel_on_drop); the handle is `#[must_use]`, and
+//! [`detach`](Unfinished::detach) says "fire and forget" on purpose. Also:
 //! [`is_done`](Unfinished::is_done), [`wait_timeout`](Unfinished::wait_timeout),
 //! [`Unfinished::ready`], and `Clone` when `T: Clone` (many waiters on one task, which runs
 //! once).
@@ -154,7 +156,8 @@
 //! it resolve to [`Error::Cancelled`]. What actually stops depends on where the task runs (a
 //! thread cannot be killed, a worker process can): the table is at
 //! [`Unfinished::cancel`]. A running thread-pool or rayon task can return early by checking
-//! [`is_cancelled`]. [`timeout`](Unfinished::timeout) cancels the same way.
+//! [`is_cancelled`]. [`timeout`](Unfinished::timeout) cancels the same way, and so does
+//! dropping the last handle made with [`cancel_on_drop`](Unfinished::cancel_on_drop).
 //!
 //! ## Shutdown
 //!
@@ -172,9 +175,59 @@
 //!     line.len()
 //! }
 //!
-//! drop(log_line("started".into())); // fire and forget...
+//! log_line("started".into()).detach(); // fire and forget...
 //! assert_eq!(unsync::shutdown(Duration::from_secs(60)), 0); // ...but let it finish
 //! ```
+//!
+//! ## Inside your own tokio application
+//!
+//! An axum or hyper service under its own `#[tokio::main]` awaits unsync handles in its
+//! handlers like any future. Three things to know:
+//!
+//! - **Which runtime.** `#[unsync] async fn` runs on a runtime unsync starts on first use,
+//!   beside yours. To have one runtime, install yours before the first task:
+//!   `Config::new().runtime(tokio::runtime::Handle::current()).install()` first thing in
+//!   `main` (see [`Config::runtime`]). The other modes never touch a runtime's threads: a
+//!   blocking `#[unsync] fn` runs on unsync's blocking pool, so awaiting it keeps your
+//!   runtime's workers free.
+//! - **Client disconnects.** When a client goes away, the server drops the handler's future,
+//!   and with it the handle it awaited; by default the call runs on (as in Python). Write
+//!   `f(..).cancel_on_drop().await` to stop it instead: a `cpu_bound` call's worker process is
+//!   killed and replaced, an async task is aborted, a thread task sees [`is_cancelled`].
+//! - **Graceful shutdown.** `axum::serve(..).with_graceful_shutdown(..)` waits for the
+//!   handlers in flight, and so for the unsync calls they await; then call [`shutdown`]
+//!   (from a blocking context, or `tokio::task::spawn_blocking`) to let detached tasks finish
+//!   and stop the worker processes.
+//!
+//! ```no_run
+//! // Also uses axum and tokio.
+//! use axum::{Router, routing::post};
+//! use unsync::{Config, unsync};
+//!
+//! #[unsync(cpu_bound)]
+//! fn count_words(text: String) -> usize {
+//!     text.split_whitespace().count() // stands for seconds of CPU work
+//! }
+//!
+//! async fn handler(body: String) -> String {
+//!     count_words(body).cancel_on_drop().await.to_string()
+//! }
+//!
+//! #[tokio::main]
+//! async fn main() {
+//!     Config::new().runtime(tokio::runtime::Handle::current()).install().unwrap();
+//!     let app = Router::new().route("/count", post(handler));
+//!     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await.unwrap();
+//!     axum::serve(listener, app)
+//!         .with_graceful_shutdown(async { tokio::signal::ctrl_c().await.unwrap() })
+//!         .await
+//!         .unwrap();
+//! }
+//! ```
+//!
+//! [`examples/web_service.rs`](https://github.com/unsync-rs/unsync/blob/main/examples/web_service.rs)
+//! runs all of it against a real axum server and client: right answers, abandoned requests
+//! that free their worker at once, and a graceful shutdown with requests in flight.
 //!
 //! ## Context
 //!
