@@ -32,9 +32,12 @@ pub(crate) fn unobserved(error: &Error) {
                 "a failed task's error was never read: every handle to it was dropped"
             );
             if !tracing::dispatcher::has_been_set() {
-                eprintln!(
-                    "unsync: {error} (every handle to it was dropped, so nobody else saw it)"
+                // One write of the whole line (`eprintln!` writes it piece by piece), so that
+                // a process exiting meanwhile cuts no report in half.
+                let line = format!(
+                    "unsync: {error} (every handle to it was dropped, so nobody else saw it)\n"
                 );
+                let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
             }
         }
     }
