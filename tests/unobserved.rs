@@ -229,14 +229,19 @@ fn failures_through_derived_handles_report_once() {
 }
 
 /// A failure reported while the process exits: the report line is written whole or not at all
-/// (it used to be cut mid-line now and then). The race is real in every run of the child; a
-/// cut line fails at once, whichever run shows it.
+/// (it used to be cut mid-line now and then). Each run of the child exits a little later after
+/// the failure, so that the exit lands before, during and after the report; a cut line fails
+/// at once, whichever run shows it.
 #[test]
 fn a_report_racing_exit_is_whole_or_absent() {
     const SUFFIX: &str = "(every handle to it was dropped, so nobody else saw it)";
     let mut whole = 0;
-    for _ in 0..20 {
-        let output = common::run_child_test("child_fails_unread_then_exits");
+    for run in 0..20_u64 {
+        let delay = (run * 20).to_string();
+        let output = common::run_child_test_with_env(
+            "child_fails_unread_then_exits",
+            &[("EXIT_AFTER_MICROS", &delay)],
+        );
         let stderr = String::from_utf8_lossy(&output.stderr);
         for line in stderr.lines().filter(|l| l.contains("unsync: task")) {
             assert!(line.ends_with(SUFFIX), "a report was cut: {line:?}");
@@ -250,7 +255,15 @@ fn a_report_racing_exit_is_whole_or_absent() {
 #[test]
 #[ignore = "run by a_report_racing_exit_is_whole_or_absent in a child process"]
 fn child_fails_unread_then_exits() {
+    let delay: u64 = std::env::var("EXIT_AFTER_MICROS").map_or(0, |d| d.parse().unwrap());
+    // A silent panic hook: std's would print (and maybe symbolise a backtrace) for longer
+    // than the window this test aims at.
+    std::panic::set_hook(Box::new(|_| {}));
     unsync::spawn_blocking(|| -> u32 { panic!("a failure nobody reads, with a long message") })
         .detach();
+    let start = std::time::Instant::now();
+    while start.elapsed() < std::time::Duration::from_micros(delay) {
+        std::hint::spin_loop();
+    }
     std::process::exit(0);
 }
