@@ -70,12 +70,12 @@ pub(crate) fn settings() -> &'static Settings {
 /// Builder for the executors' settings; [`install`](Config::install) it before the first task.
 ///
 /// ```
-/// unsync_core::Config::new()
+/// unsync::Config::new()
 ///     .runtime_threads(2)
 ///     .blocking_threads(64)
 ///     .install()
 ///     .expect("nothing has started yet");
-/// assert_eq!(unsync_core::spawn(async { 40 + 2 }).result(), 42);
+/// assert_eq!(unsync::spawn(async { 40 + 2 }).result(), 42);
 /// ```
 #[derive(Default, Clone)]
 #[must_use = "a Config does nothing until `.install()` is called"]
@@ -108,7 +108,7 @@ impl Config {
     /// A builder with every setting left to the environment or the default.
     ///
     /// ```
-    /// let config = unsync_core::Config::new();
+    /// let config = unsync::Config::new();
     /// # drop(config);
     /// ```
     pub fn new() -> Config {
@@ -118,7 +118,7 @@ impl Config {
     /// Worker threads of the global tokio runtime that runs `#[unsync] async fn`.
     ///
     /// ```
-    /// let config = unsync_core::Config::new().runtime_threads(4);
+    /// let config = unsync::Config::new().runtime_threads(4);
     /// # drop(config);
     /// ```
     pub fn runtime_threads(mut self, n: usize) -> Config {
@@ -132,7 +132,7 @@ impl Config {
     /// runs nothing meanwhile, and nested calls deeper than the cap must still finish.
     ///
     /// ```
-    /// let config = unsync_core::Config::new().blocking_threads(128);
+    /// let config = unsync::Config::new().blocking_threads(128);
     /// # drop(config);
     /// ```
     pub fn blocking_threads(mut self, n: usize) -> Config {
@@ -143,7 +143,7 @@ impl Config {
     /// Threads of the rayon pool that runs `#[unsync(parallel)] fn`.
     ///
     /// ```
-    /// let config = unsync_core::Config::new().parallel_threads(8);
+    /// let config = unsync::Config::new().parallel_threads(8);
     /// # drop(config);
     /// ```
     pub fn parallel_threads(mut self, n: usize) -> Config {
@@ -154,7 +154,7 @@ impl Config {
     /// Worker processes of the pool that runs `#[unsync(cpu_bound)] fn`.
     ///
     /// ```
-    /// let config = unsync_core::Config::new().processes(4);
+    /// let config = unsync::Config::new().processes(4);
     /// # drop(config);
     /// ```
     pub fn processes(mut self, n: usize) -> Config {
@@ -167,7 +167,7 @@ impl Config {
     /// most `u32::MAX - 1` (a frame's length prefix has 32 bits): `install` refuses more.
     ///
     /// ```
-    /// let config = unsync_core::Config::new().max_frame_bytes(1 << 30);
+    /// let config = unsync::Config::new().max_frame_bytes(1 << 30);
     /// # drop(config);
     /// ```
     pub fn max_frame_bytes(mut self, n: usize) -> Config {
@@ -184,7 +184,7 @@ impl Config {
     /// Values above 10 ms are capped there.
     ///
     /// ```
-    /// let config = unsync_core::Config::new().spin(std::time::Duration::ZERO);
+    /// let config = unsync::Config::new().spin(std::time::Duration::ZERO);
     /// # drop(config);
     /// ```
     pub fn spin(mut self, limit: Duration) -> Config {
@@ -199,7 +199,7 @@ impl Config {
     ///
     /// ```
     /// let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
-    /// let config = unsync_core::Config::new().runtime(rt.handle().clone());
+    /// let config = unsync::Config::new().runtime(rt.handle().clone());
     /// # drop(config);
     /// ```
     pub fn runtime(mut self, handle: tokio::runtime::Handle) -> Config {
@@ -214,7 +214,7 @@ impl Config {
     /// dropped its last handle; cancelled tasks are never reported.
     ///
     /// ```
-    /// let config = unsync_core::Config::new()
+    /// let config = unsync::Config::new()
     ///     .on_unobserved_error(|e| eprintln!("background failure: {e}"));
     /// # drop(config);
     /// ```
@@ -226,7 +226,7 @@ impl Config {
     /// Do not report failures nobody read.
     ///
     /// ```
-    /// let config = unsync_core::Config::new().ignore_unobserved_errors();
+    /// let config = unsync::Config::new().ignore_unobserved_errors();
     /// # drop(config);
     /// ```
     pub fn ignore_unobserved_errors(mut self) -> Config {
@@ -243,8 +243,8 @@ impl Config {
     /// zero thread or process count or a runtime handle of the current-thread flavor.
     ///
     /// ```
-    /// let result = unsync_core::Config::new().runtime_threads(0).install();
-    /// assert!(matches!(result, Err(unsync_core::ConfigError::Invalid { .. })));
+    /// let result = unsync::Config::new().runtime_threads(0).install();
+    /// assert!(matches!(result, Err(unsync::ConfigError::Invalid { .. })));
     /// ```
     pub fn install(self) -> Result<(), ConfigError> {
         if SETTINGS.get().is_some() {

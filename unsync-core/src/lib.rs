@@ -15,9 +15,9 @@
 //! - `__private`: what the macro expands to.
 //!
 //! ```
-//! let io = unsync_core::spawn(async { "fetched" });
-//! let legacy = unsync_core::spawn_blocking(|| "read from disk");
-//! let cpu = unsync_core::spawn_parallel(|| (1..=10_u64).product::<u64>());
+//! let io = unsync::spawn(async { "fetched" });
+//! let legacy = unsync::spawn_blocking(|| "read from disk");
+//! let cpu = unsync::spawn_parallel(|| (1..=10_u64).product::<u64>());
 //! assert_eq!(
 //!     (io.result(), legacy.result(), cpu.result()),
 //!     ("fetched", "read from disk", 3_628_800)

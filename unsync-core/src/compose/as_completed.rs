@@ -37,8 +37,8 @@ impl<T: Send + 'static> Future for Outcome<T> {
 /// ```
 /// use futures::StreamExt;
 ///
-/// let handles = (1..=3_u32).map(|n| unsync_core::spawn(async move { n }));
-/// let mut done = unsync_core::as_completed(handles);
+/// let handles = (1..=3_u32).map(|n| unsync::spawn(async move { n }));
+/// let mut done = unsync::as_completed(handles);
 /// let first = futures::executor::block_on(done.next()).unwrap(); // as a Stream...
 /// let rest: u32 = done.into_iter().sum(); // ...or, blocking, as an iterator
 /// assert_eq!(first + rest, 6);
@@ -62,12 +62,12 @@ pub struct AsCompleted<T: Send + 'static> {
 /// use std::time::Duration;
 ///
 /// let handles = [30_u64, 1, 15].map(|ms| {
-///     unsync_core::spawn(async move {
+///     unsync::spawn(async move {
 ///         tokio::time::sleep(Duration::from_millis(ms)).await;
 ///         ms
 ///     })
 /// });
-/// let mut done = unsync_core::as_completed(handles);
+/// let mut done = unsync::as_completed(handles);
 /// assert_eq!(done.len(), 3);
 /// let mut order = Vec::new();
 /// for ms in done {
@@ -82,8 +82,8 @@ pub struct AsCompleted<T: Send + 'static> {
 /// ```
 /// use futures::StreamExt;
 ///
-/// let handles = (0..5_u32).map(|n| unsync_core::spawn_parallel(move || n * 10));
-/// let total: u32 = futures::executor::block_on(unsync_core::as_completed(handles).fold(
+/// let handles = (0..5_u32).map(|n| unsync::spawn_parallel(move || n * 10));
+/// let total: u32 = futures::executor::block_on(unsync::as_completed(handles).fold(
 ///     0,
 ///     |sum, n| async move { sum + n },
 /// ));
@@ -109,8 +109,8 @@ impl<T: Send + 'static> AsCompleted<T> {
     /// How many values are still to come.
     ///
     /// ```
-    /// let handles = vec![unsync_core::Unfinished::ready(1), unsync_core::Unfinished::ready(2)];
-    /// let mut done = unsync_core::as_completed(handles).into_iter();
+    /// let handles = vec![unsync::Unfinished::ready(1), unsync::Unfinished::ready(2)];
+    /// let mut done = unsync::as_completed(handles).into_iter();
     /// assert_eq!(done.len(), 2);
     /// done.next();
     /// assert_eq!(done.len(), 1);
@@ -122,7 +122,7 @@ impl<T: Send + 'static> AsCompleted<T> {
     /// Whether every value was yielded already.
     ///
     /// ```
-    /// let none = unsync_core::as_completed(Vec::<unsync_core::Unfinished<u8>>::new());
+    /// let none = unsync::as_completed(Vec::<unsync::Unfinished<u8>>::new());
     /// assert!(none.is_empty());
     /// ```
     pub fn is_empty(&self) -> bool {
@@ -183,8 +183,8 @@ impl<T: Send + 'static> fmt::Debug for AsCompleted<T> {
 /// Its `len()` ([`ExactSizeIterator`]) says how many values are still to come.
 ///
 /// ```
-/// let handles = (1..=3_u32).map(|n| unsync_core::spawn_blocking(move || n));
-/// let mut values: Vec<u32> = unsync_core::as_completed(handles).into_iter().collect();
+/// let handles = (1..=3_u32).map(|n| unsync::spawn_blocking(move || n));
+/// let mut values: Vec<u32> = unsync::as_completed(handles).into_iter().collect();
 /// values.sort();
 /// assert_eq!(values, [1, 2, 3]);
 /// ```

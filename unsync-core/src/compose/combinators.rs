@@ -78,7 +78,7 @@ impl<T: Send + 'static> Unfinished<T> {
     /// where `.result()` would have panicked.
     ///
     /// ```
-    /// let handle = unsync_core::spawn_blocking(|| -> u8 { panic!("no such file") });
+    /// let handle = unsync::spawn_blocking(|| -> u8 { panic!("no such file") });
     /// let error = handle.catch().result().unwrap_err();
     /// assert_eq!(error.to_string(), "task `spawn_blocking` panicked: no such file");
     /// ```
@@ -105,7 +105,7 @@ impl<T: Send + 'static> Unfinished<T> {
     /// of the two tasks it is waiting on.
     ///
     /// ```
-    /// use unsync_core::{spawn, spawn_blocking, Unfinished};
+    /// use unsync::{spawn, spawn_blocking, Unfinished};
     ///
     /// fn fetch(url: &'static str) -> Unfinished<String> {
     ///     spawn(async move { format!("<p>{url}</p>") })
@@ -142,7 +142,7 @@ impl<T: Send + 'static> Unfinished<T> {
     /// task if it is still running.
     ///
     /// ```
-    /// let words = unsync_core::spawn_blocking(|| "a few words".to_owned());
+    /// let words = unsync::spawn_blocking(|| "a few words".to_owned());
     /// let count = words.map(|text| text.split_whitespace().count());
     /// assert_eq!(count.result(), 3);
     /// ```
@@ -169,9 +169,9 @@ impl<T: Send + 'static> Unfinished<T> {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use unsync_core::Error;
+    /// use unsync::Error;
     ///
-    /// let slow = unsync_core::spawn(async {
+    /// let slow = unsync::spawn(async {
     ///     tokio::time::sleep(Duration::from_secs(3600)).await;
     /// });
     /// let outcome = slow.timeout(Duration::from_millis(10)).result();
@@ -180,7 +180,7 @@ impl<T: Send + 'static> Unfinished<T> {
     ///     Err(Error::TimedOut { task: "spawn", after: Duration::from_millis(10) })
     /// );
     ///
-    /// let quick = unsync_core::spawn_blocking(|| 42);
+    /// let quick = unsync::spawn_blocking(|| 42);
     /// assert_eq!(quick.timeout(Duration::from_secs(60)).result(), Ok(42));
     /// ```
     ///
@@ -212,14 +212,14 @@ impl<T: Send + 'static> Unfinished<T> {
 /// reported as usual. Cancelling the joined handle, though, cancels every input still running.
 ///
 /// ```
-/// let squares = (1..=4_u64).map(|n| unsync_core::spawn_parallel(move || n * n));
-/// assert_eq!(unsync_core::join_all(squares).result(), [1, 4, 9, 16]);
+/// let squares = (1..=4_u64).map(|n| unsync::spawn_parallel(move || n * n));
+/// assert_eq!(unsync::join_all(squares).result(), [1, 4, 9, 16]);
 ///
 /// let mixed = vec![
-///     unsync_core::spawn_blocking(|| 1),
-///     unsync_core::spawn_blocking(|| panic!("no luck")),
+///     unsync::spawn_blocking(|| 1),
+///     unsync::spawn_blocking(|| panic!("no luck")),
 /// ];
-/// let error = unsync_core::join_all(mixed).catch().result().unwrap_err();
+/// let error = unsync::join_all(mixed).catch().result().unwrap_err();
 /// assert_eq!(error.to_string(), "task `spawn_blocking` panicked: no luck");
 /// ```
 pub fn join_all<T, I>(handles: I) -> Unfinished<Vec<T>>

@@ -15,10 +15,10 @@ use crate::handle::completion::{Completer, Completion};
 /// reader waits forever.
 ///
 /// ```
-/// let (promise, handle) = unsync_core::promise::<&str>();
+/// let (promise, handle) = unsync::promise::<&str>();
 /// drop(promise);
 /// let error = handle.catch().result().unwrap_err();
-/// assert_eq!(error, unsync_core::Error::Cancelled { task: "promise" });
+/// assert_eq!(error, unsync::Error::Cancelled { task: "promise" });
 /// ```
 pub struct Promise<T> {
     completer: Completer<T>,
@@ -32,7 +32,7 @@ pub struct Promise<T> {
 /// unset resolves the handle to [`Error::Cancelled`](crate::Error::Cancelled).
 ///
 /// ```
-/// use unsync_core::Unfinished;
+/// use unsync::Unfinished;
 ///
 /// // A callback API, as found in many C libraries' bindings.
 /// fn read_async(path: &str, done: impl FnOnce(usize) + Send + 'static) {
@@ -41,13 +41,13 @@ pub struct Promise<T> {
 /// }
 ///
 /// fn read(path: &str) -> Unfinished<usize> {
-///     let (promise, handle) = unsync_core::promise();
+///     let (promise, handle) = unsync::promise();
 ///     read_async(path, move |len| promise.set(len));
 ///     handle
 /// }
 ///
 /// assert_eq!(read("/etc/hosts").result(), 10);
-/// let (unset, handle) = unsync_core::promise::<u8>();
+/// let (unset, handle) = unsync::promise::<u8>();
 /// drop(unset);
 /// assert!(handle.catch().result().is_err());
 /// ```
@@ -64,7 +64,7 @@ impl<T> Promise<T> {
     /// the handle was cancelled meanwhile, the value is dropped.
     ///
     /// ```
-    /// let (promise, handle) = unsync_core::promise();
+    /// let (promise, handle) = unsync::promise();
     /// std::thread::spawn(move || promise.set("from another thread"));
     /// assert_eq!(handle.result(), "from another thread");
     /// ```
@@ -76,7 +76,7 @@ impl<T> Promise<T> {
     /// derived handle), so that producing the value is no longer needed.
     ///
     /// ```
-    /// let (promise, handle) = unsync_core::promise::<u32>();
+    /// let (promise, handle) = unsync::promise::<u32>();
     /// assert!(!promise.is_cancelled());
     /// handle.cancel();
     /// assert!(promise.is_cancelled());

@@ -55,10 +55,10 @@ const TICK: Duration = Duration::from_millis(1);
 /// ```
 /// use std::time::Duration;
 ///
-/// let background = unsync_core::spawn_blocking(|| std::thread::sleep(Duration::from_millis(20)));
+/// let background = unsync::spawn_blocking(|| std::thread::sleep(Duration::from_millis(20)));
 /// background.detach(); // fire and forget...
 /// // ...but let it finish before the process exits.
-/// assert_eq!(unsync_core::shutdown(Duration::from_secs(60)), 0);
+/// assert_eq!(unsync::shutdown(Duration::from_secs(60)), 0);
 /// ```
 pub fn shutdown(timeout: Duration) -> usize {
     let deadline = Instant::now().checked_add(timeout);

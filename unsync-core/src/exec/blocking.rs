@@ -112,7 +112,7 @@ fn pool() -> &'static Pool {
 /// Run a blocking closure on the blocking pool; the handle resolves to its return value.
 ///
 /// ```
-/// let contents = unsync_core::spawn_blocking(|| std::fs::read_to_string("Cargo.toml"));
+/// let contents = unsync::spawn_blocking(|| std::fs::read_to_string("Cargo.toml"));
 /// assert!(contents.result().unwrap().contains("[package]"));
 /// ```
 pub fn spawn_blocking<F, T>(body: F) -> Unfinished<T>

@@ -28,7 +28,7 @@ fn pool() -> &'static rayon::ThreadPool {
 /// Run a CPU-bound closure on unsync's rayon pool; the handle resolves to its return value.
 ///
 /// ```
-/// let sum = unsync_core::spawn_parallel(|| (1..=1_000_u64).sum::<u64>());
+/// let sum = unsync::spawn_parallel(|| (1..=1_000_u64).sum::<u64>());
 /// assert_eq!(sum.result(), 500_500);
 /// ```
 pub fn spawn_parallel<F, T>(body: F) -> Unfinished<T>

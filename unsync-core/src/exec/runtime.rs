@@ -53,7 +53,7 @@ pub(crate) fn handle() -> &'static tokio::runtime::Handle {
 /// spawning your own tasks next to them or entering its context.
 ///
 /// ```
-/// let handle = unsync_core::runtime();
+/// let handle = unsync::runtime();
 /// let doubled = handle.block_on(async { 21 * 2 });
 /// assert_eq!(doubled, 42);
 /// ```
@@ -64,7 +64,7 @@ pub fn runtime() -> tokio::runtime::Handle {
 /// Run a future on the global runtime; the handle resolves to its output.
 ///
 /// ```
-/// let answer = unsync_core::spawn(async {
+/// let answer = unsync::spawn(async {
 ///     tokio::time::sleep(std::time::Duration::from_millis(1)).await;
 ///     42
 /// });

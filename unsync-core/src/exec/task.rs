@@ -40,16 +40,16 @@ pub(crate) fn depth() -> usize {
 ///
 /// ```
 /// use std::time::Duration;
-/// let handle = unsync_core::spawn_blocking(|| {
+/// let handle = unsync::spawn_blocking(|| {
 ///     let mut rounds = 0;
-///     while !unsync_core::is_cancelled() {
+///     while !unsync::is_cancelled() {
 ///         rounds += 1;
 ///         std::thread::sleep(Duration::from_millis(1));
 ///     }
 ///     rounds
 /// });
 /// assert!(handle.cancel());
-/// assert!(!unsync_core::is_cancelled());
+/// assert!(!unsync::is_cancelled());
 /// ```
 pub fn is_cancelled() -> bool {
     CURRENT.is_set() && CURRENT.with(|flag| flag.load(Ordering::Relaxed))

@@ -25,12 +25,12 @@ use crate::handle::sync::Arc;
 /// dropping the handle does not stop it.
 ///
 /// ```
-/// use unsync_core::Unfinished;
+/// use unsync::Unfinished;
 ///
-/// let from_sync: Unfinished<u32> = unsync_core::spawn_blocking(|| 6 * 7);
+/// let from_sync: Unfinished<u32> = unsync::spawn_blocking(|| 6 * 7);
 /// assert_eq!(from_sync.result(), 42);
 ///
-/// let from_async = unsync_core::spawn_parallel(|| 6 * 7);
+/// let from_async = unsync::spawn_parallel(|| 6 * 7);
 /// assert_eq!(futures::executor::block_on(from_async), 42);
 /// ```
 ///
@@ -155,7 +155,7 @@ impl<T: Send + 'static> Unfinished<T> {
     /// A handle that is already finished with `value`.
     ///
     /// ```
-    /// let done = unsync_core::Unfinished::ready("cached");
+    /// let done = unsync::Unfinished::ready("cached");
     /// assert!(done.is_done());
     /// assert_eq!(done.result(), "cached");
     /// ```
@@ -178,7 +178,7 @@ impl<T: Send + 'static> Unfinished<T> {
     /// own panic message.
     ///
     /// ```
-    /// let handle = unsync_core::spawn(async { "hello".len() });
+    /// let handle = unsync::spawn(async { "hello".len() });
     /// assert_eq!(handle.result(), 5);
     /// ```
     #[track_caller]
@@ -241,7 +241,7 @@ impl<T: Send + 'static> Unfinished<T> {
     /// Whether the task is finished (with a value, a failure, or cancelled). Never blocks.
     ///
     /// ```
-    /// let handle = unsync_core::Unfinished::ready(1);
+    /// let handle = unsync::Unfinished::ready(1);
     /// assert!(handle.is_done());
     /// ```
     pub fn is_done(&self) -> bool {
@@ -257,7 +257,7 @@ impl<T: Send + 'static> Unfinished<T> {
     ///
     /// ```
     /// use std::time::Duration;
-    /// let handle = unsync_core::spawn_blocking(|| std::thread::sleep(Duration::from_millis(5)));
+    /// let handle = unsync::spawn_blocking(|| std::thread::sleep(Duration::from_millis(5)));
     /// while !handle.wait_timeout(Duration::from_millis(1)) {
     ///     // do something else meanwhile
     /// }
@@ -306,13 +306,13 @@ impl<T: Send + 'static> Unfinished<T> {
     ///
     /// ```
     /// use std::time::Duration;
-    /// let slow = unsync_core::spawn(async {
+    /// let slow = unsync::spawn(async {
     ///     tokio::time::sleep(Duration::from_secs(3600)).await;
     ///     "never"
     /// });
     /// assert!(slow.cancel());
     /// let error = slow.catch().result().unwrap_err();
-    /// assert_eq!(error, unsync_core::Error::Cancelled { task: "spawn" });
+    /// assert_eq!(error, unsync::Error::Cancelled { task: "spawn" });
     /// ```
     pub fn cancel(&self) -> bool {
         let source = match &mut *self.repr() {
@@ -333,8 +333,8 @@ impl<T: Send + 'static> Unfinished<T> {
     /// Call [`shutdown`](crate::shutdown()) before `main` returns to let detached tasks finish.
     ///
     /// ```
-    /// unsync_core::spawn_blocking(|| println!("logged in the background")).detach();
-    /// unsync_core::shutdown(std::time::Duration::from_secs(10));
+    /// unsync::spawn_blocking(|| println!("logged in the background")).detach();
+    /// unsync::shutdown(std::time::Duration::from_secs(10));
     /// ```
     pub fn detach(self) {}
 
@@ -352,7 +352,7 @@ impl<T: Send + 'static> Unfinished<T> {
     /// use std::time::Duration;
     ///
     /// let (alive, gone) = mpsc::channel::<()>();
-    /// let slow = unsync_core::spawn(async move {
+    /// let slow = unsync::spawn(async move {
     ///     let _alive = alive; // dropped with the task
     ///     tokio::time::sleep(Duration::from_secs(3600)).await;
     /// })
@@ -414,7 +414,7 @@ impl<T: Send + 'static> Future for Unfinished<T> {
 /// once, and cancelling through any clone cancels it for all of them.
 ///
 /// ```
-/// let shared = unsync_core::spawn(async { String::from("config") });
+/// let shared = unsync::spawn(async { String::from("config") });
 /// let waiters: Vec<_> = (0..3).map(|_| shared.clone()).collect();
 /// for waiter in waiters {
 ///     assert_eq!(waiter.result(), "config");
