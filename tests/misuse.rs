@@ -16,8 +16,8 @@
 //!
 //! Not tested here: the parent-side refusal (the pool receiving a `HELLO` with another
 //! fingerprint). The pool always starts `/proc/self/exe`, the very same build, so no outside
-//! test can make it meet a worker of another build; that check needs a unit test inside
-//! `unsync-core` (`pool.rs`).
+//! test can make it meet a worker of another build; a unit test inside `unsync-core` checks it
+//! (`exec/process/handshake.rs`).
 //!
 //! Every child is started with arguments that select no test, so a child that ran `main`
 //! would print the harness's `running 0 tests` on stdout (and never recurse into these
@@ -38,7 +38,7 @@ use common::{LIMIT, watchdog};
 /// for a loaded 2-core machine starting a debug binary.
 const QUICKLY: Duration = Duration::from_secs(10);
 
-/// Frame kinds of the worker protocol (`unsync-core/src/process/protocol.rs`).
+/// Frame kinds of the worker protocol (`unsync-core/src/exec/process/protocol.rs`).
 const CALL: u8 = 1;
 const HELLO: u8 = 0x10;
 const REFUSED: u8 = 0x11;

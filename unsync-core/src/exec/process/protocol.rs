@@ -420,7 +420,7 @@ impl<R: Read> FrameReader<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::exec::process::fuzz::{Ending, Trickle, read_like_the_pool};
+    use crate::exec::process::fuzz::stream::{Ending, Trickle, read_like_the_pool};
     use proptest::prelude::*;
 
     fn frames(messages: &[Message<'_>]) -> Vec<u8> {

@@ -11,10 +11,8 @@ use std::os::fd::{OwnedFd, RawFd};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::os;
-use super::protocol::{self, FrameReader, Message, PROTOCOL_VERSION, ProtocolError};
-use super::registry;
-use super::sys;
+use super::protocol::{self, FrameReader, Message, ProtocolError};
+use super::{handshake, parent_death, registry, sys};
 
 /// Set by the pool in a worker's environment: `<request fd>,<response fd>,<parent pid>,<fingerprint hex>,<max frame>`.
 pub(crate) const WORKER_ENV: &str = "UNSYNC_WORKER";
@@ -118,15 +116,9 @@ impl WorkerSpec {
         let fingerprint = u64::from_str_radix(fingerprint, 16)
             .map_err(|_| format!("malformed worker spec {text:?}"))?;
         let max_frame = number(max_frame)? as usize;
-        // Die with the parent, and make sure it is still the parent that started us.
         let parent =
             u32::try_from(parent).map_err(|_| format!("malformed worker spec {text:?}"))?;
-        os::die_with_parent(parent);
-        if os::parent_pid() != parent {
-            return Err(format!(
-                "the parent process {parent} that started this worker is gone"
-            ));
-        }
+        parent_death::arm(parent)?;
         let fd = |text: &str, which: &str| {
             text.parse::<RawFd>()
                 .map_err(|_| format!("malformed {which} fd {text:?}"))
@@ -170,27 +162,12 @@ fn serve(spec: WorkerSpec) -> i32 {
     let mut requests = FrameReader::new(File::from(spec.requests), spec.max_frame);
     let mut responses = BufWriter::with_capacity(64 << 10, File::from(spec.responses));
     let mut frame = Vec::with_capacity(1024);
-    let ours = registry::fingerprint();
-    if spec.fingerprint != ours {
-        let reason = format!(
-            "this worker is a different build of the program (fingerprint {ours:016x}, parent {:016x}): the executable changed since the parent started",
-            spec.fingerprint
-        );
-        Message::Refused { reason: &reason }.encode(&mut frame);
-        let _ = responses.write_all(&frame).and_then(|()| responses.flush());
+    let greeted = handshake::greet(spec.fingerprint, &mut frame);
+    let sent = responses.write_all(&frame).and_then(|()| responses.flush());
+    if !greeted {
         return 3;
     }
-    Message::Hello {
-        version: PROTOCOL_VERSION,
-        fingerprint: ours,
-        pid: std::process::id(),
-    }
-    .encode(&mut frame);
-    if responses
-        .write_all(&frame)
-        .and_then(|()| responses.flush())
-        .is_err()
-    {
+    if sent.is_err() {
         return 0;
     }
     loop {

@@ -6,52 +6,24 @@
 //! answer) and panics if an invariant breaks: a panic escaping that piece, a loop that does
 //! not end, more memory held than the frame limit allows, a wrong or oversized answer.
 //!
-//! The sample functions below are registered the way `#[unsync(cpu_bound)]` registers a
-//! function, so that argument decoding is exercised; they exist only in unsync-core's tests
-//! and in executables built with the `fuzzing` feature.
+//! The checks drive the same `pub(crate)` functions the pool and the worker use (`protocol`,
+//! `codec`, `call`, `worker::handle_request`), on the sample functions of `samples`.
+
+// The samples are `linkme` entries: `link_section` statics, which trip `unsafe_code`.
+#[allow(unsafe_code)]
+mod samples;
+pub(crate) mod stream;
 
 use std::collections::BTreeMap;
-use std::io::{self, Read};
-use std::sync::atomic::{AtomicU32, Ordering};
 
-use super::codec::{Bulk, CodecError, decode, encode};
-use super::pool::{call_outcome, decode_result};
-use super::protocol::{FrameReader, Message, PREFIX, ProtocolError, body_len};
-use super::registry::{WORKER_FNS, WorkerFn};
+use super::call::{call_outcome, decode_result};
+use super::codec::{Bulk, decode, encode};
+use super::protocol::{FrameReader, Message, PREFIX, body_len};
+use super::registry::WORKER_FNS;
 use super::worker::handle_request;
 use crate::error::Error;
-
-/// Registers `fn $name` as `#[unsync(cpu_bound)]` would: a shim that decodes the argument
-/// tuple, runs the function and encodes its result.
-macro_rules! sample {
-    ($entry:ident: fn $name:ident($($arg:ident: $ty:ty),* $(,)?) -> $out:ty $body:block) => {
-        fn $name($($arg: $ty),*) -> $out $body
-
-        #[linkme::distributed_slice(WORKER_FNS)]
-        static $entry: WorkerFn = WorkerFn::new(concat!(module_path!(), "::", stringify!($name)), 0, {
-            fn shim(args: &[u8], out: &mut Vec<u8>) -> Result<(), CodecError> {
-                let ($($arg,)*): ($($ty,)*) = decode(args)?;
-                encode(&$name($($arg),*), out)
-            }
-            shim
-        });
-    };
-}
-
-// Every sample's encoded result is at most a few bytes longer than its encoded arguments, so
-// the checks can bound an answer's size by the request's.
-sample!(ADD: fn add(a: u64, b: u64) -> u64 { a.wrapping_add(b) });
-sample!(CONCAT: fn concat(parts: Vec<String>) -> String { parts.concat() });
-sample!(SUM: fn sum(values: Bulk<Vec<f64>>) -> f64 { values.0.iter().sum() });
-sample!(ECHO: fn echo(bytes: Bulk<Vec<u8>>) -> Bulk<Vec<u8>> { bytes });
-sample!(CENSUS: fn census(
-    rows: Vec<Vec<u32>>,
-    names: Option<BTreeMap<String, i64>>,
-    flag: Result<(bool, char), i16>,
-) -> (u64, u64, bool) {
-    let cells = rows.iter().map(|r| r.len() as u64).sum();
-    (cells, names.map_or(0, |n| n.len() as u64), matches!(flag, Ok((true, _))))
-});
+use samples::ADD;
+use stream::{Ending, Trickle, read_like_the_pool};
 
 /// Five bytes of settings (the reader's limit, its initial buffer, the size of a read and how
 /// many reads until the source would block), then the stream itself.
@@ -190,12 +162,11 @@ const TASK: &str = "fuzz::task";
 
 /// A byte choosing the type results decode as, then a stream of frames from a worker. Each
 /// answer is settled as the pool settles the call it answers: a value or an error for that
-/// call, never a panic; the function's run-time estimate stays positive.
+/// call, never a panic.
 pub fn response(data: &[u8]) {
     let Some((&kind, stream)) = data.split_first() else {
         return;
     };
-    let speed = AtomicU32::new(0);
     let mut reader = FrameReader::with_capacity(stream, 4096, 256);
     // The pool pairs an answer with a call; other frames, or an error, end the worker.
     while let Ok(Some(body)) = reader.next_frame() {
@@ -207,10 +178,9 @@ pub fn response(data: &[u8]) {
             Message::Panicked { .. } | Message::Failed { .. } => false,
             _ => break,
         };
-        match call_outcome(TASK, answer, &speed) {
+        match call_outcome(TASK, answer) {
             Ok(payload) => {
                 assert!(returned);
-                assert!(speed.load(Ordering::Relaxed) > 0);
                 settle(kind, payload);
             }
             Err(Error::Panicked { task, .. } | Error::WorkerDied { task, .. }) => {
@@ -250,117 +220,13 @@ fn settle_as<W: serde::de::DeserializeOwned + Into<R>, R>(payload: &[u8]) {
     }
 }
 
-/// How a stream of frames ended.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Ending {
-    Clean,
-    TooLarge(usize),
-    Truncated,
-    Other(String),
-}
-
-impl From<ProtocolError> for Ending {
-    fn from(error: ProtocolError) -> Ending {
-        match error {
-            ProtocolError::TooLarge { len, .. } => Ending::TooLarge(len),
-            ProtocolError::Truncated => Ending::Truncated,
-            other => Ending::Other(other.to_string()),
-        }
-    }
-}
-
-/// A non-blocking source, as a pipe: at most `chunk` bytes per read, and `WouldBlock` after
-/// every `burst` reads (never, if 0: the writer is far ahead of the reader).
-pub(crate) struct Trickle<'a> {
-    data: &'a [u8],
-    chunk: usize,
-    burst: usize,
-    reads: usize,
-}
-
-impl Trickle<'_> {
-    pub(crate) fn new(data: &[u8], chunk: usize, burst: usize) -> Trickle<'_> {
-        Trickle {
-            data,
-            chunk,
-            burst,
-            reads: 0,
-        }
-    }
-}
-
-impl Read for Trickle<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.burst > 0 && self.reads == self.burst && !self.data.is_empty() {
-            self.reads = 0;
-            return Err(io::ErrorKind::WouldBlock.into());
-        }
-        let n = self.chunk.min(buf.len()).min(self.data.len());
-        buf[..n].copy_from_slice(&self.data[..n]);
-        self.data = &self.data[n..];
-        self.reads += 1;
-        Ok(n)
-    }
-}
-
-/// Read a non-blocking source as the pool's I/O thread does: fill until the source would
-/// block, then take every buffered frame; until the end or the first error. `len` is the
-/// source's length, to turn a loop that makes no progress into a failure instead of a hang.
-pub(crate) fn read_like_the_pool<R: Read>(
-    reader: &mut FrameReader<R>,
-    len: usize,
-) -> (Vec<Vec<u8>>, Ending) {
-    let mut frames = Vec::new();
-    let mut rounds = 0;
-    loop {
-        rounds += 1;
-        assert!(rounds <= 2 * len + 4, "the reader makes no progress");
-        let ended = match reader.fill_available() {
-            Ok(ended) => ended,
-            Err(e) => return (frames, Ending::Other(e.to_string())),
-        };
-        loop {
-            match reader.buffered_range() {
-                Ok(Some(range)) => frames.push(reader.slice(range).to_vec()),
-                Ok(None) => break,
-                Err(e) => return (frames, Ending::from(e)),
-            }
-        }
-        if ended {
-            return (frames, Ending::Clean);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use super::samples::*;
     use super::*;
     use crate::exec::process::registry;
     use proptest::prelude::*;
     use serde::Serialize;
-
-    sample!(PANICS: fn panics_on_zero(n: u8) -> u8 {
-        if n == 0 {
-            panic!("zero");
-        }
-        n
-    });
-
-    /// A panic payload whose `drop` panics too.
-    struct Bomb;
-
-    impl Drop for Bomb {
-        fn drop(&mut self) {
-            panic!("the panic payload panicked when dropped");
-        }
-    }
-
-    sample!(BOMB: fn throws_a_bomb(n: u8) -> u8 {
-        if n == 0 {
-            std::panic::panic_any(Bomb);
-        }
-        n
-    });
 
     fn args(value: &impl Serialize) -> Vec<u8> {
         let mut out = Vec::new();
