@@ -43,6 +43,8 @@ const CALL: u8 = 1;
 const HELLO: u8 = 0x10;
 const REFUSED: u8 = 0x11;
 const FAILED: u8 = 0x14;
+/// The cause byte of a `FAILED` frame for a function the worker does not have.
+const NOT_REGISTERED: u8 = 1;
 
 /// A pipe, both ends close-on-exec (so that children other tests start concurrently do not
 /// inherit them): (read end, write end).
@@ -321,7 +323,8 @@ fn a_worker_fails_unknown_calls_and_exits_on_frames_that_are_not_calls() {
             let (kind, fields) = worker.frame().expect("an answer");
             assert_eq!(kind, FAILED);
             assert_eq!(u64::from_le_bytes(fields[..8].try_into().unwrap()), id);
-            assert!(String::from_utf8_lossy(&fields[8..]).contains("no such cpu_bound function"));
+            assert_eq!(fields[8], NOT_REGISTERED, "the cause byte");
+            assert!(String::from_utf8_lossy(&fields[9..]).contains("no such cpu_bound function"));
         }
         // A frame that is not a call: the worker says so and exits.
         worker.send(HELLO, &[0; 16]);

@@ -8,9 +8,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::codec;
-use super::protocol::{self, Message};
+use super::protocol::{self, Failure, Message};
 use super::registry::WorkerFn;
-use crate::error::Error;
+use crate::error::{Error, Payload};
 use crate::handle::completion::Completion;
 
 /// One call on its way: the encoded frame and how to complete its handle.
@@ -57,7 +57,8 @@ where
 }
 
 /// The `CALL` frame numbered `id` of `entry` with `args`; refused when the arguments do not
-/// encode or the frame's body would exceed `limit` bytes.
+/// encode ([`Error::Encoding`]) or the frame's body would exceed `limit` bytes
+/// ([`Error::TooLarge`]).
 pub(crate) fn encode_call(
     entry: &WorkerFn,
     id: u64,
@@ -68,35 +69,60 @@ pub(crate) fn encode_call(
     let mut frame = Vec::with_capacity(64);
     if let Err(e) = protocol::encode_call(&mut frame, id, entry.key, |out| codec::encode(args, out))
     {
-        return Err(Error::Panicked {
+        return Err(Error::Encoding {
             task,
-            message: format!("cannot encode the arguments for a worker process: {e}"),
+            payload: Payload::Arguments,
+            detail: format!("encoding them in this process: {e}"),
         });
     }
     let bytes = frame.len() - protocol::PREFIX;
     if bytes > limit {
-        return Err(Error::WorkerDied {
+        return Err(Error::TooLarge {
             task,
-            detail: format!(
-                "the arguments take {bytes} bytes, more than the frame limit of {limit} (raise it with `Config::max_frame_bytes` or UNSYNC_MAX_FRAME_BYTES)"
-            ),
+            payload: Payload::Arguments,
+            bytes,
+            limit,
         });
     }
     Ok(frame)
 }
 
 /// What a worker's answer to a call of `task` means for that call: the result's bytes, or the
-/// error the call fails with.
-pub(crate) fn call_outcome<'a>(task: &'static str, answer: Message<'a>) -> Result<&'a [u8], Error> {
+/// error the call fails with. `limit` is the frame limit, which an `OVERSIZED` result exceeded.
+pub(crate) fn call_outcome<'a>(
+    task: &'static str,
+    answer: Message<'a>,
+    limit: usize,
+) -> Result<&'a [u8], Error> {
     match answer {
         Message::Returned { payload, .. } => Ok(payload),
         Message::Panicked { message, .. } => Err(Error::Panicked {
             task,
             message: message.to_owned(),
         }),
-        Message::Failed { message, .. } => Err(Error::WorkerDied {
+        Message::Failed {
+            failure, message, ..
+        } => Err(match failure {
+            Failure::NotRegistered => Error::NotRegistered {
+                task,
+                detail: format!("the worker process does not have it ({message})"),
+            },
+            Failure::Arguments => Error::Encoding {
+                task,
+                payload: Payload::Arguments,
+                detail: format!("decoding them in the worker process: {message}"),
+            },
+            Failure::Result => Error::Encoding {
+                task,
+                payload: Payload::Result,
+                detail: format!("encoding it in the worker process: {message}"),
+            },
+        }),
+        Message::Oversized { bytes, .. } => Err(Error::TooLarge {
             task,
-            detail: format!("the worker could not run the call: {message}"),
+            payload: Payload::Result,
+            bytes: usize::try_from(bytes).unwrap_or(usize::MAX),
+            limit,
         }),
         _ => Err(Error::WorkerDied {
             task,
@@ -113,8 +139,57 @@ pub(crate) fn decode_result<W: DeserializeOwned + Into<R>, R>(
 ) -> Result<R, Error> {
     codec::decode::<W>(bytes)
         .map(Into::into)
-        .map_err(|e| Error::WorkerDied {
+        .map_err(|e| Error::Encoding {
             task,
-            detail: format!("the worker's result could not be decoded: {e}"),
+            payload: Payload::Result,
+            detail: format!("decoding it in this process: {e}"),
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_answer_settles_as_its_own_error() {
+        let outcome = |answer| call_outcome("t", answer, 4096).unwrap_err();
+        let failed = |failure| {
+            outcome(Message::Failed {
+                id: 1,
+                failure,
+                message: "why",
+            })
+        };
+        assert!(matches!(
+            failed(Failure::NotRegistered),
+            Error::NotRegistered { task: "t", .. }
+        ));
+        assert!(matches!(
+            failed(Failure::Arguments),
+            Error::Encoding {
+                payload: Payload::Arguments,
+                ..
+            }
+        ));
+        assert!(matches!(
+            failed(Failure::Result),
+            Error::Encoding {
+                payload: Payload::Result,
+                ..
+            }
+        ));
+        assert_eq!(
+            outcome(Message::Oversized { id: 1, bytes: 5000 }),
+            Error::TooLarge {
+                task: "t",
+                payload: Payload::Result,
+                bytes: 5000,
+                limit: 4096
+            }
+        );
+        assert!(matches!(
+            outcome(Message::Refused { reason: "no" }),
+            Error::WorkerDied { .. }
+        ));
+    }
 }

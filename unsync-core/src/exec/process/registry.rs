@@ -80,13 +80,13 @@ pub(crate) fn lookup(key: u64) -> Option<&'static WorkerFn> {
 pub(crate) fn position(entry: &WorkerFn) -> Result<usize, Error> {
     let task = entry.name;
     let Some(index) = index_of(entry) else {
-        return Err(Error::WorkerDied {
+        return Err(Error::NotRegistered {
             task,
             detail: "this function is missing from the worker registry: the linker dropped it (seen with some LTO or static-library builds)".into(),
         });
     };
     if matches!(by_key().get(&entry.key), Some(None)) {
-        return Err(Error::WorkerDied {
+        return Err(Error::NotRegistered {
             task,
             detail: "another #[unsync(cpu_bound)] function has the same path, name and signature (declared inside another function body of the same module?), so a worker cannot tell them apart: rename one of them".into(),
         });

@@ -11,7 +11,7 @@ use std::os::fd::{OwnedFd, RawFd};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::protocol::{self, FrameReader, Message, ProtocolError};
+use super::protocol::{self, Failure, FrameReader, Message, ProtocolError};
 use super::{handshake, parent_death, registry, sys};
 
 /// Set by the pool in a worker's environment: `<request fd>,<response fd>,<parent pid>,<fingerprint hex>,<max frame>`.
@@ -183,7 +183,7 @@ fn serve(spec: WorkerSpec) -> i32 {
             }
         };
         frame.clear();
-        if let Err(e) = handle_request(body, &mut frame) {
+        if let Err(e) = handle_request(body, &mut frame, spec.max_frame) {
             eprintln!("unsync worker {}: {e}; exiting", std::process::id());
             return 4;
         }
@@ -193,19 +193,25 @@ fn serve(spec: WorkerSpec) -> i32 {
     }
 }
 
-/// Run one request (a frame body) and append the answer frame to `out`: `RETURNED`, or
-/// `PANICKED`, or `FAILED` for an unknown function or arguments that do not decode. Whatever
-/// the bytes and whatever the function does, this does not panic.
+/// Run one request (a frame body) and append the answer frame to `out`: `RETURNED`; or
+/// `PANICKED`; or `FAILED` for an unknown function, arguments that do not decode or a result
+/// that does not encode; or `OVERSIZED` for a result whose frame body would exceed
+/// `max_frame` bytes. Whatever the bytes and whatever the function does, this does not panic.
 ///
 /// An error is a frame that is not a call: the parent never sends one, so the pipe is out of
 /// step and the worker must exit (the parent replaces it). `out` is then left as it was.
-pub(crate) fn handle_request(body: &[u8], out: &mut Vec<u8>) -> Result<(), ProtocolError> {
+pub(crate) fn handle_request(
+    body: &[u8],
+    out: &mut Vec<u8>,
+    max_frame: usize,
+) -> Result<(), ProtocolError> {
     let Message::Call { id, key, args } = Message::decode(body)? else {
         return Err(ProtocolError::Malformed("expected a call frame"));
     };
     let Some(function) = registry::lookup(key) else {
         Message::Failed {
             id,
+            failure: Failure::NotRegistered,
             message: "no such cpu_bound function in the worker",
         }
         .encode(out);
@@ -216,11 +222,27 @@ pub(crate) fn handle_request(body: &[u8], out: &mut Vec<u8>) -> Result<(), Proto
         protocol::encode_returned(out, id, |out| (function.shim)(args, out))
     }));
     match ran {
-        Ok(Ok(())) => {}
+        Ok(Ok(())) => {
+            let bytes = out.len() - start - protocol::PREFIX;
+            if bytes > max_frame {
+                // The parent would refuse the frame as a broken worker's: say why instead.
+                out.truncate(start);
+                Message::Oversized {
+                    id,
+                    bytes: bytes as u64,
+                }
+                .encode(out);
+            }
+        }
         // `encode_returned` took back what it had appended.
         Ok(Err(codec)) => Message::Failed {
             id,
-            message: &format!("in the worker: {codec}"),
+            failure: if codec.is_decoding() {
+                Failure::Arguments
+            } else {
+                Failure::Result
+            },
+            message: &codec.to_string(),
         }
         .encode(out),
         Err(panic) => {

@@ -21,7 +21,7 @@ use super::codec::{Bulk, decode, encode};
 use super::protocol::{FrameReader, Message, PREFIX, body_len};
 use super::registry::WORKER_FNS;
 use super::worker::handle_request;
-use crate::error::Error;
+use crate::error::{Error, Payload};
 use samples::ADD;
 use stream::{Ending, Trickle, read_like_the_pool};
 
@@ -95,21 +95,32 @@ pub fn worker_request(data: &[u8]) {
         Some((_, body)) => body.to_vec(),
         None => Vec::new(),
     };
-    check_request(&body);
+    check_request(&body, LIMIT);
 }
 
-/// Hand one request body to the worker's handler: a call gets exactly one answer to that call,
-/// not much longer than the request; anything else is refused with nothing written. Then the
-/// handler must still answer a plain call right.
-pub(crate) fn check_request(body: &[u8]) {
+/// The frame limit of the checks.
+const LIMIT: usize = 1 << 20;
+
+/// Hand one request body to the worker's handler, with frames limited to `max_frame` bytes: a
+/// call gets exactly one answer to that call, within the limit and not much longer than the
+/// request; anything else is refused with nothing written. Then the handler must still answer
+/// a plain call right.
+pub(crate) fn check_request(body: &[u8], max_frame: usize) {
     let mut out = Vec::new();
-    let handled = handle_request(body, &mut out);
+    let handled = handle_request(body, &mut out, max_frame);
     if let Ok(Message::Call { id, .. }) = Message::decode(body) {
         assert!(handled.is_ok(), "a call was refused: {handled:?}");
         let answered = match only_frame(&out) {
+            Message::Oversized { id, bytes } => {
+                assert!(bytes > max_frame as u64, "{bytes} bytes called oversized");
+                id
+            }
             Message::Returned { id, .. }
             | Message::Panicked { id, .. }
-            | Message::Failed { id, .. } => id,
+            | Message::Failed { id, .. } => {
+                assert!(body_len(&out) <= max_frame, "an answer over the limit");
+                id
+            }
             other => panic!("a call was answered with {other:?}"),
         };
         assert_eq!(answered, id);
@@ -138,15 +149,25 @@ pub(crate) fn call_body(id: u64, key: u64, args: &[u8]) -> Vec<u8> {
     frame.split_off(PREFIX)
 }
 
-/// Run a call through the worker's handler: the result's bytes, or `"panicked: ..."` or
-/// `"failed: ..."`.
+/// Run a call through the worker's handler: the result's bytes, or `"panicked: ..."`,
+/// `"failed (<cause>): ..."` or `"oversized: <bytes>"`.
 pub(crate) fn call(key: u64, args: &[u8]) -> Result<Vec<u8>, String> {
+    call_limited(key, args, LIMIT)
+}
+
+/// [`call`], with frames limited to `max_frame` bytes.
+pub(crate) fn call_limited(key: u64, args: &[u8], max_frame: usize) -> Result<Vec<u8>, String> {
     let mut out = Vec::new();
-    handle_request(&call_body(7, key, args), &mut out).expect("a call frame");
+    handle_request(&call_body(7, key, args), &mut out, max_frame).expect("a call frame");
     match only_frame(&out) {
         Message::Returned { id: 7, payload, .. } => Ok(payload.to_vec()),
         Message::Panicked { id: 7, message } => Err(format!("panicked: {message}")),
-        Message::Failed { id: 7, message } => Err(format!("failed: {message}")),
+        Message::Failed {
+            id: 7,
+            failure,
+            message,
+        } => Err(format!("failed ({failure:?}): {message}")),
+        Message::Oversized { id: 7, bytes } => Err(format!("oversized: {bytes}")),
         other => panic!("not an answer to call 7: {other:?}"),
     }
 }
@@ -175,15 +196,20 @@ pub fn response(data: &[u8]) {
         };
         let returned = match answer {
             Message::Returned { .. } => true,
-            Message::Panicked { .. } | Message::Failed { .. } => false,
+            Message::Panicked { .. } | Message::Failed { .. } | Message::Oversized { .. } => false,
             _ => break,
         };
-        match call_outcome(TASK, answer) {
+        match call_outcome(TASK, answer, LIMIT) {
             Ok(payload) => {
                 assert!(returned);
                 settle(kind, payload);
             }
-            Err(Error::Panicked { task, .. } | Error::WorkerDied { task, .. }) => {
+            Err(
+                Error::Panicked { task, .. }
+                | Error::NotRegistered { task, .. }
+                | Error::Encoding { task, .. }
+                | Error::TooLarge { task, .. },
+            ) => {
                 assert!(!returned);
                 assert_eq!(task, TASK);
             }
@@ -212,9 +238,13 @@ fn settle(kind: u8, payload: &[u8]) {
 fn settle_as<W: serde::de::DeserializeOwned + Into<R>, R>(payload: &[u8]) {
     match decode_result::<W, R>(TASK, payload) {
         Ok(_) => {}
-        Err(Error::WorkerDied { task, detail }) => {
+        Err(Error::Encoding {
+            task,
+            payload: Payload::Result,
+            detail,
+        }) => {
             assert_eq!(task, TASK);
-            assert!(detail.contains("could not be decoded"), "{detail}");
+            assert!(detail.contains("decoding it in this process"), "{detail}");
         }
         Err(other) => panic!("a result settled as {other:?}"),
     }
@@ -224,6 +254,7 @@ fn settle_as<W: serde::de::DeserializeOwned + Into<R>, R>(payload: &[u8]) {
 mod tests {
     use super::samples::*;
     use super::*;
+    use crate::exec::process::protocol::Failure;
     use crate::exec::process::registry;
     use proptest::prelude::*;
     use serde::Serialize;
@@ -250,15 +281,19 @@ mod tests {
     fn bad_calls_fail_and_other_frames_are_refused() {
         assert!(registry::lookup(0xdead).is_none());
         let unknown = call(0xdead, &[]).unwrap_err();
-        assert!(unknown.contains("no such cpu_bound function"), "{unknown}");
+        assert!(
+            unknown.starts_with("failed (NotRegistered): no such cpu_bound function"),
+            "{unknown}"
+        );
         let cut = call(ADD.key, &args(&(2_u64, 300_u64))[..2]).unwrap_err();
-        assert!(cut.starts_with("failed: in the worker:"), "{cut}");
+        assert!(cut.starts_with("failed (Arguments): "), "{cut}");
         let long = call(ADD.key, &[args(&(2_u64, 3_u64)), vec![0]].concat()).unwrap_err();
+        assert!(long.starts_with("failed (Arguments): "), "{long}");
         assert!(long.contains("left over"), "{long}");
 
         let mut out = Vec::new();
         for body in [&[][..], &[0x12, 1, 2], &[0xff; 20]] {
-            assert!(handle_request(body, &mut out).is_err());
+            assert!(handle_request(body, &mut out, LIMIT).is_err());
         }
         let mut hello = Vec::new();
         Message::Hello {
@@ -267,8 +302,30 @@ mod tests {
             pid: 3,
         }
         .encode(&mut hello);
-        assert!(handle_request(&hello[PREFIX..], &mut out).is_err());
+        assert!(handle_request(&hello[PREFIX..], &mut out, LIMIT).is_err());
         assert!(out.is_empty());
+    }
+
+    #[test]
+    fn results_over_the_limit_or_that_do_not_encode_fail_their_call() {
+        let bytes = args(&(Bulk(&vec![7_u8; 100]),));
+        assert_eq!(call_limited(ECHO.key, &bytes, 1000), Ok(bytes.clone()));
+        // The RETURNED body: kind, call id, run time, then the result.
+        let body = 1 + 8 + 4 + bytes.len();
+        assert_eq!(call_limited(ECHO.key, &bytes, body), Ok(bytes.clone()));
+        assert_eq!(
+            call_limited(ECHO.key, &bytes, body - 1),
+            Err(format!("oversized: {body}"))
+        );
+        check_request(&call_body(1, ECHO.key, &bytes), body - 1);
+
+        let refused = call(UNENCODABLE.key, &args(&(3_u8,))).unwrap_err();
+        assert!(refused.starts_with("failed (Result): "), "{refused}");
+    }
+
+    /// A failure cause chosen by `n`.
+    fn failure(n: u32) -> Failure {
+        [Failure::NotRegistered, Failure::Arguments, Failure::Result][n as usize % 3]
     }
 
     #[test]
@@ -361,12 +418,12 @@ mod tests {
         #[test]
         fn spoiled_arguments_fail_only_their_call((key, valid, result) in sample_call(), spoil in spoil(), id: u64) {
             let sent = spoil.apply(valid.clone());
-            check_request(&call_body(id, key, &sent));
+            check_request(&call_body(id, key, &sent), LIMIT);
             let answer = call(key, &sent);
             match spoil {
                 Spoil::Not => prop_assert_eq!(answer, Ok(result)),
                 Spoil::Cut(_) | Spoil::Append(_) if sent != valid => {
-                    prop_assert!(answer.as_ref().is_err_and(|e| e.starts_with("failed: ")), "{:?}", answer)
+                    prop_assert!(answer.as_ref().is_err_and(|e| e.starts_with("failed (Arguments): ")), "{:?}", answer)
                 }
                 _ => {}
             }
@@ -375,8 +432,19 @@ mod tests {
         #[test]
         fn unknown_functions_fail_their_call(key: u64, id: u64, data in prop::collection::vec(any::<u8>(), 0..32)) {
             prop_assume!(registry::lookup(key).is_none());
-            check_request(&call_body(id, key, &data));
-            prop_assert_eq!(call(key, &data), Err("failed: no such cpu_bound function in the worker".into()));
+            check_request(&call_body(id, key, &data), LIMIT);
+            prop_assert_eq!(call(key, &data), Err("failed (NotRegistered): no such cpu_bound function in the worker".into()));
+        }
+
+        /// Under any frame limit, a valid call is answered with its result or, when that would
+        /// not fit, with the size it needed.
+        #[test]
+        fn small_limits_answer_oversized((key, valid, result) in sample_call(), limit in 0_usize..300) {
+            check_request(&call_body(9, key, &valid), limit);
+            match call_limited(key, &valid, limit) {
+                Ok(answer) => prop_assert_eq!(answer, result),
+                Err(e) => prop_assert_eq!(e, format!("oversized: {}", 1 + 8 + 4 + result.len())),
+            }
         }
 
         #[test]
@@ -397,7 +465,7 @@ mod tests {
                 match what {
                     0 => Message::Returned { id: *id, micros: *micros, payload: &payload },
                     1 => Message::Panicked { id: *id, message: &text },
-                    _ => Message::Failed { id: *id, message: &text },
+                    _ => Message::Failed { id: *id, failure: failure(*micros), message: &text },
                 }
                 .encode(&mut stream);
             }
@@ -413,7 +481,7 @@ mod tests {
         #[test]
         fn frame_decoder_on_spoiled_frames(
             settings in prop::array::uniform5(any::<u8>()),
-            frames in prop::collection::vec((0..6_u8, any::<u64>(), any::<u32>(), prop::collection::vec(any::<u8>(), 0..40)), 0..8),
+            frames in prop::collection::vec((0..7_u8, any::<u64>(), any::<u32>(), prop::collection::vec(any::<u8>(), 0..40)), 0..8),
             spoil in spoil(),
         ) {
             let mut stream = Vec::new();
@@ -425,7 +493,8 @@ mod tests {
                     2 => Message::Refused { reason: &text },
                     3 => Message::Returned { id: *n, micros: *m, payload: bytes },
                     4 => Message::Panicked { id: *n, message: &text },
-                    _ => Message::Failed { id: *n, message: &text },
+                    5 => Message::Failed { id: *n, failure: failure(*m), message: &text },
+                    _ => Message::Oversized { id: *n, bytes: u64::from(*m) },
                 }
                 .encode(&mut stream);
             }

@@ -63,6 +63,17 @@ mod test_only {
         }
     }
 
+    /// A result whose `Serialize` fails.
+    pub(crate) struct Unencodable;
+
+    impl serde::Serialize for Unencodable {
+        fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+            Err(serde::ser::Error::custom("refuses to be encoded"))
+        }
+    }
+
+    sample!(UNENCODABLE: fn unencodable(_n: u8) -> Unencodable { Unencodable });
+
     sample!(BOMB: fn throws_a_bomb(n: u8) -> u8 {
         if n == 0 {
             std::panic::panic_any(Bomb);

@@ -174,6 +174,7 @@ impl Pool {
             Message::Returned { id, .. }
             | Message::Panicked { id, .. }
             | Message::Failed { id, .. }
+            | Message::Oversized { id, .. }
                 if slot.phase == Phase::Ready
                     && slot.in_flight.front().is_some_and(|c| c.id == id) =>
             {
@@ -190,7 +191,8 @@ impl Pool {
                 if let Message::Returned { micros, .. } = message {
                     self.record_run_time(call.index, micros);
                 }
-                Ok(Some((call.job, call_outcome(call.entry.name, message))))
+                let outcome = call_outcome(call.entry.name, message, self.max_frame);
+                Ok(Some((call.job, outcome)))
             }
             _ => Err(Death::Broken(
                 "the worker broke the protocol: an unexpected frame".into(),
