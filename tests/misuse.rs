@@ -16,8 +16,8 @@
 //!
 //! Not tested here: the parent-side refusal (the pool receiving a `HELLO` with another
 //! fingerprint). The pool always starts `/proc/self/exe`, the very same build, so no outside
-//! test can make it meet a worker of another build; that check needs a unit test inside
-//! `unsync-core` (`pool.rs`).
+//! test can make it meet a worker of another build; a unit test inside `unsync-core` checks it
+//! (`exec/process/handshake.rs`).
 //!
 //! Every child is started with arguments that select no test, so a child that ran `main`
 //! would print the harness's `running 0 tests` on stdout (and never recurse into these
@@ -38,11 +38,13 @@ use common::{LIMIT, watchdog};
 /// for a loaded 2-core machine starting a debug binary.
 const QUICKLY: Duration = Duration::from_secs(10);
 
-/// Frame kinds of the worker protocol (`unsync-core/src/process/protocol.rs`).
+/// Frame kinds of the worker protocol (`unsync-core/src/exec/process/protocol.rs`).
 const CALL: u8 = 1;
 const HELLO: u8 = 0x10;
 const REFUSED: u8 = 0x11;
 const FAILED: u8 = 0x14;
+/// The cause byte of a `FAILED` frame for a function the worker does not have.
+const NOT_REGISTERED: u8 = 1;
 
 /// A pipe, both ends close-on-exec (so that children other tests start concurrently do not
 /// inherit them): (read end, write end).
@@ -321,7 +323,8 @@ fn a_worker_fails_unknown_calls_and_exits_on_frames_that_are_not_calls() {
             let (kind, fields) = worker.frame().expect("an answer");
             assert_eq!(kind, FAILED);
             assert_eq!(u64::from_le_bytes(fields[..8].try_into().unwrap()), id);
-            assert!(String::from_utf8_lossy(&fields[8..]).contains("no such cpu_bound function"));
+            assert_eq!(fields[8], NOT_REGISTERED, "the cause byte");
+            assert!(String::from_utf8_lossy(&fields[9..]).contains("no such cpu_bound function"));
         }
         // A frame that is not a call: the worker says so and exits.
         worker.send(HELLO, &[0; 16]);

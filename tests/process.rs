@@ -3,8 +3,8 @@
 
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
-use unsync::{Error, unsync};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use unsync::{Error, Payload, unsync};
 
 mod common;
 use common::{LIMIT, is_alive, watchdog};
@@ -148,6 +148,94 @@ fn a_panic_is_an_error_and_the_worker_survives() {
 #[should_panic(expected = "task `process::fails` panicked: re-raised")]
 fn a_worker_panic_reraises_in_result() {
     fails("re-raised".into()).result();
+}
+
+/// Encodes, but postcard cannot decode it (`untagged` needs a self-describing format).
+#[derive(Serialize, Deserialize, Debug)]
+#[serde(untagged)]
+enum Untagged {
+    Number(u32),
+}
+
+/// A value whose `Serialize` fails.
+#[derive(Debug)]
+struct Unencodable;
+
+impl Serialize for Unencodable {
+    fn serialize<S: Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        Err(serde::ser::Error::custom("refuses to be encoded"))
+    }
+}
+
+impl<'de> Deserialize<'de> for Unencodable {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        <()>::deserialize(deserializer).map(|()| Unencodable)
+    }
+}
+
+#[unsync(cpu_bound)]
+fn takes_unencodable(_value: Unencodable) -> u8 {
+    1
+}
+
+#[unsync(cpu_bound)]
+fn takes_untagged(_value: Untagged) -> u8 {
+    2
+}
+
+#[unsync(cpu_bound)]
+fn returns_unencodable() -> Unencodable {
+    Unencodable
+}
+
+#[unsync(cpu_bound)]
+fn returns_untagged() -> Untagged {
+    Untagged::Number(3)
+}
+
+fn assert_encoding(error: Error, task: &str, payload: Payload, place: &str) {
+    match &error {
+        Error::Encoding {
+            task: t,
+            payload: p,
+            detail,
+        } if *t == task && *p == payload => assert!(detail.contains(place), "{detail}"),
+        other => panic!("expected Encoding of the {payload} of {task}, got {other:?}"),
+    }
+}
+
+#[test]
+fn values_that_cannot_cross_fail_their_call_with_encoding() {
+    watchdog(LIMIT, || {
+        assert_encoding(
+            takes_unencodable(Unencodable).catch().result().unwrap_err(),
+            "process::takes_unencodable",
+            Payload::Arguments,
+            "encoding them in this process",
+        );
+        assert_encoding(
+            takes_untagged(Untagged::Number(1))
+                .catch()
+                .result()
+                .unwrap_err(),
+            "process::takes_untagged",
+            Payload::Arguments,
+            "decoding them in the worker process",
+        );
+        assert_encoding(
+            returns_unencodable().catch().result().unwrap_err(),
+            "process::returns_unencodable",
+            Payload::Result,
+            "encoding it in the worker process",
+        );
+        assert_encoding(
+            returns_untagged().catch().result().unwrap_err(),
+            "process::returns_untagged",
+            Payload::Result,
+            "decoding it in this process",
+        );
+        assert_eq!(add(4, 4).result(), 8);
+    });
 }
 
 fn assert_died(error: Error, expect: &str) {

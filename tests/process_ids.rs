@@ -34,7 +34,7 @@ fn distinct() -> u8 {
 fn functions_a_worker_cannot_tell_apart_are_refused_clearly() {
     for call in [first, second] {
         match call().catch().result() {
-            Err(Error::WorkerDied { task, detail }) => {
+            Err(Error::NotRegistered { task, detail }) => {
                 assert_eq!(task, "process_ids::helper");
                 assert!(detail.contains("rename one of them"), "{detail}");
             }

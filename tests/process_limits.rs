@@ -1,7 +1,8 @@
-//! Frame limits: an oversized frame on the worker pipe fails that call with `WorkerDied` and
-//! the worker is replaced. (A binary of its own: the limit is process-wide configuration.)
+//! Frame limits: arguments or a result over the frame limit fail that call with
+//! `Error::TooLarge`, and the worker serves on. (A binary of its own: the limit is process-wide
+//! configuration.)
 
-use unsync::{Config, Error, unsync};
+use unsync::{Config, Error, Payload, unsync};
 
 mod common;
 
@@ -15,6 +16,11 @@ fn length(data: Vec<u8>) -> usize {
     data.len()
 }
 
+#[unsync(cpu_bound)]
+fn pid() -> u32 {
+    std::process::id()
+}
+
 #[test]
 fn oversized_frames_fail_the_call_and_replace_the_worker() {
     Config::new()
@@ -24,23 +30,41 @@ fn oversized_frames_fail_the_call_and_replace_the_worker() {
         .unwrap();
     common::watchdog(common::LIMIT, || {
         assert_eq!(make_bytes(100).result().len(), 100);
+        let worker = pid().result();
         // Too big to send: refused before it reaches the pipe.
         match length(vec![0; 10_000]).catch().result() {
-            Err(Error::WorkerDied { detail, .. }) => {
-                assert!(
-                    detail.contains("more than the frame limit of 4096"),
-                    "{detail}"
-                )
+            Err(Error::TooLarge {
+                task,
+                payload: Payload::Arguments,
+                bytes,
+                limit: 4096,
+            }) => {
+                assert_eq!(task, "process_limits::length");
+                assert!(bytes > 10_000, "{bytes}");
             }
             other => panic!("{other:?}"),
         }
-        // Too big a result: the parent refuses the frame and replaces the worker.
-        match make_bytes(10_000).catch().result() {
-            Err(Error::WorkerDied { detail, .. }) => {
-                assert!(detail.contains("exceeds the limit of 4096"), "{detail}")
+        // Too big a result: the worker refuses to send it, says how big it was, and serves on.
+        let error = make_bytes(10_000).catch().result().unwrap_err();
+        match &error {
+            Error::TooLarge {
+                task,
+                payload: Payload::Result,
+                bytes,
+                limit: 4096,
+            } => {
+                assert_eq!(*task, "process_limits::make_bytes");
+                assert!(*bytes > 10_000, "{bytes}");
             }
             other => panic!("{other:?}"),
         }
+        assert!(
+            error
+                .to_string()
+                .contains("more than the frame limit of 4096"),
+            "{error}"
+        );
+        assert_eq!(pid().result(), worker, "the worker was replaced");
         assert_eq!(length(vec![1; 1000]).result(), 1000);
     });
 }

@@ -163,8 +163,9 @@ impl Config {
     }
 
     /// The largest frame (encoded arguments or result of one call) accepted on a worker pipe.
-    /// A bigger frame fails that call with [`Error::WorkerDied`] and replaces the worker. At
-    /// most `u32::MAX - 1` (a frame's length prefix has 32 bits): `install` refuses more.
+    /// Arguments or a result that take more fail that call with [`Error::TooLarge`]; the worker
+    /// serves on. At most `u32::MAX - 1` (a frame's length prefix has 32 bits): `install`
+    /// refuses more.
     ///
     /// ```
     /// let config = unsync::Config::new().max_frame_bytes(1 << 30);

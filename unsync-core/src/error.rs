@@ -48,8 +48,11 @@ pub enum Error {
         /// The time limit that passed.
         after: Duration,
     },
-    /// The worker process running a `cpu_bound` task died (crash, abort, `exit`, a kill from
-    /// outside) or broke the protocol; `detail` says how.
+    /// The worker process running a `cpu_bound` task died: it crashed, aborted, called `exit`,
+    /// was killed from outside, or broke the protocol (wrote frames out of step, or a frame
+    /// over the limit), and was replaced; `detail` says how. Also when no worker can start
+    /// (they fail at start-up, they are another build, or the start-up hook did not run):
+    /// `detail` then says why, and `shutdown` resets the pool.
     #[error("task `{task}` lost its worker process: {detail}")]
     WorkerDied {
         /// The `cpu_bound` function that was running.
@@ -57,6 +60,68 @@ pub enum Error {
         /// The exit status, signal, or protocol error.
         detail: String,
     },
+    /// No worker process can run this `cpu_bound` function: the linker dropped it from the
+    /// registry of `cpu_bound` functions (seen with some LTO or static-library builds), the
+    /// worker has no function with its key, or another `cpu_bound` function has the same
+    /// path, name and signature (two functions declared inside two function bodies of one
+    /// module), so a worker could not tell them apart. The call never ran; no worker died.
+    #[error("task `{task}` cannot run in a worker process: {detail}")]
+    NotRegistered {
+        /// The `cpu_bound` function that was called.
+        task: &'static str,
+        /// Which of the causes above.
+        detail: String,
+    },
+    /// The encoded arguments or result of a `cpu_bound` call take more than the frame limit
+    /// ([`Config::max_frame_bytes`](crate::Config::max_frame_bytes), 256 MiB by default).
+    /// Arguments are refused before they are sent; a result is refused by the worker, which
+    /// serves on. The call's body ran only if `payload` is [`Payload::Result`].
+    #[error(
+        "task `{task}`: {bytes} bytes of encoded {payload}, more than the frame limit of {limit} (raise it with `Config::max_frame_bytes` or UNSYNC_MAX_FRAME_BYTES)"
+    )]
+    TooLarge {
+        /// The `cpu_bound` function that was called.
+        task: &'static str,
+        /// Whether the arguments or the result were too large.
+        payload: Payload,
+        /// The size of the frame they needed (its body, without the 4-byte length prefix).
+        bytes: usize,
+        /// The frame limit in force.
+        limit: usize,
+    },
+    /// The arguments or result of a `cpu_bound` call could not cross to or from the worker
+    /// process: their `Serialize` implementation failed, or what was encoded did not decode
+    /// again (postcard is not self-describing, so `#[serde(flatten)]`, `#[serde(untagged)]`
+    /// and other `deserialize_any` types do not round-trip). The body ran only if `payload`
+    /// is [`Payload::Result`].
+    #[error("task `{task}`: its {payload} could not cross to or from the worker process: {detail}")]
+    Encoding {
+        /// The `cpu_bound` function that was called.
+        task: &'static str,
+        /// Whether the arguments or the result failed.
+        payload: Payload,
+        /// Where (encoding or decoding, in which process), and serde's message.
+        detail: String,
+    },
+}
+
+/// What crosses between a caller and a worker process, in [`Error::TooLarge`] and
+/// [`Error::Encoding`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Payload {
+    /// The call's arguments, from the caller to the worker.
+    Arguments,
+    /// The call's result, from the worker back to the caller.
+    Result,
+}
+
+impl std::fmt::Display for Payload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Payload::Arguments => "arguments",
+            Payload::Result => "result",
+        })
+    }
 }
 
 impl Error {
@@ -71,7 +136,10 @@ impl Error {
             Error::Panicked { task, .. }
             | Error::Cancelled { task }
             | Error::TimedOut { task, .. }
-            | Error::WorkerDied { task, .. } => task,
+            | Error::WorkerDied { task, .. }
+            | Error::NotRegistered { task, .. }
+            | Error::TooLarge { task, .. }
+            | Error::Encoding { task, .. } => task,
         }
     }
 
@@ -152,6 +220,19 @@ mod tests {
         };
         assert_eq!(e.to_string(), "task `app::f` timed out after 250ms");
         assert_eq!(e.task(), "app::f");
+        let e = Error::TooLarge {
+            task: "app::g",
+            payload: Payload::Result,
+            bytes: 5000,
+            limit: 4096,
+        };
+        assert!(
+            e.to_string().starts_with(
+                "task `app::g`: 5000 bytes of encoded result, more than the frame limit of 4096"
+            ),
+            "{e}"
+        );
+        assert_eq!(e.task(), "app::g");
     }
 
     #[test]

@@ -14,12 +14,30 @@ use serde::ser::{Serialize, Serializer};
 
 /// Why a value could not be encoded or decoded.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct CodecError(String);
+#[error("{message}")]
+pub struct CodecError {
+    message: String,
+    decoding: bool,
+}
 
 impl CodecError {
-    pub(crate) fn new(message: impl std::fmt::Display) -> CodecError {
-        CodecError(message.to_string())
+    fn encoding(message: impl std::fmt::Display) -> CodecError {
+        CodecError {
+            message: message.to_string(),
+            decoding: false,
+        }
+    }
+
+    fn decoding(message: impl std::fmt::Display) -> CodecError {
+        CodecError {
+            message: message.to_string(),
+            decoding: true,
+        }
+    }
+
+    /// Whether [`decode`] failed (rather than [`encode`]).
+    pub(crate) fn is_decoding(&self) -> bool {
+        self.decoding
     }
 }
 
@@ -41,17 +59,17 @@ pub fn assert_wire<T: Wire>() {}
 /// Append `value`'s encoding to `out`.
 pub fn encode<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<(), CodecError> {
     let buffer = std::mem::take(out);
-    *out = postcard::to_extend(value, buffer).map_err(CodecError::new)?;
+    *out = postcard::to_extend(value, buffer).map_err(CodecError::encoding)?;
     Ok(())
 }
 
 /// Decode a value that must use all of `bytes`.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
-    let (value, rest) = postcard::take_from_bytes(bytes).map_err(CodecError::new)?;
+    let (value, rest) = postcard::take_from_bytes(bytes).map_err(CodecError::decoding)?;
     if rest.is_empty() {
         Ok(value)
     } else {
-        Err(CodecError::new(format_args!(
+        Err(CodecError::decoding(format_args!(
             "{} bytes left over after decoding",
             rest.len()
         )))

@@ -1,10 +1,10 @@
-//! What the process pool does differently on Linux and on other Unix systems: creating pipes,
-//! waking a worker's I/O thread, and making a worker die with its parent.
+//! What the process pool does differently on Linux and on other Unix systems: creating pipes
+//! and waking a worker's I/O thread (dying with the parent is `parent_death`).
 //!
-//! Linux has a system call for each (`pipe2`, `eventfd`, `PR_SET_PDEATHSIG`); elsewhere
-//! (macOS, the BSDs) the same effect takes a few portable calls. The portable versions also
-//! build on Linux under `--cfg unsync_portable`, so that CI runs the process tests through them
-//! (`.ci/run`); nothing here is checked on a real Mac.
+//! Linux has a system call for each (`pipe2`, `eventfd`); elsewhere (macOS, the BSDs) the same
+//! effect takes a few portable calls. The portable versions also build on Linux under
+//! `--cfg unsync_portable`, so that CI runs the process tests through them (`.ci/run`); nothing
+//! here is checked on a real Mac.
 
 use std::io;
 use std::os::fd::OwnedFd;
@@ -92,44 +92,4 @@ impl Wake {
             }
         }
     }
-}
-
-/// Make this worker die when the process that started it (`parent`) does: on Linux the kernel
-/// sends it SIGKILL (`PR_SET_PDEATHSIG`); elsewhere a thread checks every 100 ms whether it was
-/// re-parented, and exits the process if so. Either way a worker whose parent is gone also
-/// stops at the end of input on its request pipe, once it is idle.
-pub(super) fn die_with_parent(parent: u32) {
-    #[cfg(all(target_os = "linux", not(unsync_portable)))]
-    {
-        let _ = parent;
-        let _ =
-            rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL));
-    }
-    #[cfg(any(not(target_os = "linux"), unsync_portable))]
-    {
-        if parent_pid() != parent {
-            // Not (or no longer) the parent's child: the caller checks this and says so.
-            return;
-        }
-        let watch = move || {
-            loop {
-                if parent_pid() != parent {
-                    // Nobody is left to read this worker's output or answers.
-                    std::process::exit(0);
-                }
-                std::thread::sleep(std::time::Duration::from_millis(100));
-            }
-        };
-        let _ = std::thread::Builder::new()
-            .name("unsync-worker-parent-watch".into())
-            .spawn(watch);
-    }
-}
-
-/// The parent's pid as this process sees it now (0 without a parent).
-pub(super) fn parent_pid() -> u32 {
-    rustix::process::getppid()
-        .map_or(0, |p| p.as_raw_nonzero().get())
-        .try_into()
-        .unwrap_or(0)
 }

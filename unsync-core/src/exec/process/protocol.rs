@@ -13,13 +13,14 @@
 //! | `REFUSED` | worker → parent | why the worker will not serve this parent (UTF-8) |
 //! | `RETURNED` | worker → parent | call id, microseconds the body ran `u32`, encoded result |
 //! | `PANICKED` | worker → parent | call id, panic message (UTF-8) |
-//! | `FAILED` | worker → parent | call id, why the call could not run (UTF-8) |
+//! | `FAILED` | worker → parent | call id, cause `u8` (see [`Failure`]), why the call could not run (UTF-8) |
+//! | `OVERSIZED` | worker → parent | call id, body length `u64` of the result's frame, which was over the limit and not sent |
 
 use std::io::{self, Read};
 use std::ops::Range;
 
 /// Bumped whenever a frame's layout changes.
-pub(crate) const PROTOCOL_VERSION: u32 = 1;
+pub(crate) const PROTOCOL_VERSION: u32 = 2;
 
 const CALL: u8 = 1;
 const HELLO: u8 = 0x10;
@@ -27,6 +28,7 @@ const REFUSED: u8 = 0x11;
 const RETURNED: u8 = 0x12;
 const PANICKED: u8 = 0x13;
 const FAILED: u8 = 0x14;
+const OVERSIZED: u8 = 0x15;
 
 /// Bytes of the length prefix.
 pub(crate) const PREFIX: usize = 4;
@@ -63,8 +65,35 @@ pub(crate) enum Message<'a> {
     },
     Failed {
         id: u64,
+        failure: Failure,
         message: &'a str,
     },
+    Oversized {
+        id: u64,
+        bytes: u64,
+    },
+}
+
+/// Why a worker could not run a call (the cause byte of a `FAILED` frame).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Failure {
+    /// No function with the call's key in the worker's registry.
+    NotRegistered = 1,
+    /// The arguments did not decode.
+    Arguments = 2,
+    /// The result did not encode.
+    Result = 3,
+}
+
+impl Failure {
+    fn from_byte(byte: u8) -> Result<Failure, ProtocolError> {
+        match byte {
+            1 => Ok(Failure::NotRegistered),
+            2 => Ok(Failure::Arguments),
+            3 => Ok(Failure::Result),
+            _ => Err(ProtocolError::Malformed("unknown failure cause")),
+        }
+    }
 }
 
 /// Why a frame could not be read.
@@ -122,10 +151,20 @@ impl Message<'_> {
                 out.extend_from_slice(&id.to_le_bytes());
                 out.extend_from_slice(message.as_bytes());
             }
-            Message::Failed { id, message } => {
+            Message::Failed {
+                id,
+                failure,
+                message,
+            } => {
                 out.push(FAILED);
                 out.extend_from_slice(&id.to_le_bytes());
+                out.push(failure as u8);
                 out.extend_from_slice(message.as_bytes());
+            }
+            Message::Oversized { id, bytes } => {
+                out.push(OVERSIZED);
+                out.extend_from_slice(&id.to_le_bytes());
+                out.extend_from_slice(&bytes.to_le_bytes());
             }
         }
         end_frame(out, start);
@@ -162,7 +201,12 @@ impl Message<'_> {
             },
             FAILED => Message::Failed {
                 id: fields.u64()?,
+                failure: Failure::from_byte(fields.u8()?)?,
                 message: fields.text()?,
+            },
+            OVERSIZED => Message::Oversized {
+                id: fields.u64()?,
+                bytes: fields.u64()?,
             },
             _ => return Err(ProtocolError::Malformed("unknown frame kind")),
         };
@@ -242,6 +286,9 @@ impl<'a> Fields<'a> {
             .ok_or(ProtocolError::Malformed("frame shorter than its fields"))?;
         self.0 = rest;
         Ok(*head)
+    }
+    fn u8(&mut self) -> Result<u8, ProtocolError> {
+        self.take().map(|[byte]| byte)
     }
     fn u32(&mut self) -> Result<u32, ProtocolError> {
         self.take().map(u32::from_le_bytes)
@@ -420,7 +467,7 @@ impl<R: Read> FrameReader<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::exec::process::fuzz::{Ending, Trickle, read_like_the_pool};
+    use crate::exec::process::fuzz::stream::{Ending, Trickle, read_like_the_pool};
     use proptest::prelude::*;
 
     fn frames(messages: &[Message<'_>]) -> Vec<u8> {
@@ -458,7 +505,12 @@ mod tests {
             },
             Message::Failed {
                 id: 9,
+                failure: Failure::Arguments,
                 message: "no such function",
+            },
+            Message::Oversized {
+                id: 10,
+                bytes: u64::MAX,
             },
         ];
         let bytes = frames(&all);

@@ -3,11 +3,15 @@
 //! executable) finds every function by a stable key without any call at start-up. The slice
 //! is complete even before `main` (unlike `inventory`, which is filled by constructors that may
 //! run after ours).
+//!
+//! The registry is shared by everything that runs these functions by key: this process pool's
+//! parent and worker sides, and (later) a remote executor.
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use super::codec::CodecError;
+use crate::error::Error;
 
 /// Decode the arguments from the first slice, run the function, append the encoded result.
 pub type Shim = fn(&[u8], &mut Vec<u8>) -> Result<(), CodecError>;
@@ -49,22 +53,6 @@ pub(crate) const fn fnv1a(bytes: &[u8], seed: u64) -> u64 {
     hash
 }
 
-/// Identifies this build's set of `cpu_bound` functions and protocol: a parent and a worker
-/// with different fingerprints refuse each other at the handshake.
-pub(crate) fn fingerprint() -> u64 {
-    static FINGERPRINT: OnceLock<u64> = OnceLock::new();
-    *FINGERPRINT.get_or_init(|| {
-        let mut keys: Vec<u64> = WORKER_FNS.iter().map(|f| f.key).collect();
-        keys.sort_unstable();
-        let mut hash = fnv1a(env!("CARGO_PKG_VERSION").as_bytes(), 0);
-        hash = fnv1a(&super::protocol::PROTOCOL_VERSION.to_le_bytes(), hash);
-        for key in keys {
-            hash = fnv1a(&key.to_le_bytes(), hash);
-        }
-        hash
-    })
-}
-
 /// Every key, with its function, or `None` when several functions share it.
 fn by_key() -> &'static HashMap<u64, Option<&'static WorkerFn>> {
     static BY_KEY: OnceLock<HashMap<u64, Option<&'static WorkerFn>>> = OnceLock::new();
@@ -85,16 +73,29 @@ pub(crate) fn lookup(key: u64) -> Option<&'static WorkerFn> {
     by_key().get(&key).copied().flatten()
 }
 
-/// Whether another `cpu_bound` function has the same key as `entry`: the same path, name and
-/// signature, as two `fn helper() -> u8` declared inside two function bodies of one module.
-/// A worker could not tell which one to run, so neither runs.
-pub(crate) fn is_ambiguous(entry: &WorkerFn) -> bool {
-    matches!(by_key().get(&entry.key), Some(None))
+/// Where `entry` sits in the registry, or why no worker can run it: the linker dropped it (so
+/// no worker has it either), or another `cpu_bound` function has the same key (the same path,
+/// name and signature, as two `fn helper() -> u8` declared inside two function bodies of one
+/// module), so a worker could not tell which one to run, and neither runs.
+pub(crate) fn position(entry: &WorkerFn) -> Result<usize, Error> {
+    let task = entry.name;
+    let Some(index) = index_of(entry) else {
+        return Err(Error::NotRegistered {
+            task,
+            detail: "this function is missing from the worker registry: the linker dropped it (seen with some LTO or static-library builds)".into(),
+        });
+    };
+    if matches!(by_key().get(&entry.key), Some(None)) {
+        return Err(Error::NotRegistered {
+            task,
+            detail: "another #[unsync(cpu_bound)] function has the same path, name and signature (declared inside another function body of the same module?), so a worker cannot tell them apart: rename one of them".into(),
+        });
+    }
+    Ok(index)
 }
 
-/// Where `entry` sits in the registry, or `None` if the linker dropped it (then no worker
-/// could run it either).
-pub(crate) fn index_of(entry: &WorkerFn) -> Option<usize> {
+/// Where `entry` sits in the registry, or `None` if the linker dropped it.
+fn index_of(entry: &WorkerFn) -> Option<usize> {
     let start = WORKER_FNS.as_ptr() as usize;
     let at = entry as *const WorkerFn as usize;
     let size = std::mem::size_of::<WorkerFn>();

@@ -11,10 +11,8 @@ use std::os::fd::{OwnedFd, RawFd};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::os;
-use super::protocol::{self, FrameReader, Message, PROTOCOL_VERSION, ProtocolError};
-use super::registry;
-use super::sys;
+use super::protocol::{self, Failure, FrameReader, Message, ProtocolError};
+use super::{handshake, parent_death, registry, sys};
 
 /// Set by the pool in a worker's environment: `<request fd>,<response fd>,<parent pid>,<fingerprint hex>,<max frame>`.
 pub(crate) const WORKER_ENV: &str = "UNSYNC_WORKER";
@@ -118,15 +116,9 @@ impl WorkerSpec {
         let fingerprint = u64::from_str_radix(fingerprint, 16)
             .map_err(|_| format!("malformed worker spec {text:?}"))?;
         let max_frame = number(max_frame)? as usize;
-        // Die with the parent, and make sure it is still the parent that started us.
         let parent =
             u32::try_from(parent).map_err(|_| format!("malformed worker spec {text:?}"))?;
-        os::die_with_parent(parent);
-        if os::parent_pid() != parent {
-            return Err(format!(
-                "the parent process {parent} that started this worker is gone"
-            ));
-        }
+        parent_death::arm(parent)?;
         let fd = |text: &str, which: &str| {
             text.parse::<RawFd>()
                 .map_err(|_| format!("malformed {which} fd {text:?}"))
@@ -170,27 +162,12 @@ fn serve(spec: WorkerSpec) -> i32 {
     let mut requests = FrameReader::new(File::from(spec.requests), spec.max_frame);
     let mut responses = BufWriter::with_capacity(64 << 10, File::from(spec.responses));
     let mut frame = Vec::with_capacity(1024);
-    let ours = registry::fingerprint();
-    if spec.fingerprint != ours {
-        let reason = format!(
-            "this worker is a different build of the program (fingerprint {ours:016x}, parent {:016x}): the executable changed since the parent started",
-            spec.fingerprint
-        );
-        Message::Refused { reason: &reason }.encode(&mut frame);
-        let _ = responses.write_all(&frame).and_then(|()| responses.flush());
+    let greeted = handshake::greet(spec.fingerprint, &mut frame);
+    let sent = responses.write_all(&frame).and_then(|()| responses.flush());
+    if !greeted {
         return 3;
     }
-    Message::Hello {
-        version: PROTOCOL_VERSION,
-        fingerprint: ours,
-        pid: std::process::id(),
-    }
-    .encode(&mut frame);
-    if responses
-        .write_all(&frame)
-        .and_then(|()| responses.flush())
-        .is_err()
-    {
+    if sent.is_err() {
         return 0;
     }
     loop {
@@ -206,7 +183,7 @@ fn serve(spec: WorkerSpec) -> i32 {
             }
         };
         frame.clear();
-        if let Err(e) = handle_request(body, &mut frame) {
+        if let Err(e) = handle_request(body, &mut frame, spec.max_frame) {
             eprintln!("unsync worker {}: {e}; exiting", std::process::id());
             return 4;
         }
@@ -216,19 +193,25 @@ fn serve(spec: WorkerSpec) -> i32 {
     }
 }
 
-/// Run one request (a frame body) and append the answer frame to `out`: `RETURNED`, or
-/// `PANICKED`, or `FAILED` for an unknown function or arguments that do not decode. Whatever
-/// the bytes and whatever the function does, this does not panic.
+/// Run one request (a frame body) and append the answer frame to `out`: `RETURNED`; or
+/// `PANICKED`; or `FAILED` for an unknown function, arguments that do not decode or a result
+/// that does not encode; or `OVERSIZED` for a result whose frame body would exceed
+/// `max_frame` bytes. Whatever the bytes and whatever the function does, this does not panic.
 ///
 /// An error is a frame that is not a call: the parent never sends one, so the pipe is out of
 /// step and the worker must exit (the parent replaces it). `out` is then left as it was.
-pub(crate) fn handle_request(body: &[u8], out: &mut Vec<u8>) -> Result<(), ProtocolError> {
+pub(crate) fn handle_request(
+    body: &[u8],
+    out: &mut Vec<u8>,
+    max_frame: usize,
+) -> Result<(), ProtocolError> {
     let Message::Call { id, key, args } = Message::decode(body)? else {
         return Err(ProtocolError::Malformed("expected a call frame"));
     };
     let Some(function) = registry::lookup(key) else {
         Message::Failed {
             id,
+            failure: Failure::NotRegistered,
             message: "no such cpu_bound function in the worker",
         }
         .encode(out);
@@ -239,11 +222,27 @@ pub(crate) fn handle_request(body: &[u8], out: &mut Vec<u8>) -> Result<(), Proto
         protocol::encode_returned(out, id, |out| (function.shim)(args, out))
     }));
     match ran {
-        Ok(Ok(())) => {}
+        Ok(Ok(())) => {
+            let bytes = out.len() - start - protocol::PREFIX;
+            if bytes > max_frame {
+                // The parent would refuse the frame as a broken worker's: say why instead.
+                out.truncate(start);
+                Message::Oversized {
+                    id,
+                    bytes: bytes as u64,
+                }
+                .encode(out);
+            }
+        }
         // `encode_returned` took back what it had appended.
         Ok(Err(codec)) => Message::Failed {
             id,
-            message: &format!("in the worker: {codec}"),
+            failure: if codec.is_decoding() {
+                Failure::Arguments
+            } else {
+                Failure::Result
+            },
+            message: &codec.to_string(),
         }
         .encode(out),
         Err(panic) => {

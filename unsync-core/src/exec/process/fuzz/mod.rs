@@ -6,52 +6,24 @@
 //! answer) and panics if an invariant breaks: a panic escaping that piece, a loop that does
 //! not end, more memory held than the frame limit allows, a wrong or oversized answer.
 //!
-//! The sample functions below are registered the way `#[unsync(cpu_bound)]` registers a
-//! function, so that argument decoding is exercised; they exist only in unsync-core's tests
-//! and in executables built with the `fuzzing` feature.
+//! The checks drive the same `pub(crate)` functions the pool and the worker use (`protocol`,
+//! `codec`, `call`, `worker::handle_request`), on the sample functions of `samples`.
+
+// The samples are `linkme` entries: `link_section` statics, which trip `unsafe_code`.
+#[allow(unsafe_code)]
+mod samples;
+pub(crate) mod stream;
 
 use std::collections::BTreeMap;
-use std::io::{self, Read};
-use std::sync::atomic::{AtomicU32, Ordering};
 
-use super::codec::{Bulk, CodecError, decode, encode};
-use super::pool::{call_outcome, decode_result};
-use super::protocol::{FrameReader, Message, PREFIX, ProtocolError, body_len};
-use super::registry::{WORKER_FNS, WorkerFn};
+use super::call::{call_outcome, decode_result};
+use super::codec::{Bulk, decode, encode};
+use super::protocol::{FrameReader, Message, PREFIX, body_len};
+use super::registry::WORKER_FNS;
 use super::worker::handle_request;
-use crate::error::Error;
-
-/// Registers `fn $name` as `#[unsync(cpu_bound)]` would: a shim that decodes the argument
-/// tuple, runs the function and encodes its result.
-macro_rules! sample {
-    ($entry:ident: fn $name:ident($($arg:ident: $ty:ty),* $(,)?) -> $out:ty $body:block) => {
-        fn $name($($arg: $ty),*) -> $out $body
-
-        #[linkme::distributed_slice(WORKER_FNS)]
-        static $entry: WorkerFn = WorkerFn::new(concat!(module_path!(), "::", stringify!($name)), 0, {
-            fn shim(args: &[u8], out: &mut Vec<u8>) -> Result<(), CodecError> {
-                let ($($arg,)*): ($($ty,)*) = decode(args)?;
-                encode(&$name($($arg),*), out)
-            }
-            shim
-        });
-    };
-}
-
-// Every sample's encoded result is at most a few bytes longer than its encoded arguments, so
-// the checks can bound an answer's size by the request's.
-sample!(ADD: fn add(a: u64, b: u64) -> u64 { a.wrapping_add(b) });
-sample!(CONCAT: fn concat(parts: Vec<String>) -> String { parts.concat() });
-sample!(SUM: fn sum(values: Bulk<Vec<f64>>) -> f64 { values.0.iter().sum() });
-sample!(ECHO: fn echo(bytes: Bulk<Vec<u8>>) -> Bulk<Vec<u8>> { bytes });
-sample!(CENSUS: fn census(
-    rows: Vec<Vec<u32>>,
-    names: Option<BTreeMap<String, i64>>,
-    flag: Result<(bool, char), i16>,
-) -> (u64, u64, bool) {
-    let cells = rows.iter().map(|r| r.len() as u64).sum();
-    (cells, names.map_or(0, |n| n.len() as u64), matches!(flag, Ok((true, _))))
-});
+use crate::error::{Error, Payload};
+use samples::ADD;
+use stream::{Ending, Trickle, read_like_the_pool};
 
 /// Five bytes of settings (the reader's limit, its initial buffer, the size of a read and how
 /// many reads until the source would block), then the stream itself.
@@ -123,21 +95,32 @@ pub fn worker_request(data: &[u8]) {
         Some((_, body)) => body.to_vec(),
         None => Vec::new(),
     };
-    check_request(&body);
+    check_request(&body, LIMIT);
 }
 
-/// Hand one request body to the worker's handler: a call gets exactly one answer to that call,
-/// not much longer than the request; anything else is refused with nothing written. Then the
-/// handler must still answer a plain call right.
-pub(crate) fn check_request(body: &[u8]) {
+/// The frame limit of the checks.
+const LIMIT: usize = 1 << 20;
+
+/// Hand one request body to the worker's handler, with frames limited to `max_frame` bytes: a
+/// call gets exactly one answer to that call, within the limit and not much longer than the
+/// request; anything else is refused with nothing written. Then the handler must still answer
+/// a plain call right.
+pub(crate) fn check_request(body: &[u8], max_frame: usize) {
     let mut out = Vec::new();
-    let handled = handle_request(body, &mut out);
+    let handled = handle_request(body, &mut out, max_frame);
     if let Ok(Message::Call { id, .. }) = Message::decode(body) {
         assert!(handled.is_ok(), "a call was refused: {handled:?}");
         let answered = match only_frame(&out) {
+            Message::Oversized { id, bytes } => {
+                assert!(bytes > max_frame as u64, "{bytes} bytes called oversized");
+                id
+            }
             Message::Returned { id, .. }
             | Message::Panicked { id, .. }
-            | Message::Failed { id, .. } => id,
+            | Message::Failed { id, .. } => {
+                assert!(body_len(&out) <= max_frame, "an answer over the limit");
+                id
+            }
             other => panic!("a call was answered with {other:?}"),
         };
         assert_eq!(answered, id);
@@ -166,15 +149,25 @@ pub(crate) fn call_body(id: u64, key: u64, args: &[u8]) -> Vec<u8> {
     frame.split_off(PREFIX)
 }
 
-/// Run a call through the worker's handler: the result's bytes, or `"panicked: ..."` or
-/// `"failed: ..."`.
+/// Run a call through the worker's handler: the result's bytes, or `"panicked: ..."`,
+/// `"failed (<cause>): ..."` or `"oversized: <bytes>"`.
 pub(crate) fn call(key: u64, args: &[u8]) -> Result<Vec<u8>, String> {
+    call_limited(key, args, LIMIT)
+}
+
+/// [`call`], with frames limited to `max_frame` bytes.
+pub(crate) fn call_limited(key: u64, args: &[u8], max_frame: usize) -> Result<Vec<u8>, String> {
     let mut out = Vec::new();
-    handle_request(&call_body(7, key, args), &mut out).expect("a call frame");
+    handle_request(&call_body(7, key, args), &mut out, max_frame).expect("a call frame");
     match only_frame(&out) {
         Message::Returned { id: 7, payload, .. } => Ok(payload.to_vec()),
         Message::Panicked { id: 7, message } => Err(format!("panicked: {message}")),
-        Message::Failed { id: 7, message } => Err(format!("failed: {message}")),
+        Message::Failed {
+            id: 7,
+            failure,
+            message,
+        } => Err(format!("failed ({failure:?}): {message}")),
+        Message::Oversized { id: 7, bytes } => Err(format!("oversized: {bytes}")),
         other => panic!("not an answer to call 7: {other:?}"),
     }
 }
@@ -190,12 +183,11 @@ const TASK: &str = "fuzz::task";
 
 /// A byte choosing the type results decode as, then a stream of frames from a worker. Each
 /// answer is settled as the pool settles the call it answers: a value or an error for that
-/// call, never a panic; the function's run-time estimate stays positive.
+/// call, never a panic.
 pub fn response(data: &[u8]) {
     let Some((&kind, stream)) = data.split_first() else {
         return;
     };
-    let speed = AtomicU32::new(0);
     let mut reader = FrameReader::with_capacity(stream, 4096, 256);
     // The pool pairs an answer with a call; other frames, or an error, end the worker.
     while let Ok(Some(body)) = reader.next_frame() {
@@ -204,16 +196,20 @@ pub fn response(data: &[u8]) {
         };
         let returned = match answer {
             Message::Returned { .. } => true,
-            Message::Panicked { .. } | Message::Failed { .. } => false,
+            Message::Panicked { .. } | Message::Failed { .. } | Message::Oversized { .. } => false,
             _ => break,
         };
-        match call_outcome(TASK, answer, &speed) {
+        match call_outcome(TASK, answer, LIMIT) {
             Ok(payload) => {
                 assert!(returned);
-                assert!(speed.load(Ordering::Relaxed) > 0);
                 settle(kind, payload);
             }
-            Err(Error::Panicked { task, .. } | Error::WorkerDied { task, .. }) => {
+            Err(
+                Error::Panicked { task, .. }
+                | Error::NotRegistered { task, .. }
+                | Error::Encoding { task, .. }
+                | Error::TooLarge { task, .. },
+            ) => {
                 assert!(!returned);
                 assert_eq!(task, TASK);
             }
@@ -242,125 +238,26 @@ fn settle(kind: u8, payload: &[u8]) {
 fn settle_as<W: serde::de::DeserializeOwned + Into<R>, R>(payload: &[u8]) {
     match decode_result::<W, R>(TASK, payload) {
         Ok(_) => {}
-        Err(Error::WorkerDied { task, detail }) => {
+        Err(Error::Encoding {
+            task,
+            payload: Payload::Result,
+            detail,
+        }) => {
             assert_eq!(task, TASK);
-            assert!(detail.contains("could not be decoded"), "{detail}");
+            assert!(detail.contains("decoding it in this process"), "{detail}");
         }
         Err(other) => panic!("a result settled as {other:?}"),
     }
 }
 
-/// How a stream of frames ended.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Ending {
-    Clean,
-    TooLarge(usize),
-    Truncated,
-    Other(String),
-}
-
-impl From<ProtocolError> for Ending {
-    fn from(error: ProtocolError) -> Ending {
-        match error {
-            ProtocolError::TooLarge { len, .. } => Ending::TooLarge(len),
-            ProtocolError::Truncated => Ending::Truncated,
-            other => Ending::Other(other.to_string()),
-        }
-    }
-}
-
-/// A non-blocking source, as a pipe: at most `chunk` bytes per read, and `WouldBlock` after
-/// every `burst` reads (never, if 0: the writer is far ahead of the reader).
-pub(crate) struct Trickle<'a> {
-    data: &'a [u8],
-    chunk: usize,
-    burst: usize,
-    reads: usize,
-}
-
-impl Trickle<'_> {
-    pub(crate) fn new(data: &[u8], chunk: usize, burst: usize) -> Trickle<'_> {
-        Trickle {
-            data,
-            chunk,
-            burst,
-            reads: 0,
-        }
-    }
-}
-
-impl Read for Trickle<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.burst > 0 && self.reads == self.burst && !self.data.is_empty() {
-            self.reads = 0;
-            return Err(io::ErrorKind::WouldBlock.into());
-        }
-        let n = self.chunk.min(buf.len()).min(self.data.len());
-        buf[..n].copy_from_slice(&self.data[..n]);
-        self.data = &self.data[n..];
-        self.reads += 1;
-        Ok(n)
-    }
-}
-
-/// Read a non-blocking source as the pool's I/O thread does: fill until the source would
-/// block, then take every buffered frame; until the end or the first error. `len` is the
-/// source's length, to turn a loop that makes no progress into a failure instead of a hang.
-pub(crate) fn read_like_the_pool<R: Read>(
-    reader: &mut FrameReader<R>,
-    len: usize,
-) -> (Vec<Vec<u8>>, Ending) {
-    let mut frames = Vec::new();
-    let mut rounds = 0;
-    loop {
-        rounds += 1;
-        assert!(rounds <= 2 * len + 4, "the reader makes no progress");
-        let ended = match reader.fill_available() {
-            Ok(ended) => ended,
-            Err(e) => return (frames, Ending::Other(e.to_string())),
-        };
-        loop {
-            match reader.buffered_range() {
-                Ok(Some(range)) => frames.push(reader.slice(range).to_vec()),
-                Ok(None) => break,
-                Err(e) => return (frames, Ending::from(e)),
-            }
-        }
-        if ended {
-            return (frames, Ending::Clean);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use super::samples::*;
     use super::*;
+    use crate::exec::process::protocol::Failure;
     use crate::exec::process::registry;
     use proptest::prelude::*;
     use serde::Serialize;
-
-    sample!(PANICS: fn panics_on_zero(n: u8) -> u8 {
-        if n == 0 {
-            panic!("zero");
-        }
-        n
-    });
-
-    /// A panic payload whose `drop` panics too.
-    struct Bomb;
-
-    impl Drop for Bomb {
-        fn drop(&mut self) {
-            panic!("the panic payload panicked when dropped");
-        }
-    }
-
-    sample!(BOMB: fn throws_a_bomb(n: u8) -> u8 {
-        if n == 0 {
-            std::panic::panic_any(Bomb);
-        }
-        n
-    });
 
     fn args(value: &impl Serialize) -> Vec<u8> {
         let mut out = Vec::new();
@@ -384,15 +281,19 @@ mod tests {
     fn bad_calls_fail_and_other_frames_are_refused() {
         assert!(registry::lookup(0xdead).is_none());
         let unknown = call(0xdead, &[]).unwrap_err();
-        assert!(unknown.contains("no such cpu_bound function"), "{unknown}");
+        assert!(
+            unknown.starts_with("failed (NotRegistered): no such cpu_bound function"),
+            "{unknown}"
+        );
         let cut = call(ADD.key, &args(&(2_u64, 300_u64))[..2]).unwrap_err();
-        assert!(cut.starts_with("failed: in the worker:"), "{cut}");
+        assert!(cut.starts_with("failed (Arguments): "), "{cut}");
         let long = call(ADD.key, &[args(&(2_u64, 3_u64)), vec![0]].concat()).unwrap_err();
+        assert!(long.starts_with("failed (Arguments): "), "{long}");
         assert!(long.contains("left over"), "{long}");
 
         let mut out = Vec::new();
         for body in [&[][..], &[0x12, 1, 2], &[0xff; 20]] {
-            assert!(handle_request(body, &mut out).is_err());
+            assert!(handle_request(body, &mut out, LIMIT).is_err());
         }
         let mut hello = Vec::new();
         Message::Hello {
@@ -401,8 +302,30 @@ mod tests {
             pid: 3,
         }
         .encode(&mut hello);
-        assert!(handle_request(&hello[PREFIX..], &mut out).is_err());
+        assert!(handle_request(&hello[PREFIX..], &mut out, LIMIT).is_err());
         assert!(out.is_empty());
+    }
+
+    #[test]
+    fn results_over_the_limit_or_that_do_not_encode_fail_their_call() {
+        let bytes = args(&(Bulk(&vec![7_u8; 100]),));
+        assert_eq!(call_limited(ECHO.key, &bytes, 1000), Ok(bytes.clone()));
+        // The RETURNED body: kind, call id, run time, then the result.
+        let body = 1 + 8 + 4 + bytes.len();
+        assert_eq!(call_limited(ECHO.key, &bytes, body), Ok(bytes.clone()));
+        assert_eq!(
+            call_limited(ECHO.key, &bytes, body - 1),
+            Err(format!("oversized: {body}"))
+        );
+        check_request(&call_body(1, ECHO.key, &bytes), body - 1);
+
+        let refused = call(UNENCODABLE.key, &args(&(3_u8,))).unwrap_err();
+        assert!(refused.starts_with("failed (Result): "), "{refused}");
+    }
+
+    /// A failure cause chosen by `n`.
+    fn failure(n: u32) -> Failure {
+        [Failure::NotRegistered, Failure::Arguments, Failure::Result][n as usize % 3]
     }
 
     #[test]
@@ -495,12 +418,12 @@ mod tests {
         #[test]
         fn spoiled_arguments_fail_only_their_call((key, valid, result) in sample_call(), spoil in spoil(), id: u64) {
             let sent = spoil.apply(valid.clone());
-            check_request(&call_body(id, key, &sent));
+            check_request(&call_body(id, key, &sent), LIMIT);
             let answer = call(key, &sent);
             match spoil {
                 Spoil::Not => prop_assert_eq!(answer, Ok(result)),
                 Spoil::Cut(_) | Spoil::Append(_) if sent != valid => {
-                    prop_assert!(answer.as_ref().is_err_and(|e| e.starts_with("failed: ")), "{:?}", answer)
+                    prop_assert!(answer.as_ref().is_err_and(|e| e.starts_with("failed (Arguments): ")), "{:?}", answer)
                 }
                 _ => {}
             }
@@ -509,8 +432,19 @@ mod tests {
         #[test]
         fn unknown_functions_fail_their_call(key: u64, id: u64, data in prop::collection::vec(any::<u8>(), 0..32)) {
             prop_assume!(registry::lookup(key).is_none());
-            check_request(&call_body(id, key, &data));
-            prop_assert_eq!(call(key, &data), Err("failed: no such cpu_bound function in the worker".into()));
+            check_request(&call_body(id, key, &data), LIMIT);
+            prop_assert_eq!(call(key, &data), Err("failed (NotRegistered): no such cpu_bound function in the worker".into()));
+        }
+
+        /// Under any frame limit, a valid call is answered with its result or, when that would
+        /// not fit, with the size it needed.
+        #[test]
+        fn small_limits_answer_oversized((key, valid, result) in sample_call(), limit in 0_usize..300) {
+            check_request(&call_body(9, key, &valid), limit);
+            match call_limited(key, &valid, limit) {
+                Ok(answer) => prop_assert_eq!(answer, result),
+                Err(e) => prop_assert_eq!(e, format!("oversized: {}", 1 + 8 + 4 + result.len())),
+            }
         }
 
         #[test]
@@ -531,7 +465,7 @@ mod tests {
                 match what {
                     0 => Message::Returned { id: *id, micros: *micros, payload: &payload },
                     1 => Message::Panicked { id: *id, message: &text },
-                    _ => Message::Failed { id: *id, message: &text },
+                    _ => Message::Failed { id: *id, failure: failure(*micros), message: &text },
                 }
                 .encode(&mut stream);
             }
@@ -547,7 +481,7 @@ mod tests {
         #[test]
         fn frame_decoder_on_spoiled_frames(
             settings in prop::array::uniform5(any::<u8>()),
-            frames in prop::collection::vec((0..6_u8, any::<u64>(), any::<u32>(), prop::collection::vec(any::<u8>(), 0..40)), 0..8),
+            frames in prop::collection::vec((0..7_u8, any::<u64>(), any::<u32>(), prop::collection::vec(any::<u8>(), 0..40)), 0..8),
             spoil in spoil(),
         ) {
             let mut stream = Vec::new();
@@ -559,7 +493,8 @@ mod tests {
                     2 => Message::Refused { reason: &text },
                     3 => Message::Returned { id: *n, micros: *m, payload: bytes },
                     4 => Message::Panicked { id: *n, message: &text },
-                    _ => Message::Failed { id: *n, message: &text },
+                    5 => Message::Failed { id: *n, failure: failure(*m), message: &text },
+                    _ => Message::Oversized { id: *n, bytes: u64::from(*m) },
                 }
                 .encode(&mut stream);
             }

@@ -1,0 +1,195 @@
+//! One call, typed: its arguments encoded into a `CALL` frame, and the worker's answer settled
+//! into what its handle resolves to. The pool itself sees only [`Job`]s, with the types erased.
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::codec;
+use super::protocol::{self, Failure, Message};
+use super::registry::WorkerFn;
+use crate::error::{Error, Payload};
+use crate::handle::completion::Completion;
+
+/// One call on its way: the encoded frame and how to complete its handle.
+pub(crate) trait Job: Send + Sync {
+    fn frame(&self) -> &[u8];
+    /// Complete the handle from the result's bytes, or with an error.
+    fn finish(&self, outcome: Result<&[u8], Error>);
+    fn is_cancelled(&self) -> bool;
+}
+
+/// A call whose result crosses the pipe as `W` and is handed over as `R`.
+pub(crate) struct ProcessJob<W, R> {
+    frame: Vec<u8>,
+    cell: Arc<Completion<R>>,
+    wire: PhantomData<fn() -> W>,
+}
+
+impl<W, R> ProcessJob<W, R> {
+    pub(crate) fn new(frame: Vec<u8>, cell: Arc<Completion<R>>) -> ProcessJob<W, R> {
+        ProcessJob {
+            frame,
+            cell,
+            wire: PhantomData,
+        }
+    }
+}
+
+impl<W, R> Job for ProcessJob<W, R>
+where
+    W: DeserializeOwned + Into<R>,
+    R: Send + 'static,
+{
+    fn frame(&self) -> &[u8] {
+        &self.frame
+    }
+    fn finish(&self, outcome: Result<&[u8], Error>) {
+        let task = self.cell.task();
+        self.cell
+            .complete(outcome.and_then(|bytes| decode_result::<W, R>(task, bytes)));
+    }
+    fn is_cancelled(&self) -> bool {
+        self.cell.is_cancelled()
+    }
+}
+
+/// The `CALL` frame numbered `id` of `entry` with `args`; refused when the arguments do not
+/// encode ([`Error::Encoding`]) or the frame's body would exceed `limit` bytes
+/// ([`Error::TooLarge`]).
+pub(crate) fn encode_call(
+    entry: &WorkerFn,
+    id: u64,
+    args: &impl Serialize,
+    limit: usize,
+) -> Result<Vec<u8>, Error> {
+    let task = entry.name;
+    let mut frame = Vec::with_capacity(64);
+    if let Err(e) = protocol::encode_call(&mut frame, id, entry.key, |out| codec::encode(args, out))
+    {
+        return Err(Error::Encoding {
+            task,
+            payload: Payload::Arguments,
+            detail: format!("encoding them in this process: {e}"),
+        });
+    }
+    let bytes = frame.len() - protocol::PREFIX;
+    if bytes > limit {
+        return Err(Error::TooLarge {
+            task,
+            payload: Payload::Arguments,
+            bytes,
+            limit,
+        });
+    }
+    Ok(frame)
+}
+
+/// What a worker's answer to a call of `task` means for that call: the result's bytes, or the
+/// error the call fails with. `limit` is the frame limit, which an `OVERSIZED` result exceeded.
+pub(crate) fn call_outcome<'a>(
+    task: &'static str,
+    answer: Message<'a>,
+    limit: usize,
+) -> Result<&'a [u8], Error> {
+    match answer {
+        Message::Returned { payload, .. } => Ok(payload),
+        Message::Panicked { message, .. } => Err(Error::Panicked {
+            task,
+            message: message.to_owned(),
+        }),
+        Message::Failed {
+            failure, message, ..
+        } => Err(match failure {
+            Failure::NotRegistered => Error::NotRegistered {
+                task,
+                detail: format!("the worker process does not have it ({message})"),
+            },
+            Failure::Arguments => Error::Encoding {
+                task,
+                payload: Payload::Arguments,
+                detail: format!("decoding them in the worker process: {message}"),
+            },
+            Failure::Result => Error::Encoding {
+                task,
+                payload: Payload::Result,
+                detail: format!("encoding it in the worker process: {message}"),
+            },
+        }),
+        Message::Oversized { bytes, .. } => Err(Error::TooLarge {
+            task,
+            payload: Payload::Result,
+            bytes: usize::try_from(bytes).unwrap_or(usize::MAX),
+            limit,
+        }),
+        _ => Err(Error::WorkerDied {
+            task,
+            detail: "the worker broke the protocol: an unexpected frame".into(),
+        }),
+    }
+}
+
+/// The value of a call from its result's bytes (`W` is how it crossed the pipe, `R` what the
+/// handle yields); bytes that do not decode fail the call.
+pub(crate) fn decode_result<W: DeserializeOwned + Into<R>, R>(
+    task: &'static str,
+    bytes: &[u8],
+) -> Result<R, Error> {
+    codec::decode::<W>(bytes)
+        .map(Into::into)
+        .map_err(|e| Error::Encoding {
+            task,
+            payload: Payload::Result,
+            detail: format!("decoding it in this process: {e}"),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_answer_settles_as_its_own_error() {
+        let outcome = |answer| call_outcome("t", answer, 4096).unwrap_err();
+        let failed = |failure| {
+            outcome(Message::Failed {
+                id: 1,
+                failure,
+                message: "why",
+            })
+        };
+        assert!(matches!(
+            failed(Failure::NotRegistered),
+            Error::NotRegistered { task: "t", .. }
+        ));
+        assert!(matches!(
+            failed(Failure::Arguments),
+            Error::Encoding {
+                payload: Payload::Arguments,
+                ..
+            }
+        ));
+        assert!(matches!(
+            failed(Failure::Result),
+            Error::Encoding {
+                payload: Payload::Result,
+                ..
+            }
+        ));
+        assert_eq!(
+            outcome(Message::Oversized { id: 1, bytes: 5000 }),
+            Error::TooLarge {
+                task: "t",
+                payload: Payload::Result,
+                bytes: 5000,
+                limit: 4096
+            }
+        );
+        assert!(matches!(
+            outcome(Message::Refused { reason: "no" }),
+            Error::WorkerDied { .. }
+        ));
+    }
+}

@@ -1,0 +1,212 @@
+//! A worker's I/O thread, for as long as the worker lives: it waits on the worker's response
+//! pipe, takes the handshake's answer, pairs every answer with its call and completes the
+//! call's handle, refills the worker from the queue, and finishes writes that did not fit in
+//! the request pipe. When the worker ends (or must be given up on), it hands it to `bury`.
+
+use std::fs::File;
+use std::ops::Range;
+use std::sync::{Arc, MutexGuard};
+use std::time::Instant;
+
+use rustix::event::{PollFd, PollFlags, Timespec};
+
+use super::supervisor::Death;
+use super::{Kill, Phase, Pool, State, WorkerIo};
+use crate::error::Error;
+use crate::exec::lock;
+use crate::exec::process::call::{Job, call_outcome};
+use crate::exec::process::handshake;
+use crate::exec::process::protocol::{FrameReader, Message, ProtocolError};
+
+/// An answered call and its outcome: the result's bytes (`T`) or the error.
+type Answered<T> = (Arc<dyn Job>, Result<T, Error>);
+/// An answered call, its result's bytes given by where they lie in the reader's buffer.
+type Finished = Answered<Range<usize>>;
+
+impl Pool {
+    /// The I/O thread of one worker process, until it dies.
+    pub(super) fn serve(&'static self, index: usize, generation: u64, io: Arc<WorkerIo>) {
+        let mut reader = FrameReader::new(&io.responses, self.max_frame);
+        let started = Instant::now();
+        let mut finished = Vec::new();
+        let death = loop {
+            if let Err(death) = self.serve_once(index, &io, &mut reader, started, &mut finished) {
+                break death;
+            }
+        };
+        self.bury(index, generation, &io, death);
+    }
+
+    /// Wait for the worker, then take and settle what it sent; `Err` once it is gone.
+    fn serve_once(
+        &'static self,
+        index: usize,
+        io: &WorkerIo,
+        reader: &mut FrameReader<&File>,
+        started: Instant,
+        finished: &mut Vec<Finished>,
+    ) -> Result<(), Death> {
+        if !self.wait(index, io, started)? {
+            return Ok(());
+        }
+        let ended = reader
+            .fill_available()
+            .map_err(|e| Death::Broken(format!("cannot read the worker's pipe: {e}")))?;
+        self.take_answers(index, io, reader, finished)?;
+        if ended {
+            return Err(Death::Exited);
+        }
+        Ok(())
+    }
+
+    /// Wait until the worker's response pipe is readable, another thread wakes this one, or
+    /// (when a write waits for room) the request pipe is writable; write what waits. Returns
+    /// whether there is something to read.
+    fn wait(&'static self, index: usize, io: &WorkerIo, started: Instant) -> Result<bool, Death> {
+        let (phase, want_writable) = {
+            let state = lock(&self.state);
+            let slot = &state.slots[index];
+            (slot.phase, slot.want_writable)
+        };
+        let timeout = (phase == Phase::Starting).then(|| {
+            let left = handshake::TIMEOUT.saturating_sub(started.elapsed());
+            Timespec::try_from(left).unwrap_or_default()
+        });
+        let mut fds = vec![
+            PollFd::new(&io.responses, PollFlags::IN),
+            PollFd::new(io.wake.fd(), PollFlags::IN),
+        ];
+        if want_writable {
+            fds.push(PollFd::new(&io.requests, PollFlags::OUT));
+        }
+        match rustix::event::poll(&mut fds, timeout.as_ref()) {
+            Ok(0) if phase == Phase::Starting => return Err(Death::Broken(handshake::timed_out())),
+            Ok(_) | Err(rustix::io::Errno::INTR) => {}
+            Err(e) => {
+                return Err(Death::Broken(format!(
+                    "cannot wait on the worker's pipe: {e}"
+                )));
+            }
+        }
+        let readable = !fds[0].revents().is_empty();
+        let woken = !fds[1].revents().is_empty();
+        let writable = fds.get(2).is_some_and(|f| !f.revents().is_empty());
+        drop(fds);
+        if woken {
+            io.wake.drain();
+        }
+        if writable {
+            let mut state = lock(&self.state);
+            state.slots[index].want_writable = false;
+            drop(self.flush(state, index));
+        }
+        Ok(readable)
+    }
+
+    /// Take every whole frame read so far, pairing each answer with its call under one lock,
+    /// refill the worker, then complete the answered calls' handles outside the lock.
+    fn take_answers(
+        &'static self,
+        index: usize,
+        io: &WorkerIo,
+        reader: &mut FrameReader<&File>,
+        finished: &mut Vec<Finished>,
+    ) -> Result<(), Death> {
+        let mut state = lock(&self.state);
+        let taken = loop {
+            let range = match reader.buffered_range() {
+                Ok(Some(range)) => range,
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(broke_protocol(e)),
+            };
+            let body = reader.slice(range.clone());
+            let message = match Message::decode(body) {
+                Ok(message) => message,
+                Err(e) => break Err(broke_protocol(e)),
+            };
+            match self.take(&mut state, index, io, message) {
+                Ok(None) => {}
+                Ok(Some((job, outcome))) => {
+                    finished.push((
+                        job,
+                        outcome.map(|payload| offset_in(range.start, body, payload)),
+                    ));
+                }
+                Err(death) => break Err(death),
+            }
+        };
+        if taken.is_ok() {
+            state = self.dispatch(state);
+            state = self.flush(state, index);
+            self.changed.notify_all();
+        }
+        drop(state);
+        // Answered calls are settled even when a later frame ends the worker.
+        for (job, outcome) in finished.drain(..) {
+            job.finish(outcome.map(|range| reader.slice(range)));
+        }
+        taken
+    }
+
+    /// Handle one frame from worker `index`: the handshake's answer, or an answer to the
+    /// call at the head of its calls, which is returned with its outcome.
+    fn take<'m>(
+        &self,
+        state: &mut MutexGuard<'_, State>,
+        index: usize,
+        io: &WorkerIo,
+        message: Message<'m>,
+    ) -> Result<Option<Answered<&'m [u8]>>, Death> {
+        let slot = &mut state.slots[index];
+        match message {
+            Message::Hello {
+                version,
+                fingerprint,
+                ..
+            } if slot.phase == Phase::Starting => {
+                handshake::check_hello(version, fingerprint).map_err(Death::Refused)?;
+                slot.phase = Phase::Ready;
+                state.start_failures = 0;
+                state.killed_while_starting = 0;
+                Ok(None)
+            }
+            Message::Refused { reason } => Err(Death::Refused(reason.to_owned())),
+            Message::Returned { id, .. }
+            | Message::Panicked { id, .. }
+            | Message::Failed { id, .. }
+            | Message::Oversized { id, .. }
+                if slot.phase == Phase::Ready
+                    && slot.in_flight.front().is_some_and(|c| c.id == id) =>
+            {
+                let call = slot.in_flight.pop_front().expect("front exists");
+                slot.answered += 1;
+                slot.load -= u64::from(call.cost);
+                // A call cancelled while it waited behind this one starts now: stop it.
+                if let Some(next) = slot.in_flight.front() {
+                    if next.job.is_cancelled() && slot.kill.is_none() {
+                        slot.kill = Some(Kill::Cancel(next.id));
+                        io.kill();
+                    }
+                }
+                if let Message::Returned { micros, .. } = message {
+                    self.record_run_time(call.index, micros);
+                }
+                let outcome = call_outcome(call.entry.name, message, self.max_frame);
+                Ok(Some((call.job, outcome)))
+            }
+            _ => Err(Death::Broken(
+                "the worker broke the protocol: an unexpected frame".into(),
+            )),
+        }
+    }
+}
+
+fn broke_protocol(error: ProtocolError) -> Death {
+    Death::Broken(format!("the worker broke the protocol: {error}"))
+}
+
+/// Where `part` of `whole` lies, given that `whole` starts at `base`.
+fn offset_in(base: usize, whole: &[u8], part: &[u8]) -> Range<usize> {
+    let start = base + (part.as_ptr() as usize - whole.as_ptr() as usize);
+    start..start + part.len()
+}

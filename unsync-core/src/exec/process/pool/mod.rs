@@ -1,0 +1,272 @@
+//! The parent side of the process pool: its shared state, and its entry points: run a call
+//! ([`spawn_process`]), cancel one, shut everything down.
+//!
+//! Threads: one supervisor, which starts every worker (`supervisor`), and one I/O thread per
+//! worker (`io_loop`), which reads that worker's answers, completes the handles directly and
+//! refills the worker from the queue (`schedule`). A caller writes its own call to the pipe
+//! when the worker is idle (no thread hop on the latency path); calls for a busy worker are
+//! batched and written by its I/O thread after the next answers (`writer`). All writes are
+//! non-blocking, so no thread ever waits on a full pipe while holding anything another thread
+//! needs. Everything below is guarded by the one `state` lock.
+
+mod io_loop;
+mod schedule;
+mod supervisor;
+mod writer;
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::process::Child;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::time::Instant;
+
+use crossbeam_channel::Sender;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::call::{self, Job, ProcessJob};
+use super::os;
+use super::registry::{self, WorkerFn};
+use crate::error::Error;
+use crate::exec::lock;
+use crate::handle::Unfinished;
+use crate::handle::completion::{Abort, Completion};
+
+/// A call in the pool: queued, or given to a worker.
+struct Call {
+    id: u64,
+    entry: &'static WorkerFn,
+    /// Where `entry` sits in the registry (and in `Pool::speed`).
+    index: usize,
+    job: Arc<dyn Job>,
+    /// Expected run time in µs when given to a worker (the budget if not measured yet).
+    cost: u32,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Phase {
+    /// No process (not started yet, or shut down).
+    Idle,
+    /// Asked the supervisor for a process, or waiting for its handshake.
+    Starting,
+    Ready,
+}
+
+/// Why the pool killed a worker.
+enum Kill {
+    Cancel(u64),
+    Shutdown,
+}
+
+/// A running worker process and the parent's ends of its pipes.
+struct WorkerIo {
+    child: Mutex<Child>,
+    requests: File,
+    responses: File,
+    wake: os::Wake,
+    pid: u32,
+}
+
+impl WorkerIo {
+    fn wake(&self) {
+        self.wake.signal();
+    }
+    fn kill(&self) {
+        let _ = lock(&self.child).kill();
+    }
+}
+
+/// One worker's place in the pool, across the processes that fill it in turn.
+struct Slot {
+    phase: Phase,
+    /// Counts the processes this slot has had.
+    generation: u64,
+    io: Option<Arc<WorkerIo>>,
+    /// Calls given to this worker, oldest first; the first has started (if it was sent).
+    in_flight: VecDeque<Call>,
+    /// Sum of the `cost` of `in_flight`.
+    load: u64,
+    /// Calls are numbered in the order given to this worker: `answered` have been popped from
+    /// `in_flight`, the first `written` were written whole, and `partial` bytes of the next.
+    /// (`written` may briefly trail `answered`: a fast worker can answer before the writer
+    /// has re-taken the lock to count what it wrote.)
+    answered: u64,
+    written: u64,
+    partial: usize,
+    writing: bool,
+    want_writable: bool,
+    kill: Option<Kill>,
+}
+
+impl Slot {
+    fn new() -> Slot {
+        Slot {
+            phase: Phase::Idle,
+            generation: 0,
+            io: None,
+            in_flight: VecDeque::new(),
+            load: 0,
+            answered: 0,
+            written: 0,
+            partial: 0,
+            writing: false,
+            want_writable: false,
+            kill: None,
+        }
+    }
+}
+
+struct State {
+    queue: VecDeque<Call>,
+    slots: Vec<Slot>,
+    /// Why no worker can start; calls fail at once until `shutdown` resets it.
+    broken: Option<String>,
+    start_failures: u32,
+    /// Workers killed from outside (SIGKILL, SIGTERM, ...) before their handshake, in a row:
+    /// not the program's fault, so they never break the pool, but they slow its restarts.
+    killed_while_starting: u32,
+    stopping: bool,
+}
+
+pub(crate) struct Pool {
+    state: Mutex<State>,
+    /// Signalled when calls finish or workers change phase (for `shutdown`).
+    changed: Condvar,
+    supervisor: OnceLock<Sender<usize>>,
+    next_id: AtomicU64,
+    max_frame: usize,
+    /// Per registered function: smoothed run time in µs (0: not measured yet).
+    speed: Box<[AtomicU32]>,
+}
+
+static POOL: OnceLock<Pool> = OnceLock::new();
+
+fn pool() -> &'static Pool {
+    POOL.get_or_init(|| {
+        let settings = crate::config::settings();
+        Pool {
+            state: Mutex::new(State {
+                queue: VecDeque::new(),
+                slots: (0..settings.processes).map(|_| Slot::new()).collect(),
+                broken: None,
+                start_failures: 0,
+                killed_while_starting: 0,
+                stopping: false,
+            }),
+            changed: Condvar::new(),
+            supervisor: OnceLock::new(),
+            next_id: AtomicU64::new(1),
+            max_frame: settings.max_frame_bytes,
+            speed: registry::WORKER_FNS
+                .iter()
+                .map(|_| AtomicU32::new(0))
+                .collect(),
+        }
+    })
+}
+
+/// Run a registered function in a worker process. `W` is how the result crosses the pipe,
+/// `R` what the handle yields.
+#[doc(hidden)]
+pub fn spawn_process<W, R>(entry: &'static WorkerFn, args: &impl Serialize) -> Unfinished<R>
+where
+    W: DeserializeOwned + Into<R> + 'static,
+    R: Send + 'static,
+{
+    let index = match registry::position(entry) {
+        Ok(index) => index,
+        Err(error) => return Unfinished::failed(error),
+    };
+    let pool = pool();
+    let id = pool.next_id.fetch_add(1, Ordering::Relaxed);
+    let frame = match call::encode_call(entry, id, args, pool.max_frame) {
+        Ok(frame) => frame,
+        Err(error) => return Unfinished::failed(error),
+    };
+    let cell = Completion::pending(entry.name);
+    let job = Arc::new(ProcessJob::<W, R>::new(frame, cell.clone()));
+    cell.set_abort(Abort::new(move || cancel(id)));
+    pool.submit(Call {
+        id,
+        entry,
+        index,
+        job,
+        cost: 0,
+    });
+    Unfinished::from_cell(cell)
+}
+
+/// Stop the call `id`: forget it if queued, kill its worker if it is running.
+pub(crate) fn cancel(id: u64) {
+    let Some(pool) = POOL.get() else { return };
+    let mut state = lock(&pool.state);
+    if let Some(at) = state.queue.iter().position(|c| c.id == id) {
+        state.queue.remove(at);
+        return;
+    }
+    for slot in &mut state.slots {
+        match slot.in_flight.iter().position(|c| c.id == id) {
+            // Running (or about to): kill the worker.
+            Some(0) if slot.kill.is_none() => {
+                slot.kill = Some(Kill::Cancel(id));
+                if let Some(io) = &slot.io {
+                    io.kill();
+                }
+            }
+            // Waiting behind another call: its I/O thread kills the worker if it gets there.
+            Some(_) | None => {}
+        }
+    }
+}
+
+/// Wait up to `deadline` for every call to finish, then stop and reap all workers. Returns
+/// how many calls were still queued or running (they resolve to `Error::Cancelled`).
+pub(crate) fn shutdown(deadline: Instant) -> usize {
+    let Some(pool) = POOL.get() else { return 0 };
+    let mut state = lock(&pool.state);
+    let busy = |s: &State| s.queue.len() + s.slots.iter().map(|w| w.in_flight.len()).sum::<usize>();
+    while busy(&state) > 0 {
+        let now = Instant::now();
+        if now >= deadline {
+            break;
+        }
+        state = pool
+            .changed
+            .wait_timeout(state, deadline - now)
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .0;
+    }
+    let still_running = busy(&state);
+    state.stopping = true;
+    let dropped: Vec<Call> = state.queue.drain(..).collect();
+    for slot in &mut state.slots {
+        if let Some(io) = &slot.io {
+            slot.kill = Some(Kill::Shutdown);
+            io.kill();
+        }
+    }
+    while state.slots.iter().any(|s| s.phase != Phase::Idle) {
+        state = pool
+            .changed
+            .wait(state)
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+    }
+    state.stopping = false;
+    state.broken = None;
+    state.start_failures = 0;
+    state.killed_while_starting = 0;
+    if !state.queue.is_empty() {
+        // Calls made while the workers were being stopped: later calls, so they start the
+        // pool again instead of waiting for a call after them to do it.
+        pool.start_idle_workers(&mut state);
+        state = pool.dispatch(state);
+    }
+    drop(state);
+    for call in dropped {
+        call.job.finish(Err(Error::Cancelled {
+            task: call.entry.name,
+        }));
+    }
+    still_running
+}

@@ -1,0 +1,140 @@
+//! Where a call waits and which worker gets it: the queue, and how many calls a worker may
+//! hold at once. That depth adapts per function: a function that runs in microseconds is
+//! pipelined up to [`MAX_DEPTH`] deep, one that runs for milliseconds goes one at a time, so
+//! that a free worker always takes the next call.
+
+use std::sync::MutexGuard;
+use std::sync::atomic::Ordering;
+
+use super::{Call, Phase, Pool, State};
+use crate::error::Error;
+use crate::exec::lock;
+
+/// Deepest pipeline per worker, for the fastest functions.
+pub(super) const MAX_DEPTH: u32 = 64;
+/// Microseconds of expected work a busy worker may hold.
+const DEPTH_BUDGET_MICROS: u32 = 2000;
+
+impl Pool {
+    /// Queue a call, start workers if none runs, and hand it out if a worker has room.
+    pub(super) fn submit(&'static self, call: Call) {
+        let mut state = lock(&self.state);
+        if let Some(reason) = &state.broken {
+            let error = Error::WorkerDied {
+                task: call.entry.name,
+                detail: reason.clone(),
+            };
+            drop(state);
+            call.job.finish(Err(error));
+            return;
+        }
+        state.queue.push_back(call);
+        self.start_idle_workers(&mut state);
+        drop(self.dispatch(state));
+    }
+
+    /// Expected run time of function `index` in µs; unmeasured functions count as the whole
+    /// budget, so that they only go to idle workers.
+    fn cost(&self, index: usize) -> u32 {
+        match self.speed[index].load(Ordering::Relaxed) {
+            0 => DEPTH_BUDGET_MICROS,
+            micros => micros.min(DEPTH_BUDGET_MICROS),
+        }
+    }
+
+    /// Count a call of function `index` that ran for `micros` towards its expected run time.
+    pub(super) fn record_run_time(&self, index: usize, micros: u32) {
+        let speed = &self.speed[index];
+        speed.store(
+            smoothed(speed.load(Ordering::Relaxed), micros),
+            Ordering::Relaxed,
+        );
+    }
+
+    /// Give queued calls to workers with room; write at once to workers that were idle. A
+    /// worker has room when it is idle, or when what it holds adds up to less than the budget
+    /// (so fast calls are pipelined and slow ones wait for a free worker).
+    pub(super) fn dispatch<'a>(
+        &'static self,
+        mut state: MutexGuard<'a, State>,
+    ) -> MutexGuard<'a, State> {
+        let mut idle_fed = Vec::new();
+        while let Some(call) = state.queue.front() {
+            if call.job.is_cancelled() {
+                state.queue.pop_front();
+                continue;
+            }
+            let cost = self.cost(call.index);
+            let chosen = state
+                .slots
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| {
+                    s.phase == Phase::Ready
+                        && s.kill.is_none()
+                        && (s.in_flight.is_empty()
+                            || (s.in_flight.len() < MAX_DEPTH as usize
+                                && s.load + u64::from(cost) <= u64::from(DEPTH_BUDGET_MICROS)))
+                })
+                .min_by_key(|(_, s)| s.load)
+                .map(|(i, _)| i);
+            let Some(index) = chosen else { break };
+            let mut call = state.queue.pop_front().expect("front exists");
+            call.cost = cost;
+            let slot = &mut state.slots[index];
+            if slot.in_flight.is_empty() {
+                idle_fed.push(index);
+            }
+            slot.load += u64::from(cost);
+            slot.in_flight.push_back(call);
+        }
+        for index in idle_fed {
+            state = self.flush(state, index);
+        }
+        state
+    }
+}
+
+/// A function's run time in µs, smoothed over its calls, after one that took `micros` (`old`
+/// 0: none measured yet). Never 0 once measured.
+fn smoothed(old: u32, micros: u32) -> u32 {
+    let sample = micros.max(1);
+    if old == 0 {
+        return sample;
+    }
+    // In u64: a call may report up to u32::MAX µs (70 minutes), and 7 × old overflows a u32
+    // from 10 minutes on.
+    let new = (u64::from(old) * 7 + u64::from(sample)) / 8;
+    u32::try_from(new).unwrap_or(u32::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn run_time_smoothing_survives_the_longest_calls() {
+        assert_eq!(smoothed(0, 0), 1);
+        assert_eq!(smoothed(0, 500), 500);
+        assert_eq!(smoothed(800, 0), 700);
+        // A call of over 10 minutes, then another: 7 × old no longer fits in a u32.
+        let long = smoothed(0, 700_000_000);
+        assert_eq!(smoothed(long, 700_000_000), 700_000_000);
+        assert_eq!(smoothed(u32::MAX, u32::MAX), u32::MAX);
+    }
+
+    proptest! {
+        /// Once measured, a function never looks unmeasured again (0), and its estimate stays
+        /// between the old one and the new sample.
+        #[test]
+        fn a_measured_run_time_stays_positive_and_between(old: u32, micros: u32) {
+            let new = smoothed(old, micros);
+            prop_assert!(new > 0);
+            if old > 0 {
+                let sample = micros.max(1);
+                prop_assert!(new >= old.min(sample) && new <= old.max(sample));
+            }
+        }
+    }
+}
