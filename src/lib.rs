@@ -137,7 +137,10 @@
 //! A panic in the task re-raises in whoever reads the result (`.result()` or `.await`), with a
 //! message naming the task and carrying the original one; so do a cancellation and a lost
 //! worker process. [`catch`](Unfinished::catch) makes the failure a value instead: it turns an
-//! `Unfinished<T>` into an `Unfinished<Result<T, Error>>`. [`Error`] lists the causes.
+//! `Unfinished<T>` into an `Unfinished<Result<T, Error>>`. [`Error`] lists the causes, one
+//! variant each: a panic, a cancellation, a timeout, a worker process that died, and, for
+//! `cpu_bound` calls, a function the worker cannot find, a value too large for the frame
+//! limit, or a value that cannot be encoded.
 //!
 //! ```
 //! use unsync::{Error, Unfinished};
@@ -291,7 +294,9 @@
 //! serde::de::DeserializeOwned` (the compile error names the type that is not). They are
 //! encoded with postcard and cross two private pipes, never stdin or stdout (a worker's
 //! `println!` shows in your output), in frames of at most 256 MiB by default
-//! ([`Config::max_frame_bytes`]); a bigger frame fails that call with [`Error::WorkerDied`].
+//! ([`Config::max_frame_bytes`]); bigger arguments or a bigger result fail that call with
+//! [`Error::TooLarge`] (the worker serves on), and a value that cannot be encoded or decoded
+//! with [`Error::Encoding`].
 //! Arguments and results whose type is written `Vec<u8>`, `Vec<f64>`, ... (any primitive
 //! number) go as one block of bytes; inside your own types, `#[serde(with = "serde_bytes")]`
 //! does the same for bytes. Postcard is not self-describing, so `#[serde(flatten)]` and

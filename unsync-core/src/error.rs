@@ -12,9 +12,9 @@ use std::time::Duration;
 /// [`Unfinished::catch`](crate::Unfinished::catch) hands it over as a value instead.
 ///
 /// ```
-/// let failed = unsync_core::spawn_blocking(|| -> u32 { panic!("disk on fire") });
+/// let failed = unsync::spawn_blocking(|| -> u32 { panic!("disk on fire") });
 /// match failed.catch().result() {
-///     Err(unsync_core::Error::Panicked { task, message }) => {
+///     Err(unsync::Error::Panicked { task, message }) => {
 ///         assert_eq!(task, "spawn_blocking");
 ///         assert_eq!(message, "disk on fire");
 ///     }
@@ -128,7 +128,7 @@ impl Error {
     /// The task this error is about.
     ///
     /// ```
-    /// let e = unsync_core::Error::Cancelled { task: "demo::fetch" };
+    /// let e = unsync::Error::Cancelled { task: "demo::fetch" };
     /// assert_eq!(e.task(), "demo::fetch");
     /// ```
     pub fn task(&self) -> &'static str {
@@ -170,9 +170,9 @@ pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 ///
 /// ```
 /// # // The executors of this doctest binary start below, so a second install must fail.
-/// let _ = unsync_core::spawn(async { 1 }).result();
-/// let err = unsync_core::Config::new().runtime_threads(4).install().unwrap_err();
-/// assert_eq!(err, unsync_core::ConfigError::AlreadyStarted);
+/// let _ = unsync::spawn(async { 1 }).result();
+/// let err = unsync::Config::new().runtime_threads(4).install().unwrap_err();
+/// assert_eq!(err, unsync::ConfigError::AlreadyStarted);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]

@@ -30,7 +30,7 @@
 //! FFI and fork-time calls the process pool needs (raw inherited fds, a `pre_exec` hook, the
 //! environment and a signal disposition before `main`, the start-up constructor), which Miri
 //! could not execute anyway. Each carries a `SAFETY:` comment. (Tests and the `fuzzing`
-//! feature also allow the lint on `exec::process::fuzz`, for its sample registrations:
+//! feature also allow the lint on `exec::process::fuzz::samples`, for its sample registrations:
 //! `linkme` entries, which are `link_section` statics, as `#[unsync(cpu_bound)]` emits in
 //! users' crates.)
 //! The completion cell, where all the executors' threads meet, is model-checked with loom

@@ -79,7 +79,7 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
 /// A byte or number vector sent as one block instead of element by element.
 ///
 /// ```
-/// # use unsync_core::__private::{Bulk, decode, encode};
+/// # use unsync::__private::{Bulk, decode, encode};
 /// let mut wire = Vec::new();
 /// encode(&Bulk(&vec![1.5_f64, -2.0]), &mut wire).unwrap();
 /// let back: Bulk<Vec<f64>> = decode(&wire).unwrap();

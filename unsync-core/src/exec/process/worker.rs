@@ -30,7 +30,7 @@ static IN_WORKER: AtomicBool = AtomicBool::new(false);
 /// harmless.
 ///
 /// ```
-/// unsync_core::init(); // first thing in `main`
+/// unsync::init(); // first thing in `main`
 /// ```
 pub fn init() {
     take_over_if_worker();

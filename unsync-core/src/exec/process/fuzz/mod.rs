@@ -1,5 +1,5 @@
 //! Bad input on the worker pipe: checks shared by the proptests below and the `cargo fuzz`
-//! targets in `fuzz/` (through `unsync_core::__fuzz`, under the `fuzzing` feature).
+//! targets in `fuzz/` (through `unsync::__fuzz`, under the `fuzzing` feature).
 //!
 //! Each check takes arbitrary bytes, feeds them to one piece of code that reads what crosses
 //! the pipe (the frame reader, the worker's request handler, the parent's handling of an
