@@ -319,6 +319,13 @@
 //! dropped. Workers die with the caller's process: at the end of input on their pipe, and
 //! through `PR_SET_PDEATHSIG` (SIGKILL) on Linux or a watch thread elsewhere, so even when the
 //! parent is SIGKILLed in the middle of a call. [`shutdown`] stops and reaps every worker.
+//! Workers ignore SIGINT and SIGQUIT, which a terminal's Ctrl-C and Ctrl-\\ send to the whole
+//! process group: the program decides (a server doing a graceful shutdown lets its calls in
+//! flight finish), and the workers go when it goes.
+//!
+//! **Seeing them.** On Linux a worker's process name is `<program>-worker` (the program's
+//! name cut to fit the kernel's 15 bytes), so `ps`, `top` and `pgrep <program>` show whose it
+//! is; its command line reads `<program> (unsync worker)`.
 //!
 //! **Under `cargo test`.** A test binary re-executes itself as its workers, exactly like any
 //! other binary: the hook runs before the test harness's `main`, so in a worker the harness

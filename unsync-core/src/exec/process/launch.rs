@@ -20,6 +20,9 @@ pub(crate) struct Launched {
     pub(crate) responses: OwnedFd,
 }
 
+/// What the pool appends to the program's name in a worker's `argv[0]`.
+pub(crate) const ARG0_SUFFIX: &str = " (unsync worker)";
+
 /// Pipe capacity asked for: large frames cross with fewer context switches.
 const PIPE_SIZE: usize = 1 << 20;
 
@@ -42,7 +45,7 @@ pub(crate) fn launch(fingerprint: u64, max_frame: usize) -> io::Result<Launched>
     let (child_in, child_out) = (child_reads.as_raw_fd(), child_writes.as_raw_fd());
     let mut command = Command::new(exe);
     command
-        .arg0(format!("{name} (unsync worker)"))
+        .arg0(format!("{name}{ARG0_SUFFIX}"))
         .env(
             worker::WORKER_ENV,
             worker::spec(child_in, child_out, fingerprint, max_frame),

@@ -38,6 +38,16 @@ pub(super) fn ignore_sigpipe() {
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
 }
 
+/// Ignore the signals a terminal sends to its whole foreground process group (Ctrl-C's
+/// SIGINT, Ctrl-\\'s SIGQUIT): they are meant for the program, which decides whether to stop,
+/// and a worker dies with its parent anyway.
+pub(super) fn ignore_terminal_signals() {
+    for signal in [libc::SIGINT, libc::SIGQUIT] {
+        // SAFETY: setting a signal's disposition to SIG_IGN has no preconditions.
+        unsafe { libc::signal(signal, libc::SIG_IGN) };
+    }
+}
+
 /// The end of a pipe an fd is.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(super) enum PipeEnd {

@@ -12,7 +12,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::protocol::{self, Failure, FrameReader, Message, ProtocolError};
-use super::{handshake, parent_death, registry, sys};
+use super::{handshake, launch, parent_death, registry, sys};
 
 /// Set by the pool in a worker's environment: `<request fd>,<response fd>,<parent pid>,<fingerprint hex>,<max frame>`.
 pub(crate) const WORKER_ENV: &str = "UNSYNC_WORKER";
@@ -70,6 +70,10 @@ fn become_worker(spec: &OsStr) -> ! {
     // std ignores SIGPIPE only once `main` is entered; a worker whose parent went away must
     // get EPIPE from `write`, not die silently.
     sys::ignore_sigpipe();
+    // A Ctrl-C reaches the whole process group: the parent decides (say, a graceful shutdown
+    // that lets the calls in flight finish), and the worker goes when the parent goes.
+    sys::ignore_terminal_signals();
+    name_this_process();
     let code = match WorkerSpec::parse(spec) {
         Err(reason) => {
             eprintln!(
@@ -92,6 +96,31 @@ fn become_worker(spec: &OsStr) -> ! {
     let _ = std::io::stdout().flush();
     let _ = std::io::stderr().flush();
     std::process::exit(code)
+}
+
+/// Name the worker after its program, `<program>-worker` (the kernel keeps 15 bytes), so that
+/// `ps`, `top` and `pgrep <program>` show which program it belongs to. Linux only: elsewhere
+/// `ps` shows the `argv[0]` the pool gave it, `<program> (unsync worker)`.
+fn name_this_process() {
+    #[cfg(target_os = "linux")]
+    if let Some(name) = process_name(std::env::args_os().next().as_deref()) {
+        let _ = rustix::thread::set_name(&name);
+    }
+}
+
+/// `<program>-worker` from the worker's `argv[0]` (`<program> (unsync worker)`), the program
+/// cut so that the whole fits the kernel's 15 bytes.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+fn process_name(arg0: Option<&OsStr>) -> Option<std::ffi::CString> {
+    const KEPT: usize = 15;
+    const SUFFIX: &str = "-worker";
+    let arg0 = arg0?.to_string_lossy();
+    let program = arg0.strip_suffix(launch::ARG0_SUFFIX)?;
+    let mut cut = program.len().min(KEPT - SUFFIX.len());
+    while !program.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    std::ffi::CString::new(format!("{}{SUFFIX}", &program[..cut])).ok()
 }
 
 struct WorkerSpec {
@@ -274,4 +303,30 @@ pub(crate) fn spec(
         std::process::id()
     )
     .into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name(arg0: &str) -> Option<String> {
+        process_name(Some(OsStr::new(arg0))).map(|n| n.into_string().unwrap())
+    }
+
+    #[test]
+    fn a_worker_is_named_after_its_program_within_fifteen_bytes() {
+        assert_eq!(
+            name("webapp (unsync worker)").as_deref(),
+            Some("webapp-worker")
+        );
+        assert_eq!(
+            name("process_single_worker-0123abcd (unsync worker)").as_deref(),
+            Some("process_-worker")
+        );
+        assert_eq!(
+            name("çàéèùëüïö (unsync worker)").as_deref(),
+            Some("çàéè-worker")
+        );
+        assert_eq!(name("started by hand"), None);
+    }
 }
