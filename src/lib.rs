@@ -134,9 +134,12 @@
 //!
 //! ## Errors
 //!
-//! A panic in the task re-raises in whoever reads the result (`.result()` or `.await`), with a
-//! message naming the task and carrying the original one; so do a cancellation and a lost
-//! worker process. [`catch`](Unfinished::catch) makes the failure a value instead: it turns an
+//! A panic in the task re-raises in whoever reads the result (`.result()` or `.await`, at
+//! that call), with a message naming the task, where it panicked and the original message
+//! ("task `app::divide` panicked at src/main.rs:6:9: cannot divide by zero"), in every mode,
+//! across the process boundary too ([`Error::location`]); with `RUST_BACKTRACE=1`, a worker
+//! process's backtrace comes along ([`Error::backtrace`]). A cancellation and a lost worker
+//! process re-raise the same way. [`catch`](Unfinished::catch) makes the failure a value instead: it turns an
 //! `Unfinished<T>` into an `Unfinished<Result<T, Error>>`. [`Error`] lists the causes, one
 //! variant each: a panic, a cancellation, a timeout, a worker process that died, and, for
 //! `cpu_bound` calls, a function the worker cannot find, a value too large for the frame

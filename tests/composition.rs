@@ -140,7 +140,12 @@ fn failures_propagate_through_then_and_map_as_values() {
         .catch()
         .result()
         .unwrap_err();
-    assert_eq!(error.to_string(), "task `map` panicked: bad closure");
+    let shown = error.to_string();
+    assert!(
+        shown.starts_with("task `map` panicked at tests/composition.rs:"),
+        "{shown}"
+    );
+    assert!(shown.ends_with(": bad closure"), "{shown}");
     // ... and `.result()` re-raises failures, as for any handle.
     let raised = catch_unwind(|| failed(Mode::Async, "raised").map(|n| n + 1).result());
     let message = raised.unwrap_err();

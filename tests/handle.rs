@@ -23,19 +23,27 @@ fn parallel_value(n: u32) -> u32 {
     n
 }
 
+const ASYNC_BOOM_LINE: u32 = line!() + 3;
 #[unsync]
 async fn async_boom() -> u32 {
     panic!("async boom")
 }
 
+const THREAD_BOOM_LINE: u32 = line!() + 3;
 #[unsync]
 fn thread_boom() -> u32 {
     panic!("thread boom {}", 7)
 }
 
+const PARALLEL_BOOM_LINE: u32 = line!() + 3;
 #[unsync(parallel)]
 fn parallel_boom() -> u32 {
     panic!("parallel boom")
+}
+
+/// Where a panic on `line` of this file is, as std prints it.
+fn at(line: u32) -> String {
+    format!("{}:{line}:5", file!())
 }
 
 fn all_modes(n: u32) -> Vec<Unfinished<u32>> {
@@ -109,19 +117,19 @@ fn awaited_from_smol() {
 }
 
 #[test]
-#[should_panic(expected = "task `handle::async_boom` panicked: async boom")]
+#[should_panic(expected = "task `handle::async_boom` panicked at tests/handle.rs:")]
 fn async_panic_reraises_in_result() {
     async_boom().result();
 }
 
 #[test]
-#[should_panic(expected = "task `handle::thread_boom` panicked: thread boom 7")]
+#[should_panic(expected = "task `handle::thread_boom` panicked at tests/handle.rs:")]
 fn thread_panic_reraises_in_result() {
     thread_boom().result();
 }
 
 #[test]
-#[should_panic(expected = "task `handle::parallel_boom` panicked: parallel boom")]
+#[should_panic(expected = "task `handle::parallel_boom` panicked at tests/handle.rs:")]
 fn parallel_panic_reraises_in_result() {
     parallel_boom().result();
 }
@@ -155,15 +163,24 @@ fn await_reraises_a_panic_in_the_awaiting_task_in_every_mode() {
             for (handle, expected) in [
                 (
                     async_boom(),
-                    "task `handle::async_boom` panicked: async boom",
+                    format!(
+                        "task `handle::async_boom` panicked at {}: async boom",
+                        at(ASYNC_BOOM_LINE)
+                    ),
                 ),
                 (
                     thread_boom(),
-                    "task `handle::thread_boom` panicked: thread boom 7",
+                    format!(
+                        "task `handle::thread_boom` panicked at {}: thread boom 7",
+                        at(THREAD_BOOM_LINE)
+                    ),
                 ),
                 (
                     parallel_boom(),
-                    "task `handle::parallel_boom` panicked: parallel boom",
+                    format!(
+                        "task `handle::parallel_boom` panicked at {}: parallel boom",
+                        at(PARALLEL_BOOM_LINE)
+                    ),
                 ),
             ] {
                 let awaiting = tokio::spawn(async move { handle.await + 1 });
@@ -188,10 +205,10 @@ fn await_reraises_a_panic_in_the_awaiting_task_in_every_mode() {
                     common::Mode::Thread => "handle::common::panics_thread",
                     common::Mode::Parallel => "handle::common::panics_parallel",
                 };
-                assert_eq!(
-                    panic_of(awaiting.await),
-                    format!("task `{task}` panicked: {message}")
-                );
+                let reraised = panic_of(awaiting.await);
+                let prefix = format!("task `{task}` panicked at tests/common/mod.rs:");
+                assert!(reraised.starts_with(&prefix), "{reraised}");
+                assert!(reraised.ends_with(&format!(": {message}")), "{reraised}");
             }
         });
     });
@@ -199,19 +216,34 @@ fn await_reraises_a_panic_in_the_awaiting_task_in_every_mode() {
 
 #[test]
 fn catch_gives_the_failure_as_a_value_in_every_mode() {
-    for (handle, task, message) in [
-        (async_boom(), "handle::async_boom", "async boom"),
-        (thread_boom(), "handle::thread_boom", "thread boom 7"),
-        (parallel_boom(), "handle::parallel_boom", "parallel boom"),
+    for (handle, task, message, line) in [
+        (
+            async_boom(),
+            "handle::async_boom",
+            "async boom",
+            ASYNC_BOOM_LINE,
+        ),
+        (
+            thread_boom(),
+            "handle::thread_boom",
+            "thread boom 7",
+            THREAD_BOOM_LINE,
+        ),
+        (
+            parallel_boom(),
+            "handle::parallel_boom",
+            "parallel boom",
+            PARALLEL_BOOM_LINE,
+        ),
     ] {
         let caught: Unfinished<Result<u32, Error>> = handle.catch();
-        assert_eq!(
-            caught.result(),
-            Err(Error::Panicked {
-                task,
-                message: message.into()
-            })
+        let error = caught.result().unwrap_err();
+        assert!(
+            matches!(&error, Error::Panicked { task: t, message: m, .. } if *t == task && m == message),
+            "{error:?}"
         );
+        assert_eq!(error.location(), Some(&*at(line)));
+        assert_eq!(error.backtrace(), None, "in-process: std's hook printed it");
     }
     assert_eq!(thread_value(5).catch().result(), Ok(5));
     // catch of a caught handle nests the result
@@ -305,12 +337,14 @@ fn without_a_tracing_subscriber_an_unread_failure_is_one_line_on_stderr() {
         .collect();
     assert_eq!(
         reports,
-        [
-            "unsync: task `handle::child_boom` panicked: nobody reads me (every handle to it was dropped, so nobody else saw it)"
-        ]
+        [format!(
+            "unsync: task `handle::child_boom` panicked at {}: nobody reads me (every handle to it was dropped, so nobody else saw it)",
+            at(CHILD_BOOM_LINE)
+        )]
     );
 }
 
+const CHILD_BOOM_LINE: u32 = line!() + 4;
 #[unsync]
 fn child_boom(gate: Unfinished<()>) {
     gate.result();

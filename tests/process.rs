@@ -41,6 +41,7 @@ fn sum_floats(values: Vec<f64>) -> f64 {
     values.iter().sum()
 }
 
+const FAILS_LINE: u32 = line!() + 3;
 #[unsync(cpu_bound)]
 fn fails(message: String) -> u8 {
     panic!("{message}")
@@ -131,12 +132,14 @@ fn big_payloads_take_the_bulk_path() {
 fn a_panic_is_an_error_and_the_worker_survives() {
     watchdog(LIMIT, || {
         let error = fails("bad input".into()).catch().result().unwrap_err();
+        assert!(
+            matches!(&error, Error::Panicked { task: "process::fails", message, .. } if message == "bad input"),
+            "{error:?}"
+        );
+        // The location crosses from the worker.
         assert_eq!(
-            error,
-            Error::Panicked {
-                task: "process::fails",
-                message: "bad input".into()
-            }
+            error.location(),
+            Some(&*format!("{}:{FAILS_LINE}:5", file!()))
         );
         // The pool still answers. (That the very worker that panicked survives is checked in
         // `process_single_worker`, where there is only one worker.)
@@ -145,7 +148,7 @@ fn a_panic_is_an_error_and_the_worker_survives() {
 }
 
 #[test]
-#[should_panic(expected = "task `process::fails` panicked: re-raised")]
+#[should_panic(expected = "task `process::fails` panicked at tests/process.rs:")]
 fn a_worker_panic_reraises_in_result() {
     fails("re-raised".into()).result();
 }
@@ -481,4 +484,41 @@ fn timeout_kills_a_runaway_call_within_a_second_of_the_deadline() {
         assert!(started.elapsed() < after + Duration::from_secs(1));
         assert_eq!(add(7, 7).timeout(Duration::from_secs(30)).result(), Ok(14));
     });
+}
+
+/// With `RUST_BACKTRACE=1`, a worker's panic comes back with the worker's backtrace, which
+/// `.result()` re-raises with the message; without it, no backtrace is captured.
+#[test]
+fn a_worker_backtrace_reaches_the_caller_when_asked_for() {
+    for (setting, expected) in [("1", true), ("0", false)] {
+        let output = common::run_child_test_with_env(
+            "child_reads_a_worker_backtrace",
+            &[
+                ("RUST_BACKTRACE", setting),
+                ("EXPECT_BACKTRACE", if expected { "1" } else { "0" }),
+            ],
+        );
+        assert!(output.status.success());
+    }
+}
+
+#[test]
+#[ignore = "run by a_worker_backtrace_reaches_the_caller_when_asked_for with RUST_BACKTRACE set"]
+fn child_reads_a_worker_backtrace() {
+    let expected = std::env::var("EXPECT_BACKTRACE").unwrap() == "1";
+    let error = fails("with a trace".into()).catch().result().unwrap_err();
+    match error.backtrace() {
+        Some(backtrace) => {
+            assert!(expected, "a backtrace without RUST_BACKTRACE: {backtrace}");
+            assert!(backtrace.contains("fails"), "{backtrace}");
+        }
+        None => assert!(!expected, "no backtrace with RUST_BACKTRACE=1"),
+    }
+    let reraised = std::panic::catch_unwind(|| fails("again".into()).result()).unwrap_err();
+    let reraised = reraised.downcast_ref::<String>().unwrap();
+    assert_eq!(
+        reraised.contains("backtrace in the worker process:"),
+        expected,
+        "{reraised}"
+    );
 }

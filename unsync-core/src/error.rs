@@ -14,7 +14,7 @@ use std::time::Duration;
 /// ```
 /// let failed = unsync::spawn_blocking(|| -> u32 { panic!("disk on fire") });
 /// match failed.catch().result() {
-///     Err(unsync::Error::Panicked { task, message }) => {
+///     Err(unsync::Error::Panicked { task, message, .. }) => {
 ///         assert_eq!(task, "spawn_blocking");
 ///         assert_eq!(message, "disk on fire");
 ///     }
@@ -24,13 +24,16 @@ use std::time::Duration;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// The task panicked; `message` is the panic's payload when it was a string.
-    #[error("task `{task}` panicked: {message}")]
+    /// The task panicked; `message` is the panic's payload when it was a string, `site` where
+    /// it panicked (see [`Error::location`] and [`Error::backtrace`]).
+    #[error("task `{task}` panicked{}: {message}", at(.site))]
     Panicked {
         /// The function (or `"spawn"`, ...) that failed.
         task: &'static str,
         /// The panic message.
         message: String,
+        /// Where it panicked, when known.
+        site: Option<Box<PanicSite>>,
     },
     /// The task was cancelled (see [`Unfinished::cancel`](crate::Unfinished::cancel)) before it
     /// produced a value, or whatever was meant to complete it went away.
@@ -143,13 +146,83 @@ impl Error {
         }
     }
 
-    /// The text of a panic payload, as std's panic hook would print it.
-    pub(crate) fn from_panic(task: &'static str, payload: &(dyn std::any::Any + Send)) -> Error {
+    /// Where the task panicked, `file:line:column` as std prints it, in every mode (a worker
+    /// process sends it along); `None` for any other error, and for a panic that bypassed
+    /// unsync's panic hook (`resume_unwind`, or a hook installed after the first task ran).
+    ///
+    /// ```
+    /// let error = unsync::spawn_blocking(|| -> u8 { panic!("no disk") }).catch().result().unwrap_err();
+    /// let location = error.location().unwrap();
+    /// assert!(location.starts_with(file!()), "{location}");
+    /// assert!(error.to_string().starts_with("task `spawn_blocking` panicked at "));
+    /// ```
+    pub fn location(&self) -> Option<&str> {
+        match self {
+            Error::Panicked {
+                site: Some(site), ..
+            } => Some(site.location()),
+            _ => None,
+        }
+    }
+
+    /// The backtrace of a panic in a worker process, as text, when `RUST_BACKTRACE` (or
+    /// `RUST_LIB_BACKTRACE`) enabled it there. `.result()` and `.await` append it to the panic
+    /// they re-raise. In-process panics have none: std's panic hook already printed theirs.
+    pub fn backtrace(&self) -> Option<&str> {
+        match self {
+            Error::Panicked {
+                site: Some(site), ..
+            } => site.backtrace(),
+            _ => None,
+        }
+    }
+
+    /// The error of a task whose body panicked with `payload`, at `site` if known.
+    pub(crate) fn from_panic(
+        task: &'static str,
+        payload: &(dyn std::any::Any + Send),
+        site: Option<PanicSite>,
+    ) -> Error {
         Error::Panicked {
             task,
             message: panic_message(payload),
+            site: site.map(Box::new),
         }
     }
+}
+
+/// Where a task panicked: the location, and from a worker process the backtrace when
+/// `RUST_BACKTRACE` enabled one. In [`Error::Panicked`]; read it through [`Error::location`]
+/// and [`Error::backtrace`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PanicSite {
+    location: String,
+    backtrace: Option<String>,
+}
+
+impl PanicSite {
+    pub(crate) fn new(location: String, backtrace: Option<String>) -> PanicSite {
+        PanicSite {
+            location,
+            backtrace,
+        }
+    }
+
+    /// `file:line:column`, as std's panic message prints it.
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+
+    /// The worker process's backtrace, as text (see [`Error::backtrace`]).
+    pub fn backtrace(&self) -> Option<&str> {
+        self.backtrace.as_deref()
+    }
+}
+
+/// ` at <location>` in a panic's message, when the location is known.
+fn at(site: &Option<Box<PanicSite>>) -> String {
+    site.as_ref()
+        .map_or_else(String::new, |site| format!(" at {}", site.location))
 }
 
 /// The message of a panic payload (`&str` or `String`; anything else is described).
@@ -212,8 +285,17 @@ mod tests {
         let e = Error::Panicked {
             task: "app::parse",
             message: "bad byte".into(),
+            site: None,
         };
         assert_eq!(e.to_string(), "task `app::parse` panicked: bad byte");
+        assert_eq!(e.location(), None);
+        let site = PanicSite::new("src/main.rs:6:9".into(), None);
+        let e = Error::from_panic("app::divide", &"cannot divide by zero", Some(site));
+        assert_eq!(
+            e.to_string(),
+            "task `app::divide` panicked at src/main.rs:6:9: cannot divide by zero"
+        );
+        assert_eq!(e.location(), Some("src/main.rs:6:9"));
         let e = Error::TimedOut {
             task: "app::f",
             after: Duration::from_millis(250),

@@ -53,7 +53,7 @@ pub use compose::combinators::join_all;
 pub use compose::promise::{Promise, promise};
 pub use compose::shutdown::shutdown;
 pub use config::Config;
-pub use error::{ConfigError, Error, Payload};
+pub use error::{ConfigError, Error, PanicSite, Payload};
 pub use exec::blocking::spawn_blocking;
 pub use exec::parallel::spawn_parallel;
 pub use exec::process::init;

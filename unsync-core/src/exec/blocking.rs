@@ -90,6 +90,7 @@ thread_local! {
 
 fn pool() -> &'static Pool {
     POOL.get_or_init(|| {
+        crate::exec::panic_site::install();
         let settings = crate::config::settings();
         let cores = thread::available_parallelism().map_or(1, |n| n.get());
         let (sender, receiver) = crossbeam_channel::unbounded();

@@ -9,6 +9,7 @@
 //! | pool of worker processes (this executable re-executed) | `#[unsync(cpu_bound)] fn` | `process` |
 //!
 //! What they share: `task` (running a body: panics caught, cancellation flag, span entered),
+//! `panic_site` (where a body panicked),
 //! `context` (the call site's span, carried to the task) and `inflight` (tasks in flight, for
 //! [`shutdown`](crate::shutdown())).
 
@@ -17,6 +18,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 pub(crate) mod blocking;
 pub(crate) mod context;
 pub(crate) mod inflight;
+pub(crate) mod panic_site;
 pub(crate) mod parallel;
 pub(crate) mod process;
 pub(crate) mod runtime;

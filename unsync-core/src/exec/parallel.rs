@@ -17,6 +17,7 @@ static IN_FLIGHT: InFlight = InFlight::new();
 
 fn pool() -> &'static rayon::ThreadPool {
     POOL.get_or_init(|| {
+        crate::exec::panic_site::install();
         rayon::ThreadPoolBuilder::new()
             .num_threads(crate::config::settings().parallel_threads)
             .thread_name(|i| format!("unsync-parallel-{i}"))

@@ -31,6 +31,7 @@ thread_local! {
 /// The runtime unsync spawns async tasks on, started on first use.
 pub(crate) fn handle() -> &'static tokio::runtime::Handle {
     HANDLE.get_or_init(|| {
+        crate::exec::panic_site::install();
         let settings = crate::config::settings();
         if let Some(handle) = &settings.runtime {
             return handle.clone();

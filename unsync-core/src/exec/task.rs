@@ -12,6 +12,7 @@ use std::task::{Context, Poll};
 use crate::error::Error;
 use crate::exec::context::Carried;
 use crate::exec::inflight::Token;
+use crate::exec::panic_site;
 use crate::handle::completion::Completion;
 use crate::handle::lone_reader::Outcome;
 use crate::handle::sync::{AtomicBool, Ordering};
@@ -82,7 +83,9 @@ pub(crate) fn run<T, P>(cell: &Completion<T, P>, carried: &Carried, body: impl F
             catch_unwind(AssertUnwindSafe(body))
         })
     };
-    cell.complete(outcome.map_err(|payload| Error::from_panic(task, &*payload)));
+    cell.complete(
+        outcome.map_err(|payload| Error::from_panic(task, &*payload, panic_site::take())),
+    );
 }
 
 /// How an async task's output becomes its cell's outcome.
@@ -151,7 +154,7 @@ impl<F: Future, T, K: Finish<F::Output, T>> Future for TaskFuture<F, T, K> {
         Poll::Ready(Outcome::new(match polled {
             Ok(Poll::Pending) => return Poll::Pending,
             Ok(Poll::Ready(outcome)) => outcome,
-            Err(payload) => Err(Error::from_panic(this.task, &*payload)),
+            Err(payload) => Err(Error::from_panic(this.task, &*payload, panic_site::take())),
         }))
     }
 }

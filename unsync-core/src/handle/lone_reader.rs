@@ -96,7 +96,7 @@ impl<T: Send + 'static> Spawned<T> {
             Ok(outcome) => outcome.take(),
             // The body's own panics are caught inside the task; this is one in its destructor.
             Err(error) if error.is_panic() => {
-                Err(Error::from_panic(self.task, &*error.into_panic()))
+                Err(Error::from_panic(self.task, &*error.into_panic(), None))
             }
             // Aborted by its runtime shutting down (an application's runtime, see `Config::runtime`).
             Err(_) => Err(Error::Cancelled { task: self.task }),

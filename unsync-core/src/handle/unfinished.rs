@@ -185,7 +185,7 @@ impl<T: Send + 'static> Unfinished<T> {
     pub fn result(self) -> T {
         match self.outcome() {
             Ok(value) => value,
-            Err(error) => panic!("{error}"),
+            Err(error) => reraise(error),
         }
     }
 
@@ -399,14 +399,25 @@ impl<T: Send + 'static> Future for Unfinished<T> {
     /// Ready with the task's value.
     ///
     /// # Panics
-    /// When the task failed (see [`Unfinished::result`]), and when polled again after it
-    /// returned the value.
+    /// When the task failed (see [`Unfinished::result`]), at the caller's `.await`, and when
+    /// polled again after it returned the value.
+    #[track_caller]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
         match self.get_mut().poll_outcome(cx) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Ok(value)) => Poll::Ready(value),
-            Poll::Ready(Err(error)) => panic!("{error}"),
+            Poll::Ready(Err(error)) => reraise(error),
         }
+    }
+}
+
+/// Panic with a failed task's error, at the reader's `.result()` or `.await`; a worker
+/// process's backtrace, when it sent one, follows the message.
+#[track_caller]
+fn reraise(error: Error) -> ! {
+    match error.backtrace() {
+        Some(backtrace) => panic!("{error}\n\nbacktrace in the worker process:\n{backtrace}"),
+        None => panic!("{error}"),
     }
 }
 

@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 use super::codec;
 use super::protocol::{self, Failure, Message};
 use super::registry::WorkerFn;
-use crate::error::{Error, Payload};
+use crate::error::{Error, PanicSite, Payload};
 use crate::handle::completion::Completion;
 
 /// One call on its way: the encoded frame and how to complete its handle.
@@ -96,9 +96,18 @@ pub(crate) fn call_outcome<'a>(
 ) -> Result<&'a [u8], Error> {
     match answer {
         Message::Returned { payload, .. } => Ok(payload),
-        Message::Panicked { message, .. } => Err(Error::Panicked {
+        Message::Panicked {
+            message,
+            location,
+            backtrace,
+            ..
+        } => Err(Error::Panicked {
             task,
             message: message.to_owned(),
+            site: (!location.is_empty()).then(|| {
+                let backtrace = (!backtrace.is_empty()).then(|| backtrace.to_owned());
+                Box::new(PanicSite::new(location.to_owned(), backtrace))
+            }),
         }),
         Message::Failed {
             failure, message, ..

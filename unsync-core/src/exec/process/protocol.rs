@@ -20,7 +20,7 @@ use std::io::{self, Read};
 use std::ops::Range;
 
 /// Bumped whenever a frame's layout changes.
-pub(crate) const PROTOCOL_VERSION: u32 = 2;
+pub(crate) const PROTOCOL_VERSION: u32 = 3;
 
 const CALL: u8 = 1;
 const HELLO: u8 = 0x10;
@@ -59,9 +59,12 @@ pub(crate) enum Message<'a> {
         micros: u32,
         payload: &'a [u8],
     },
+    /// `location` and `backtrace` are empty when unknown.
     Panicked {
         id: u64,
         message: &'a str,
+        location: &'a str,
+        backtrace: &'a str,
     },
     Failed {
         id: u64,
@@ -146,9 +149,19 @@ impl Message<'_> {
                 out.extend_from_slice(&micros.to_le_bytes());
                 out.extend_from_slice(payload);
             }
-            Message::Panicked { id, message } => {
+            Message::Panicked {
+                id,
+                message,
+                location,
+                backtrace,
+            } => {
                 out.push(PANICKED);
                 out.extend_from_slice(&id.to_le_bytes());
+                for text in [location, backtrace] {
+                    let len = u32::try_from(text.len()).unwrap_or(u32::MAX);
+                    out.extend_from_slice(&len.to_le_bytes());
+                    out.extend_from_slice(&text.as_bytes()[..len as usize]);
+                }
                 out.extend_from_slice(message.as_bytes());
             }
             Message::Failed {
@@ -197,6 +210,8 @@ impl Message<'_> {
             },
             PANICKED => Message::Panicked {
                 id: fields.u64()?,
+                location: fields.sized_text()?,
+                backtrace: fields.sized_text()?,
                 message: fields.text()?,
             },
             FAILED => Message::Failed {
@@ -298,6 +313,16 @@ impl<'a> Fields<'a> {
     }
     fn rest(self) -> &'a [u8] {
         self.0
+    }
+    /// Text after its `u32` length.
+    fn sized_text(&mut self) -> Result<&'a str, ProtocolError> {
+        let len = usize::try_from(self.u32()?).unwrap_or(usize::MAX);
+        if len > self.0.len() {
+            return Err(ProtocolError::Malformed("frame shorter than its fields"));
+        }
+        let (text, rest) = self.0.split_at(len);
+        self.0 = rest;
+        std::str::from_utf8(text).map_err(|_| ProtocolError::Malformed("text is not UTF-8"))
     }
     fn text(self) -> Result<&'a str, ProtocolError> {
         std::str::from_utf8(self.0).map_err(|_| ProtocolError::Malformed("text is not UTF-8"))
@@ -502,6 +527,14 @@ mod tests {
             Message::Panicked {
                 id: 8,
                 message: "boom",
+                location: "src/lib.rs:3:5",
+                backtrace: "0: app::f\n1: main",
+            },
+            Message::Panicked {
+                id: 8,
+                message: "",
+                location: "",
+                backtrace: "",
             },
             Message::Failed {
                 id: 9,
@@ -534,11 +567,26 @@ mod tests {
         assert!(reader.allocated() <= 128 << 10);
     }
 
+    /// A text's length that runs past its frame is refused, not read beyond the frame.
+    #[test]
+    fn a_lying_text_length_is_malformed() {
+        let mut body = vec![PANICKED];
+        body.extend_from_slice(&1_u64.to_le_bytes());
+        body.extend_from_slice(&1000_u32.to_le_bytes());
+        body.extend_from_slice(b"short");
+        assert!(matches!(
+            Message::decode(&body),
+            Err(ProtocolError::Malformed(_))
+        ));
+    }
+
     #[test]
     fn truncated_frames_are_errors_not_hangs() {
         let bytes = frames(&[Message::Panicked {
             id: 1,
             message: "cut short",
+            location: "",
+            backtrace: "",
         }]);
         let mut reader = FrameReader::new(&bytes[..bytes.len() - 3], 1024);
         assert!(matches!(reader.next_frame(), Err(ProtocolError::Truncated)));

@@ -83,6 +83,8 @@ fn become_worker(spec: &OsStr) -> ! {
         }
         Ok(spec) => {
             IN_WORKER.store(true, Ordering::Relaxed);
+            crate::exec::panic_site::install();
+            crate::exec::panic_site::capture_backtraces();
             // Serve on a thread std set up itself (name, stack guard), not in the constructor.
             let served = std::thread::Builder::new()
                 .name("unsync-worker".into())
@@ -277,6 +279,7 @@ pub(crate) fn handle_request(
         Err(panic) => {
             out.truncate(start);
             let message = crate::error::panic_message(&*panic);
+            let site = crate::exec::panic_site::take();
             // A payload whose `drop` panics would otherwise unwind out of here.
             if let Err(again) = catch_unwind(AssertUnwindSafe(|| drop(panic))) {
                 std::mem::forget(again);
@@ -284,6 +287,8 @@ pub(crate) fn handle_request(
             Message::Panicked {
                 id,
                 message: &message,
+                location: site.as_ref().map_or("", |s| s.location()),
+                backtrace: site.as_ref().and_then(|s| s.backtrace()).unwrap_or(""),
             }
             .encode(out);
         }

@@ -161,7 +161,7 @@ pub(crate) fn call_limited(key: u64, args: &[u8], max_frame: usize) -> Result<Ve
     handle_request(&call_body(7, key, args), &mut out, max_frame).expect("a call frame");
     match only_frame(&out) {
         Message::Returned { id: 7, payload, .. } => Ok(payload.to_vec()),
-        Message::Panicked { id: 7, message } => Err(format!("panicked: {message}")),
+        Message::Panicked { id: 7, message, .. } => Err(format!("panicked: {message}")),
         Message::Failed {
             id: 7,
             failure,
@@ -464,7 +464,7 @@ mod tests {
                 let text = String::from_utf8_lossy(&payload);
                 match what {
                     0 => Message::Returned { id: *id, micros: *micros, payload: &payload },
-                    1 => Message::Panicked { id: *id, message: &text },
+                    1 => Message::Panicked { id: *id, message: &text, location: &text, backtrace: "" },
                     _ => Message::Failed { id: *id, failure: failure(*micros), message: &text },
                 }
                 .encode(&mut stream);
@@ -492,7 +492,7 @@ mod tests {
                     1 => Message::Hello { version: *m, fingerprint: *n, pid: *m },
                     2 => Message::Refused { reason: &text },
                     3 => Message::Returned { id: *n, micros: *m, payload: bytes },
-                    4 => Message::Panicked { id: *n, message: &text },
+                    4 => Message::Panicked { id: *n, message: &text, location: "", backtrace: &text },
                     5 => Message::Failed { id: *n, failure: failure(*m), message: &text },
                     _ => Message::Oversized { id: *n, bytes: u64::from(*m) },
                 }
