@@ -6,7 +6,7 @@
 //! body ends, as in a normal call, not when the call returns.
 
 use proc_macro2::TokenStream;
-use quote::{format_ident, quote, quote_spanned};
+use quote::{ToTokens, format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{AttrStyle, FnArg, ItemFn, Pat, ReturnType, Type};
 
@@ -69,12 +69,12 @@ pub(crate) fn expand(options: &Options, mut function: ItemFn) -> TokenStream {
         .attrs
         .drain(..)
         .partition(|a| matches!(a.style, AttrStyle::Outer));
-    let body = &function.block;
+    let body = task_body(&moves, &function.block);
     let call = match options.mode {
         Mode::Default if function.sig.asyncness.is_some() => {
             // The output type is given up front so that `?` and `return` in the body infer.
             let output = if annotate { quote!(#output) } else { quote!(_) };
-            quote!(#krate::__private::spawn_async::<_, #output>(#task, async move { #(#moves)* #body }))
+            quote!(#krate::__private::spawn_async::<_, #output>(#task, async move #body))
         }
         Mode::Default | Mode::Parallel => {
             let spawn = if matches!(options.mode, Mode::Parallel) {
@@ -83,7 +83,7 @@ pub(crate) fn expand(options: &Options, mut function: ItemFn) -> TokenStream {
                 quote!(spawn_blocking)
             };
             let arrow = annotate.then(|| quote!(-> #output));
-            quote!(#krate::__private::#spawn(#task, move || #arrow { #(#moves)* #body }))
+            quote!(#krate::__private::#spawn(#task, move || #arrow #body))
         }
         Mode::CpuBound => unreachable!("expanded by cpu_bound::expand"),
     };
@@ -100,6 +100,20 @@ pub(crate) fn expand(options: &Options, mut function: ItemFn) -> TokenStream {
             #call
         }
     }
+}
+
+/// The task's block: the moves, then the body's own statements, in braces spanned as the body's.
+///
+/// Not the body nested whole (`{ moves; { body } }`): rustc would warn "unnecessary braces around
+/// block return value" on a one-line body, with a suggested fix that does not parse.
+fn task_body(moves: &[TokenStream], body: &syn::Block) -> TokenStream {
+    let statements = &body.stmts;
+    let mut block = proc_macro2::Group::new(
+        proc_macro2::Delimiter::Brace,
+        quote!(#(#moves)* #(#statements)*),
+    );
+    block.set_span(body.brace_token.span.join());
+    block.into_token_stream()
 }
 
 fn contains_impl_trait(ty: &Type) -> bool {
