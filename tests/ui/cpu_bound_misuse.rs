@@ -1,7 +1,5 @@
 use unsync::unsync;
 
-struct NotSerializable;
-
 #[unsync(cpu_bound)]
 fn generic<T: Clone>(value: T) -> T {
     value
@@ -15,16 +13,6 @@ async fn asynchronous() -> u8 {
 #[unsync(cpu_bound)]
 fn hidden_generic(value: impl Clone) -> u8 {
     1
-}
-
-#[unsync(cpu_bound)]
-fn takes(value: NotSerializable) -> u8 {
-    1
-}
-
-#[unsync(cpu_bound)]
-fn returns() -> NotSerializable {
-    NotSerializable
 }
 
 struct Service;

@@ -1,5 +1,8 @@
 use unsync::unsync;
 
+#[unsync(cpu_bond)]
+fn typo() {}
+
 #[unsync(threads = 4)]
 fn a() {}
 

@@ -22,14 +22,17 @@ pub(crate) struct Options {
     pub(crate) krate: syn::Path,
 }
 
-const EXPECTED: &str = "expected `parallel`, `cpu_bound`, or `crate = \"path\"` (for example `#[unsync]`, `#[unsync(parallel)]`, `#[unsync(cpu_bound)]`)";
+const OPTIONS: &str = "`parallel`, `cpu_bound`, or `crate = \"path\"` (for example `#[unsync]`, `#[unsync(parallel)]`, `#[unsync(cpu_bound)]`)";
 
 impl Options {
     pub(crate) fn parse(args: TokenStream) -> syn::Result<Options> {
         let metas = Punctuated::<Meta, Token![,]>::parse_terminated
             .parse2(args)
             .map_err(|e| {
-                syn::Error::new(e.span(), format!("cannot read the options: {EXPECTED}"))
+                syn::Error::new(
+                    e.span(),
+                    format!("cannot read the options: expected {OPTIONS}"),
+                )
             })?;
         let mut mode = Mode::Default;
         let mut krate = None;
@@ -68,20 +71,51 @@ impl Options {
                     ));
                 }
                 _ => {
-                    let name = meta
-                        .path()
-                        .get_ident()
-                        .map_or_else(|| "this".to_owned(), |i| format!("`{i}`"));
-                    return Err(syn::Error::new_spanned(
-                        &meta,
-                        format!("unknown #[unsync] option {name}: {EXPECTED}"),
-                    ));
+                    let ident = meta.path().get_ident();
+                    let name = ident.map_or_else(|| "this".to_owned(), |i| format!("`{i}`"));
+                    let message = match ident.and_then(|i| closest(&i.to_string())) {
+                        Some(known) => format!(
+                            "unknown #[unsync] option {name}: did you mean `{known}`? Expected {OPTIONS}"
+                        ),
+                        None => format!("unknown #[unsync] option {name}: expected {OPTIONS}"),
+                    };
+                    return Err(syn::Error::new_spanned(&meta, message));
                 }
             }
         }
         Ok(Options {
             mode,
-            krate: krate.unwrap_or_else(|| syn::parse_quote!(::unsync)),
+            krate: krate.unwrap_or_else(Options::default_crate),
         })
     }
+
+    pub(crate) fn default_crate() -> syn::Path {
+        syn::parse_quote!(::unsync)
+    }
+}
+
+/// The option a misspelt one was probably meant to be: at most two edits away (a third of a
+/// long name).
+fn closest(written: &str) -> Option<&'static str> {
+    ["parallel", "cpu_bound", "crate"]
+        .into_iter()
+        .map(|known| (edit_distance(written, known), known))
+        .filter(|&(distance, known)| distance <= 2.max(known.len() / 3))
+        .min_by_key(|&(distance, _)| distance)
+        .map(|(_, known)| known)
+}
+
+/// Levenshtein distance: insertions, deletions and substitutions.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut current = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let substitute = previous[j] + usize::from(ca != *cb);
+            current.push(substitute.min(previous[j + 1] + 1).min(current[j] + 1));
+        }
+        previous = current;
+    }
+    previous[b.len()]
 }

@@ -63,8 +63,11 @@ pub(crate) fn expand(options: &Options, mut function: ItemFn) -> TokenStream {
         fn __unsync_body(#body_inputs) -> #output_ty #block
     };
 
+    // Each type is checked once, on its own tokens (`check_wire`, see `unsync::__private`);
+    // the same checks open the shim, so that rustc prints their errors once for both. Every
+    // other use of a checked type goes through its witness, and adds no error of its own.
     let mut names = Vec::new();
-    let mut wire_types = Vec::new();
+    let mut decoded_types = Vec::new();
     let mut encode = Vec::new();
     let mut unwrap = Vec::new();
     let mut checks = Vec::new();
@@ -78,26 +81,41 @@ pub(crate) fn expand(options: &Options, mut function: ItemFn) -> TokenStream {
         };
         *arg.pat = syn::parse_quote!(#ident);
         let ty = &*arg.ty;
-        checks.push(quote_spanned!(ty.span()=> #private::assert_wire::<#ty>();));
         if is_bulk(ty) {
-            wire_types.push(quote!(#private::Bulk<#ty>));
+            // Always crosses: no check.
+            decoded_types.push(quote!(#private::Bulk<#ty>));
             encode.push(quote!(#private::Bulk(&#ident)));
             unwrap.push(quote!(#ident.0));
         } else {
-            wire_types.push(quote!(#ty));
-            encode.push(quote!(&#ident));
-            unwrap.push(quote!(#ident));
+            let witness = format_ident!("__unsync_wire{}", index);
+            checks
+                .push(quote_spanned!(ty.span()=> let #witness = #private::check_wire::<#ty, _>();));
+            decoded_types.push(quote!(_));
+            encode.push(quote!(#private::Cross::lend(#witness, &#ident)));
+            unwrap.push(quote!(#private::Cross::take(#witness, #ident)));
         }
         names.push(ident);
     }
-    checks.push(quote_spanned!(output_ty.span()=> #private::assert_wire::<#output_ty>();));
-    let (wire_output, encode_output) = if is_bulk(&output_ty) {
+    let (encode_output, spawn) = if is_bulk(&output_ty) {
         (
-            quote!(#private::Bulk<#output_ty>),
             quote!(&#private::Bulk(&__unsync_result)),
+            quote!(#private::spawn_process::<#private::Bulk<#output_ty>, #output_ty>(
+                &__UNSYNC_WORKER_FN,
+                &(#(#encode,)*),
+            )),
         )
     } else {
-        (quote!(#output_ty), quote!(&__unsync_result))
+        checks.push(
+            quote_spanned!(output_ty.span()=> let __unsync_wire = #private::check_wire::<#output_ty, _>();),
+        );
+        (
+            quote!(#private::Cross::lend(__unsync_wire, &__unsync_result)),
+            quote!(#private::spawn_checked(
+                __unsync_wire,
+                &__UNSYNC_WORKER_FN,
+                &(#(#encode,)*),
+            )),
+        )
     };
 
     let (outer_attrs, inner_attrs): (Vec<_>, Vec<_>) = function
@@ -121,7 +139,8 @@ pub(crate) fn expand(options: &Options, mut function: ItemFn) -> TokenStream {
                 __unsync_args: &[u8],
                 __unsync_out: &mut ::std::vec::Vec<u8>,
             ) -> ::core::result::Result<(), #private::CodecError> {
-                let (#(#names,)*): (#(#wire_types,)*) = #private::decode(__unsync_args)?;
+                #(#checks)*
+                let (#(#names,)*): (#(#decoded_types,)*) = #private::decode(__unsync_args)?;
                 let __unsync_result = __unsync_body(#(#unwrap),*);
                 #private::encode(#encode_output, __unsync_out)
             }
@@ -132,10 +151,7 @@ pub(crate) fn expand(options: &Options, mut function: ItemFn) -> TokenStream {
             if #private::in_worker() {
                 return #private::run_inline(__UNSYNC_NAME, move || __unsync_body(#(#names),*));
             }
-            #private::spawn_process::<#wire_output, #output_ty>(
-                &__UNSYNC_WORKER_FN,
-                &(#(#encode,)*),
-            )
+            #spawn
         }
     }
 }

@@ -18,24 +18,32 @@ use proc_macro::TokenStream;
 /// See the `unsync-exec` crate documentation.
 #[proc_macro_attribute]
 pub fn unsync(args: TokenStream, item: TokenStream) -> TokenStream {
-    let item2: proc_macro2::TokenStream = item.clone().into();
-    let result = attr::Options::parse(args.into()).and_then(|options| {
-        let function: syn::ItemFn = syn::parse2(item2.clone()).map_err(|e| {
-            syn::Error::new(
+    let item: proc_macro2::TokenStream = item.into();
+    let function = match syn::parse2::<syn::ItemFn>(item.clone()) {
+        Ok(function) => function,
+        Err(e) => {
+            let error = syn::Error::new(
                 e.span(),
                 format!("#[unsync] goes on a function (`fn` or `async fn`): {e}"),
             )
-        })?;
-        validate::check(&options, &function)?;
-        Ok(expand::expand(&options, function))
+            .to_compile_error();
+            return quote::quote!(#error #item).into();
+        }
+    };
+    let options = attr::Options::parse(args.into());
+    let checked = options.as_ref().map_err(Clone::clone).and_then(|options| {
+        validate::check(options, &function)?;
+        Ok(options)
     });
-    match result {
-        Ok(tokens) => tokens.into(),
-        // Keep the item so that the rest of the crate still type-checks around the error.
+    match checked {
+        Ok(options) => expand::expand(options, function).into(),
+        // As tokio's attributes do: the error, plus the function with the signature callers
+        // expect (`-> Unfinished<T>`), so that they type-check and only the real error shows.
         Err(error) => {
+            let krate = options.map_or_else(|_| attr::Options::default_crate(), |o| o.krate);
             let error = error.to_compile_error();
-            let kept = validate::without_elided_return_borrows(item2);
-            quote::quote!(#error #kept).into()
+            let stand_in = validate::stand_in(&krate, function);
+            quote::quote!(#error #stand_in).into()
         }
     }
 }

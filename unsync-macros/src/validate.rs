@@ -3,6 +3,7 @@
 //! borrow from the caller.
 
 use quote::ToTokens;
+use syn::spanned::Spanned;
 use syn::visit::Visit;
 use syn::{FnArg, GenericParam, ItemFn, ReturnType, Type};
 
@@ -233,12 +234,15 @@ impl<'ast> Visit<'ast> for Borrows {
     }
 }
 
-/// The refused item as it is kept in the output, with `'static` for the lifetimes its return
-/// type leaves out (`-> &str`): otherwise rustc adds its own "missing lifetime specifier" error,
-/// whose advice (borrow the argument) contradicts the one `#[unsync]` just gave.
-pub(crate) fn without_elided_return_borrows(
-    item: proc_macro2::TokenStream,
-) -> proc_macro2::TokenStream {
+/// What a refused function becomes next to its error: the signature callers expect, returning
+/// `Unfinished<T>` (without `async`, `const`, `unsafe` or an ABI), and a body that stands in for
+/// the one that cannot run. Callers then type-check (`f(x).result()`), and the error the user
+/// must fix is the only one.
+///
+/// Lifetimes that the return type leaves out (`-> &str`) become `'static` when no argument
+/// lends one: otherwise rustc adds its own "missing lifetime specifier" error, whose advice
+/// (borrow the argument) contradicts the one `#[unsync]` just gave.
+pub(crate) fn stand_in(krate: &syn::Path, mut function: ItemFn) -> proc_macro2::TokenStream {
     struct StaticForElided;
     impl syn::visit_mut::VisitMut for StaticForElided {
         fn visit_type_reference_mut(&mut self, reference: &mut syn::TypeReference) {
@@ -253,9 +257,6 @@ pub(crate) fn without_elided_return_borrows(
             }
         }
     }
-    let Ok(mut function) = syn::parse2::<syn::ItemFn>(item.clone()) else {
-        return item;
-    };
     // With a borrowed argument the elided lifetime is that argument's: valid Rust, left as is.
     let borrows_an_argument = function.sig.inputs.iter().any(|input| match input {
         FnArg::Receiver(receiver) => receiver.reference.is_some(),
@@ -265,11 +266,30 @@ pub(crate) fn without_elided_return_borrows(
             !borrows.found.is_empty()
         }
     });
-    if borrows_an_argument {
-        return item;
+    let sig = &mut function.sig;
+    let mut output: Type = match &sig.output {
+        ReturnType::Default => syn::parse_quote!(()),
+        ReturnType::Type(_, ty) => (**ty).clone(),
+    };
+    if !borrows_an_argument {
+        syn::visit_mut::VisitMut::visit_type_mut(&mut StaticForElided, &mut output);
     }
-    if let ReturnType::Type(_, ty) = &mut function.sig.output {
-        syn::visit_mut::VisitMut::visit_type_mut(&mut StaticForElided, ty);
-    }
+    let output_span = sig.output.span();
+    sig.output = syn::parse_quote_spanned!(output_span=> -> #krate::Unfinished<#output>);
+    sig.constness = None;
+    sig.asyncness = None;
+    sig.unsafety = None;
+    sig.abi = None;
+    sig.variadic = None;
+    // The body is not compiled: its arguments are not "unused".
+    function
+        .attrs
+        .retain(|a| matches!(a.style, syn::AttrStyle::Outer));
+    function
+        .attrs
+        .push(syn::parse_quote!(#[allow(unused_variables)]));
+    *function.block = syn::parse_quote!({
+        ::core::unreachable!("#[unsync] refused this function at compile time")
+    });
     function.to_token_stream()
 }
