@@ -359,3 +359,38 @@ fn child_drops_a_failure() {
     open.set(());
     assert_eq!(unsync::shutdown(common::LIMIT), 0);
 }
+
+/// `.result()` and `.await` re-raise a task's panic at the reader's own line, not inside
+/// unsync: std's panic message then points at the code that read the handle.
+#[test]
+fn a_failure_is_reraised_where_it_is_read() {
+    common::run_child_test("child_records_reraise_locations");
+}
+
+#[test]
+#[ignore = "run by a_failure_is_reraised_where_it_is_read (it replaces the panic hook)"]
+fn child_records_reraise_locations() {
+    use std::sync::Mutex;
+    static SEEN: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    // Start the executors first, so that unsync's hook is installed before this one replaces it.
+    assert_eq!(all_modes(0).into_iter().map(|h| h.result()).sum::<u32>(), 3);
+    std::panic::set_hook(Box::new(|info| {
+        let location = info.location().unwrap();
+        SEEN.lock()
+            .unwrap()
+            .push(format!("{}:{}", location.file(), location.line()));
+    }));
+    let result_line = line!() + 1;
+    let by_result = std::panic::catch_unwind(|| thread_boom().result());
+    let await_line = line!() + 2;
+    let by_await =
+        std::panic::catch_unwind(|| futures::executor::block_on(async { parallel_boom().await }));
+    assert!(by_result.is_err() && by_await.is_err());
+    // A copy: a failed assertion below panics, and the hook must not find the lock held.
+    let seen = SEEN.lock().unwrap().clone();
+    // The tasks' own panics come first, on the pools' threads; the re-raises last, here.
+    let here = |line: u32| format!("{}:{line}", file!());
+    assert!(seen.contains(&here(result_line)), "{seen:?}");
+    assert!(seen.contains(&here(await_line)), "{seen:?}");
+    assert!(!seen.iter().any(|l| l.contains("unsync-core")), "{seen:?}");
+}

@@ -41,21 +41,6 @@ impl CodecError {
     }
 }
 
-/// What a `cpu_bound` function's arguments and result must be: sendable to and from a worker
-/// process.
-#[diagnostic::on_unimplemented(
-    message = "`{Self}` cannot cross to a worker process: `#[unsync(cpu_bound)]` arguments and results must implement `serde::Serialize` and `serde::de::DeserializeOwned`",
-    label = "must be `Serialize + DeserializeOwned`",
-    note = "derive them with `#[derive(serde::Serialize, serde::Deserialize)]`, or use `#[unsync]` or `#[unsync(parallel)]` to stay in this process"
-)]
-pub trait Wire: Serialize + DeserializeOwned {}
-
-impl<T: Serialize + DeserializeOwned> Wire for T {}
-
-/// Compile-time check, one per argument and result, so that the error names the type.
-#[inline(always)]
-pub fn assert_wire<T: Wire>() {}
-
 /// Append `value`'s encoding to `out`.
 pub fn encode<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<(), CodecError> {
     let buffer = std::mem::take(out);

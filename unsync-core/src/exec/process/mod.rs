@@ -6,6 +6,7 @@
 //!
 //! - `registry`: the `cpu_bound` functions, gathered at link time, found by key;
 //! - `codec`: how arguments and results are encoded (serde and postcard, [`Bulk`](private::Bulk));
+//!   `wire_check`: the compile-time check that they can be, one error per type;
 //! - `protocol`: the frames on the pipes and the messages they carry;
 //! - `call`: one typed call, from its arguments to the value or error of its handle;
 //! - `pool`: the parent side (entry points and shared state), with `pool::schedule` (where a
@@ -30,6 +31,7 @@ mod protocol;
 mod registry;
 #[allow(unsafe_code)]
 mod sys;
+mod wire_check;
 mod worker;
 
 pub(crate) use pool::shutdown;
@@ -37,8 +39,11 @@ pub use worker::init;
 
 /// What `#[unsync(cpu_bound)]` expands to.
 pub mod private {
-    pub use super::codec::{Bulk, BulkElement, CodecError, Wire, assert_wire, decode, encode};
+    pub use super::codec::{Bulk, BulkElement, CodecError, decode, encode};
     pub use super::pool::spawn_process;
     pub use super::registry::{Shim, WORKER_FNS, WorkerFn};
+    pub use super::wire_check::{
+        Cross, SerializeAndDeserialize, Witness, check_wire, spawn_checked,
+    };
     pub use super::worker::{in_worker, run_inline};
 }
