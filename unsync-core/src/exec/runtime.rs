@@ -32,6 +32,7 @@ thread_local! {
 pub(crate) fn handle() -> &'static tokio::runtime::Handle {
     HANDLE.get_or_init(|| {
         crate::exec::panic_site::install();
+        crate::handle::lone_reader::set_forward(forward);
         let settings = crate::config::settings();
         if let Some(handle) = &settings.runtime {
             return handle.clone();
@@ -114,7 +115,7 @@ where
     } else {
         runtime.spawn(Carrying::new(future, carried, token))
     };
-    Unfinished::from_spawned(Spawned::new(join, task, forward))
+    Unfinished::from_spawned(Spawned::new(join, task))
 }
 
 /// Async tasks in flight, not counting the one calling (when called from inside one).

@@ -6,11 +6,12 @@
 //! burst of `#[unsync] async fn` calls then costs about what bare `tokio::spawn` does. The
 //! first time a handle needs shared state (a clone, [`wait_timeout`](crate::Unfinished::wait_timeout))
 //! it turns its task into a cell with [`Spawned::into_cell`], forwarding the outcome through a
-//! small task that the runtime which spawned the task starts (a [`Forward`] it gives at spawn).
+//! small task that the runtime which spawned the task starts (the [`Forward`] it registered).
 //! [`catch`](crate::Unfinished::catch) keeps the lone reader, seen through [`Caught`].
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::OnceLock;
 use std::task::{Context, Poll, Waker};
 
 use tokio::task::JoinHandle;
@@ -42,9 +43,18 @@ impl<T> Drop for Outcome<T> {
     }
 }
 
-/// How the runtime that spawned an async task runs the forwarding task of
+/// How the runtime that spawns async tasks runs the forwarding task of
 /// [`Spawned::into_cell`].
 pub(crate) type Forward = fn(Pin<Box<dyn Future<Output = ()> + Send>>);
+
+/// The runtime's [`Forward`], registered before it spawns its first task. Kept here once rather
+/// than in every handle: a pending async handle stays as small as a `JoinHandle` allows.
+static FORWARD: OnceLock<Forward> = OnceLock::new();
+
+/// Register how forwarding tasks are started (the runtime does, when it starts).
+pub(crate) fn set_forward(forward: Forward) {
+    let _ = FORWARD.set(forward);
+}
 
 /// The single reader of an async task. See the module docs.
 pub(crate) struct Spawned<T> {
@@ -53,21 +63,15 @@ pub(crate) struct Spawned<T> {
     cancelled: bool,
     /// Abort the task when this reader is dropped before it finished.
     cancel_on_drop: bool,
-    forward: Forward,
 }
 
 impl<T: Send + 'static> Spawned<T> {
-    pub(crate) fn new(
-        join: JoinHandle<Outcome<T>>,
-        task: &'static str,
-        forward: Forward,
-    ) -> Spawned<T> {
+    pub(crate) fn new(join: JoinHandle<Outcome<T>>, task: &'static str) -> Spawned<T> {
         Spawned {
             join,
             task,
             cancelled: false,
             cancel_on_drop: false,
-            forward,
         }
     }
 
@@ -126,7 +130,9 @@ impl<T: Send + 'static> Spawned<T> {
         let abort = self.join.abort_handle();
         cell.set_abort(Abort::new(move || abort.abort()));
         let completer = Completer::new(cell.clone());
-        let forward = self.forward;
+        let forward = FORWARD
+            .get()
+            .expect("the runtime registers its Forward before spawning");
         forward(Box::pin(async move {
             let outcome = std::future::poll_fn(|cx| self.poll_outcome(cx)).await;
             completer.complete(outcome);
