@@ -69,6 +69,7 @@ fn panicked() -> Error {
     Error::Panicked {
         task: TASK,
         message: "boom".into(),
+        site: None,
     }
 }
 
