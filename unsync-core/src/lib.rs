@@ -58,8 +58,10 @@ pub use exec::blocking::spawn_blocking;
 pub use exec::parallel::spawn_parallel;
 pub use exec::process::init;
 pub use exec::runtime::{runtime, spawn};
+pub use exec::stream::{spawn_blocking_stream, spawn_stream};
 pub use exec::task::is_cancelled;
 pub use handle::Unfinished;
+pub use handle::stream::{UnfinishedStream, UnfinishedStreamIter};
 
 /// The checks behind the `cargo fuzz` targets in `fuzz/`, under the `fuzzing` feature: each
 /// takes arbitrary bytes and panics when the code that reads the worker pipe misbehaves. Not a
@@ -77,6 +79,10 @@ pub mod __private {
     pub use crate::exec::parallel::spawn_parallel_task as spawn_parallel;
     pub use crate::exec::process::private::*;
     pub use crate::exec::runtime::spawn_task as spawn_async;
+    pub use crate::exec::stream::{
+        spawn_iter_task as spawn_iter, spawn_stream_task as spawn_stream,
+    };
+    pub use crate::handle::stream::DEFAULT_BUFFER;
     pub use linkme;
     pub use serde;
 
