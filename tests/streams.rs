@@ -1,5 +1,5 @@
 //! Streams: `UnfinishedStream` from `spawn_blocking_stream` (an iterator on the blocking pool)
-//! and `spawn_stream` (a `Stream` on the runtime).
+//! and `spawn_stream` (a `Stream` on the runtime), and from streaming `#[unsync]` functions.
 //! Each mode: order kept, backpressure, an early drop stops an infinite producer, a panic
 //! after some items, cancel, timeout, sync and async readers, nesting.
 
@@ -349,6 +349,85 @@ fn a_blocking_producer_need_not_be_send() {
         (0..3_u32).map(move |n| n * *shared)
     });
     assert_eq!(stream.into_iter().collect::<Vec<_>>(), [0, 3, 6]);
+}
+
+// Streaming `#[unsync]` functions.
+
+#[unsync::unsync]
+fn numbers(n: u32) -> impl Iterator<Item = u32> {
+    0..n
+}
+
+#[unsync::unsync]
+fn numbers_as_stream(n: u32) -> impl futures::Stream<Item = u32> + Send {
+    futures::stream::iter(0..n)
+}
+
+#[unsync::unsync]
+async fn numbers_after_a_wait(n: u32) -> impl futures::Stream<Item = u32> {
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    futures::stream::iter(0..n)
+}
+
+/// Counts how far it runs ahead of `ahead`'s reader, the most in `most`.
+#[unsync::unsync(buffer = 64)]
+fn counted(ahead: Arc<AtomicUsize>, most: Arc<AtomicUsize>) -> impl Iterator<Item = usize> {
+    (0..100_000).inspect(move |_| {
+        let now = ahead.fetch_add(1, Ordering::SeqCst) + 1;
+        most.fetch_max(now, Ordering::Relaxed);
+    })
+}
+
+#[unsync::unsync]
+fn fails_after(n: u32) -> impl Iterator<Item = u32> {
+    (0..).map(move |i| if i == n { panic!("done at {n}") } else { i })
+}
+
+#[test]
+fn streaming_functions_in_every_mode() {
+    watchdog(LIMIT, || {
+        let expected: Vec<u32> = (0..1000).collect();
+        assert_eq!(numbers(1000).into_iter().collect::<Vec<_>>(), expected);
+        assert_eq!(
+            numbers_as_stream(1000).into_iter().collect::<Vec<_>>(),
+            expected
+        );
+        let awaited = futures::executor::block_on(numbers_after_a_wait(1000).collect::<Vec<_>>());
+        assert_eq!(awaited, expected);
+        assert_eq!(numbers(10).collect_vec().result().len(), 10);
+    });
+}
+
+#[test]
+fn the_buffer_option_sets_how_far_the_producer_runs_ahead() {
+    watchdog(LIMIT, || {
+        let ahead = Arc::new(AtomicUsize::new(0));
+        let most = Arc::new(AtomicUsize::new(0));
+        for (i, _) in counted(ahead.clone(), most.clone()).into_iter().enumerate() {
+            ahead.fetch_sub(1, Ordering::SeqCst);
+            if i % 10_000 == 0 {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+        let most = most.load(Ordering::Relaxed);
+        assert!(
+            (64..=66).contains(&most),
+            "ran {most} ahead with a buffer of 64"
+        );
+    });
+}
+
+#[test]
+fn a_streaming_function_names_itself_in_its_failure() {
+    let items: Vec<_> = fails_after(3).catch().into_iter().collect();
+    assert_eq!(items[..3], [Ok(0), Ok(1), Ok(2)]);
+    match &items[3] {
+        Err(Error::Panicked { task, message, .. }) => {
+            assert_eq!(*task, "streams::fails_after");
+            assert_eq!(message, "done at 3");
+        }
+        other => panic!("unexpected {other:?}"),
+    }
 }
 
 /// A thread's producer busy on one item sees `is_cancelled()` turn true, like any thread task.
