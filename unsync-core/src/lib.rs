@@ -7,11 +7,13 @@
 //! `ARCHITECTURE.md`):
 //! - `config`, `error`, `report`: settings, the error types, failures nobody read.
 //! - `handle`: [`Unfinished`], the completion cell its readers share, an async task's lone
-//!   reader, blocking waits. It knows no executor: an executor's part (how to abort a task,
+//!   reader, blocking waits, and [`UnfinishedStream`] (a producer's bounded queue). It knows no executor: an executor's part (how to abort a task,
 //!   what to do before a pool thread blocks) reaches it as data.
 //! - `exec`: the executors (tokio runtime, blocking pool, rayon, worker processes) and what
-//!   they share (running a body, the carried `tracing` span, in-flight counts).
-//! - `compose`: combinators, [`as_completed()`], [`promise()`], [`shutdown()`].
+//!   they share (running a body, the carried `tracing` span, in-flight counts), and the
+//!   drivers of streaming producers.
+//! - `compose`: combinators, [`as_completed()`], [`promise()`], [`shutdown()`], a stream's
+//!   `collect_vec` and `timeout`.
 //! - `__private`: what the macro expands to.
 //!
 //! ```
