@@ -65,7 +65,8 @@
 //! argument. Everything else refused at compile time is listed at [`unsync`](macro@unsync).
 //!
 //! Options: `#[unsync(parallel)]` (rayon), `#[unsync(cpu_bound)]` (worker processes, see
-//! [below](#worker-processes)), and `#[unsync(crate = "path")]` when this crate is renamed in
+//! [below](#worker-processes)), `#[unsync(buffer = N)]` for a streaming function (see
+//! [Streams](#streams)), and `#[unsync(crate = "path")]` when this crate is renamed in
 //! your `Cargo.toml`:
 //!
 //! ```
@@ -130,6 +131,69 @@
 //! let (promise, handle): (_, Unfinished<u8>) = unsync::promise();
 //! std::thread::spawn(move || promise.set(7));
 //! assert_eq!(handle.result(), 7);
+//! ```
+//!
+//! ## Streams
+//!
+//! A function declared to return `impl Iterator<Item = T>` or `impl Stream<Item = T>`
+//! (`futures::Stream`) is a streaming function: calling it starts the producer in the
+//! background at once and returns an [`UnfinishedStream<T>`], which async code polls as a
+//! `Stream` (any executor) and sync code iterates (`for x in stream`, `.into_iter().collect()`),
+//! blocking safely from anywhere [`.result()`](Unfinished::result) is. This answers Python
+//! unsync's long-open request for generators
+//! ([alex-sherman/unsync#17](https://github.com/alex-sherman/unsync/issues/17)).
+//!
+//! | written | the producer runs on |
+//! |---|---|
+//! | `#[unsync] fn f(..) -> impl Iterator<Item = T>` | the blocking pool (the iterator is made there, so it need not be `Send`) |
+//! | `#[unsync] fn f(..) -> impl Stream<Item = T>`, `#[unsync] async fn f(..) -> impl Stream<Item = T>` | the async runtime |
+//! | `#[unsync(parallel)]`, `#[unsync(cpu_bound)]` | refused at compile time (a producer waiting for its reader would hold a rayon thread; worker processes do not stream yet) |
+//!
+//! - **Backpressure**: the producer runs at most `buffer` items ahead of its reader, then
+//!   waits: 16 by default, `#[unsync(buffer = 64)]` to change it. Memory stays bounded however
+//!   slow the reader.
+//! - **Order**: items arrive in the order produced.
+//! - **Failure**: the items produced before a panic are delivered, then reading re-raises it;
+//!   [`catch`](UnfinishedStream::catch) turns the stream into one of `Result<T, Error>` that
+//!   ends with the error.
+//! - **Stopping**: [`cancel`](UnfinishedStream::cancel) and
+//!   [`timeout`](UnfinishedStream::timeout) end the stream with [`Error::Cancelled`] or
+//!   [`Error::TimedOut`]. Dropping the stream (or the iterator it became) stops the producer,
+//!   unlike dropping an [`Unfinished`]: an async producer is aborted at its next `.await`; a
+//!   thread's producer sees [`is_cancelled`] turn true, and its iterator is dropped at its next
+//!   item, which frees its thread.
+//! - [`collect_vec`](UnfinishedStream::collect_vec) makes it an `Unfinished<Vec<T>>`;
+//!   [`spawn_blocking_stream`] and [`spawn_stream`] do the same without the attribute.
+//!
+//! ```
+//! use futures::StreamExt;
+//! use unsync::unsync;
+//!
+//! #[unsync(buffer = 64)]
+//! fn lines(text: String) -> impl Iterator<Item = String> {
+//!     text.lines().map(str::to_owned).collect::<Vec<_>>().into_iter()
+//! }
+//!
+//! #[unsync]
+//! async fn countdown(from: u32) -> impl futures::Stream<Item = u32> {
+//!     futures::stream::iter((0..=from).rev())
+//! }
+//!
+//! // From sync code: a blocking iterator.
+//! let numbered: Vec<String> = lines("a\nb".to_owned()).into_iter().collect();
+//! assert_eq!(numbered, ["a", "b"]);
+//!
+//! // From async code: a Stream.
+//! let ticks = futures::executor::block_on(countdown(3).collect::<Vec<_>>());
+//! assert_eq!(ticks, [3, 2, 1, 0]);
+//!
+//! // An endless producer is fine: it stops when its reader goes away.
+//! #[unsync]
+//! fn naturals() -> impl Iterator<Item = u64> {
+//!     0..
+//! }
+//! let first: Vec<u64> = naturals().into_iter().take(3).collect();
+//! assert_eq!(first, [0, 1, 2]);
 //! ```
 //!
 //! ## Errors
@@ -381,6 +445,7 @@
 //! | `.result()` on the event loop's thread | raises instead of deadlocking | works: the runtime hands its other tasks to another thread |
 //! | mistakes | found at run time | non-owned arguments, `parallel` on `async fn`, typos in options: compile errors |
 //! | awaiting | asyncio only | any executor: tokio, smol, `futures::executor` |
+//! | generators | not run in the background ([#17](https://github.com/alex-sherman/unsync/issues/17)) | streaming functions, bounded by backpressure ([Streams](#streams)) |
 
 #![forbid(unsafe_code)]
 
@@ -392,7 +457,8 @@ pub use unsync_core::*;
 ///
 /// Refused at compile time, with an error on the offending token: borrowed arguments or
 /// `&self` (the task outlives the call), lifetime parameters, `#[unsync(parallel)]` on an
-/// `async fn`, `const`, `unsafe` and `extern` functions, unknown options, and for `cpu_bound`
+/// `async fn`, `const`, `unsafe` and `extern` functions, unknown options, streaming functions
+/// (see [Streams](crate#streams)) with `parallel` or `cpu_bound`, and for `cpu_bound`
 /// what [Worker processes](crate#worker-processes) says cannot cross. The exact messages are
 /// in the repository's `tests/ui/*.stderr`.
 ///

@@ -267,3 +267,41 @@ fn child_fails_unread_then_exits() {
     }
     std::process::exit(0);
 }
+
+/// A stream's producer that failed is reported when the stream is dropped with the failure
+/// unread; not when it was read (or caught), nor when the stream was cancelled or dropped
+/// before the producer failed (the reader's own decision to stop it).
+#[test]
+fn streams_report_a_failure_nobody_read() {
+    let _serial = setup();
+    watchdog(LIMIT, || {
+        let failing = |msg: &'static str| {
+            unsync::spawn_blocking_stream(move || {
+                (0..3_u8).map(move |n| if n == 2 { panic!("{msg}") } else { n })
+            })
+        };
+        let unread = failing("stream unread");
+        quiesce();
+        assert_eq!(reports("stream unread"), 0, "the stream can still read it");
+        drop(unread);
+        assert_eq!(reports("stream unread"), 1, "reported by the drop itself");
+
+        let read = failing("stream read");
+        assert!(catch_unwind(std::panic::AssertUnwindSafe(|| read.into_iter().count())).is_err());
+        let caught = failing("stream caught");
+        assert_eq!(caught.catch().into_iter().count(), 3);
+        let cancelled = failing("stream cancelled");
+        cancelled.cancel();
+        drop(cancelled);
+        quiesce();
+        for msg in [
+            "stream unread",
+            "stream read",
+            "stream caught",
+            "stream cancelled",
+        ] {
+            let expected = usize::from(msg == "stream unread");
+            assert_eq!(reports(msg), expected, "{msg}");
+        }
+    });
+}

@@ -107,7 +107,38 @@ impl Account {
     pub fn public_method(self) -> u64 { self.balance }
 }
 
+#[unsync]
+fn stream_one_line(n: u64) -> impl Iterator<Item = u64> { 0..n }
+
+#[unsync(buffer = 4)]
+fn stream_lines(n: u64) -> impl Iterator<Item = u64> + Send {
+    let doubled = n * 2;
+    (0..doubled).map(|i| i + 1)
+}
+
+#[unsync]
+fn stream_async(n: u64) -> impl futures::Stream<Item = u64> { futures::stream::iter(0..n) }
+
+#[unsync]
+async fn stream_async_lines(n: u64) -> impl futures::Stream<Item = u64> {
+    let first = async_checksum(n).await;
+    futures::stream::iter([first, n])
+}
+
+#[unsync]
+fn stream_early_return(n: u64) -> impl Iterator<Item = u64> {
+    if n == 0 {
+        return 0..0;
+    }
+    0..n
+}
+
 fn main() {
+    let _ = stream_one_line(2).into_iter().sum::<u64>()
+        + stream_lines(2).into_iter().sum::<u64>()
+        + stream_async(2).into_iter().sum::<u64>()
+        + stream_async_lines(2).into_iter().sum::<u64>()
+        + stream_early_return(2).collect_vec().result().len() as u64;
     let _ = checksum(1).result()
         + checksum_lines(1).result()
         + parallel_checksum(1).result()

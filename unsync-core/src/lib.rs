@@ -7,11 +7,13 @@
 //! `ARCHITECTURE.md`):
 //! - `config`, `error`, `report`: settings, the error types, failures nobody read.
 //! - `handle`: [`Unfinished`], the completion cell its readers share, an async task's lone
-//!   reader, blocking waits. It knows no executor: an executor's part (how to abort a task,
+//!   reader, blocking waits, and [`UnfinishedStream`] (a producer's bounded queue). It knows no executor: an executor's part (how to abort a task,
 //!   what to do before a pool thread blocks) reaches it as data.
 //! - `exec`: the executors (tokio runtime, blocking pool, rayon, worker processes) and what
-//!   they share (running a body, the carried `tracing` span, in-flight counts).
-//! - `compose`: combinators, [`as_completed()`], [`promise()`], [`shutdown()`].
+//!   they share (running a body, the carried `tracing` span, in-flight counts), and the
+//!   drivers of streaming producers.
+//! - `compose`: combinators, [`as_completed()`], [`promise()`], [`shutdown()`], a stream's
+//!   `collect_vec` and `timeout`.
 //! - `__private`: what the macro expands to.
 //!
 //! ```
@@ -58,8 +60,10 @@ pub use exec::blocking::spawn_blocking;
 pub use exec::parallel::spawn_parallel;
 pub use exec::process::init;
 pub use exec::runtime::{runtime, spawn};
+pub use exec::stream::{spawn_blocking_stream, spawn_stream};
 pub use exec::task::is_cancelled;
 pub use handle::Unfinished;
+pub use handle::stream::{UnfinishedStream, UnfinishedStreamIter};
 
 /// The checks behind the `cargo fuzz` targets in `fuzz/`, under the `fuzzing` feature: each
 /// takes arbitrary bytes and panics when the code that reads the worker pipe misbehaves. Not a
@@ -77,6 +81,10 @@ pub mod __private {
     pub use crate::exec::parallel::spawn_parallel_task as spawn_parallel;
     pub use crate::exec::process::private::*;
     pub use crate::exec::runtime::spawn_task as spawn_async;
+    pub use crate::exec::stream::{
+        spawn_iter_task as spawn_iter, spawn_stream_task as spawn_stream,
+    };
+    pub use crate::handle::stream::DEFAULT_BUFFER;
     pub use linkme;
     pub use serde;
 

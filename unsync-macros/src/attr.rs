@@ -20,9 +20,12 @@ pub(crate) struct Options {
     pub(crate) mode: Mode,
     /// Path to the facade crate (`::unsync` unless renamed with `crate = "..."`).
     pub(crate) krate: syn::Path,
+    /// `buffer = N`: how far a streaming function's producer may run ahead, and the option
+    /// itself (for errors).
+    pub(crate) buffer: Option<(usize, syn::MetaNameValue)>,
 }
 
-const OPTIONS: &str = "`parallel`, `cpu_bound`, or `crate = \"path\"` (for example `#[unsync]`, `#[unsync(parallel)]`, `#[unsync(cpu_bound)]`)";
+const OPTIONS: &str = "`parallel`, `cpu_bound`, `buffer = N` (streaming functions), or `crate = \"path\"` (for example `#[unsync]`, `#[unsync(parallel)]`, `#[unsync(cpu_bound)]`)";
 
 impl Options {
     pub(crate) fn parse(args: TokenStream) -> syn::Result<Options> {
@@ -36,6 +39,7 @@ impl Options {
             })?;
         let mut mode = Mode::Default;
         let mut krate = None;
+        let mut buffer = None;
         for meta in metas {
             match &meta {
                 Meta::Path(path) if path.is_ident("parallel") || path.is_ident("cpu_bound") => {
@@ -64,6 +68,26 @@ impl Options {
                     };
                     krate = Some(path.parse::<syn::Path>()?);
                 }
+                Meta::NameValue(nv) if nv.path.is_ident("buffer") => {
+                    let syn::Expr::Lit(syn::ExprLit {
+                        lit: syn::Lit::Int(n),
+                        ..
+                    }) = &nv.value
+                    else {
+                        return Err(syn::Error::new_spanned(
+                            &nv.value,
+                            "write the buffer as a number of items: `buffer = 64`",
+                        ));
+                    };
+                    let n = n.base10_parse::<usize>()?;
+                    if n == 0 {
+                        return Err(syn::Error::new_spanned(
+                            &nv.value,
+                            "the buffer holds at least one item: the producer must be able to run one item ahead of its reader",
+                        ));
+                    }
+                    buffer = Some((n, nv.clone()));
+                }
                 Meta::NameValue(nv) if nv.path.is_ident("cpu_bound") => {
                     return Err(syn::Error::new_spanned(
                         &meta,
@@ -86,6 +110,7 @@ impl Options {
         Ok(Options {
             mode,
             krate: krate.unwrap_or_else(Options::default_crate),
+            buffer,
         })
     }
 
@@ -97,7 +122,7 @@ impl Options {
 /// The option a misspelt one was probably meant to be: at most two edits away (a third of a
 /// long name).
 fn closest(written: &str) -> Option<&'static str> {
-    ["parallel", "cpu_bound", "crate"]
+    ["parallel", "cpu_bound", "crate", "buffer"]
         .into_iter()
         .map(|known| (edit_distance(written, known), known))
         .filter(|&(distance, known)| distance <= 2.max(known.len() / 3))

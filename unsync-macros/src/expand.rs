@@ -1,6 +1,8 @@
 //! The rewrite: same name, visibility, generics, attributes and docs; `async` dropped; the
 //! return type `T` becomes `Unfinished<T>`; the body moves into a task handed to
-//! `unsync::__private`.
+//! `unsync::__private`. A streaming function (declared to return `impl Iterator<Item = T>` or
+//! `impl Stream<Item = T>`, see `stream`) returns `UnfinishedStream<T>` instead, its body the
+//! producer.
 //!
 //! Every argument is moved into the task as a whole (`let x = x;`), so it is dropped when the
 //! body ends, as in a normal call, not when the call returns.
@@ -11,6 +13,7 @@ use syn::spanned::Spanned;
 use syn::{AttrStyle, FnArg, ItemFn, Pat, ReturnType, Type};
 
 use crate::attr::{Mode, Options};
+use crate::stream::Kind;
 
 pub(crate) fn expand(options: &Options, mut function: ItemFn) -> TokenStream {
     if let Mode::CpuBound = options.mode {
@@ -77,13 +80,30 @@ pub(crate) fn expand(options: &Options, mut function: ItemFn) -> TokenStream {
         .drain(..)
         .partition(|a| matches!(a.style, AttrStyle::Outer));
     let body = task_body(&moves, &function.block);
-    let call = match options.mode {
-        Mode::Default if function.sig.asyncness.is_some() => {
+    let streaming =
+        crate::stream::streaming(&function.sig.output).map(|s| (s.kind, s.item.clone()));
+    let call = match (options.mode, &streaming) {
+        (Mode::Default, Some((kind, item))) => {
+            let buffer = match &options.buffer {
+                Some((n, _)) => quote!(#n),
+                None => quote!(#krate::__private::DEFAULT_BUFFER),
+            };
+            match kind {
+                Kind::Iterator => quote!(
+                    #krate::__private::spawn_iter::<#item, _, _>(#task, #buffer, move || #body)
+                ),
+                Kind::Stream => quote!(
+                    #krate::__private::spawn_stream::<#item, _, _>(#task, #buffer, async move #body)
+                ),
+            }
+        }
+        (_, Some(_)) => unreachable!("refused by validate::check_streaming"),
+        (Mode::Default, None) if function.sig.asyncness.is_some() => {
             // The output type is given up front so that `?` and `return` in the body infer.
             let output = if annotate { quote!(#output) } else { quote!(_) };
             quote!(#krate::__private::spawn_async::<_, #output>(#task, async move #body))
         }
-        Mode::Default | Mode::Parallel => {
+        (Mode::Default | Mode::Parallel, None) => {
             let spawn = if matches!(options.mode, Mode::Parallel) {
                 quote!(spawn_parallel)
             } else {
@@ -92,12 +112,17 @@ pub(crate) fn expand(options: &Options, mut function: ItemFn) -> TokenStream {
             let arrow = annotate.then(|| quote!(-> #output));
             quote!(#krate::__private::#spawn(#task, move || #arrow #body))
         }
-        Mode::CpuBound => unreachable!("expanded by cpu_bound::expand"),
+        (Mode::CpuBound, None) => unreachable!("expanded by cpu_bound::expand"),
     };
 
     function.sig.asyncness = None;
     let output_span = function.sig.output.span();
-    function.sig.output = syn::parse_quote_spanned!(output_span=> -> #krate::Unfinished<#output>);
+    function.sig.output = match &streaming {
+        Some((_, item)) => {
+            syn::parse_quote_spanned!(output_span=> -> #krate::UnfinishedStream<#item>)
+        }
+        None => syn::parse_quote_spanned!(output_span=> -> #krate::Unfinished<#output>),
+    };
     let vis = &function.vis;
     let sig = &function.sig;
     quote! {

@@ -10,6 +10,7 @@
 mod attr;
 mod cpu_bound;
 mod expand;
+mod stream;
 mod validate;
 
 use proc_macro::TokenStream;

@@ -59,6 +59,7 @@ pub(crate) fn check(options: &Options, function: &ItemFn) -> syn::Result<()> {
         ),
         _ => {}
     }
+    check_streaming(options, function, &mut errors);
     if let Mode::CpuBound = options.mode {
         check_cpu_bound(function, &mut errors);
     }
@@ -109,6 +110,39 @@ pub(crate) fn check(options: &Options, function: &ItemFn) -> syn::Result<()> {
     errors.finish()
 }
 
+/// A streaming function (see `stream`) runs where a producer may wait for its reader.
+fn check_streaming(options: &Options, function: &ItemFn, errors: &mut Errors) {
+    let Some(streaming) = crate::stream::streaming(&function.sig.output) else {
+        if let Some((_, option)) = &options.buffer {
+            errors.push(
+                option,
+                "`buffer` applies to streaming functions only: declare the return type as `impl Iterator<Item = T>` or `impl Stream<Item = T>`",
+            );
+        }
+        return;
+    };
+    match options.mode {
+        Mode::Parallel => errors.push(
+            streaming.ty,
+            "#[unsync(parallel)] cannot drive a streaming function: its producer waits whenever it is `buffer` items ahead of its reader, and would hold one of rayon's few threads meanwhile (stalling the pool's other work, or deadlocking it when the reader is a rayon job too). Remove `(parallel)` to drive the iterator on the blocking pool, and do each item's CPU work with rayon inside it (`par_iter` over a chunk, or an `#[unsync(parallel)]` helper per item); or return a `Vec` to keep `parallel`",
+        ),
+        Mode::CpuBound => errors.push(
+            streaming.ty,
+            "#[unsync(cpu_bound)] cannot stream yet: a worker process does not send items as they are produced. Remove `(cpu_bound)` to drive the iterator on the blocking pool (calling `#[unsync(cpu_bound)]` functions for its heavy parts), or return a `Vec` to keep `cpu_bound`",
+        ),
+        Mode::Default => {
+            if let (Some(token), crate::stream::Kind::Iterator) =
+                (&function.sig.asyncness, streaming.kind)
+            {
+                errors.push(
+                    token,
+                    "an `async fn` returning `impl Iterator` would run its iterator on the async runtime, blocking a runtime thread between items: return `impl Stream<Item = T>` (for example `futures::stream::iter(...)`), or remove `async` to drive the iterator on the blocking pool",
+                );
+            }
+        }
+    }
+}
+
 fn check_cpu_bound(function: &ItemFn, errors: &mut Errors) {
     let sig = &function.sig;
     let type_params = sig
@@ -139,7 +173,8 @@ fn check_cpu_bound(function: &ItemFn, errors: &mut Errors) {
         }
     }
     if let ReturnType::Type(_, ty) = &sig.output {
-        if let Type::ImplTrait(ty) = &**ty {
+        // A streaming return type has an error of its own (see `check_streaming`).
+        if let (Type::ImplTrait(ty), None) = (&**ty, crate::stream::streaming(&sig.output)) {
             errors.push(
                 ty,
                 "#[unsync(cpu_bound)] functions cannot return `impl Trait`: the parent process must know the concrete type to decode the result",
@@ -275,7 +310,13 @@ pub(crate) fn stand_in(krate: &syn::Path, mut function: ItemFn) -> proc_macro2::
         syn::visit_mut::VisitMut::visit_type_mut(&mut StaticForElided, &mut output);
     }
     let output_span = sig.output.span();
-    sig.output = syn::parse_quote_spanned!(output_span=> -> #krate::Unfinished<#output>);
+    sig.output = match crate::stream::streaming(&sig.output) {
+        Some(streaming) => {
+            let item = streaming.item;
+            syn::parse_quote_spanned!(output_span=> -> #krate::UnfinishedStream<#item>)
+        }
+        None => syn::parse_quote_spanned!(output_span=> -> #krate::Unfinished<#output>),
+    };
     sig.constness = None;
     sig.asyncness = None;
     sig.unsafety = None;

@@ -8,6 +8,10 @@
 //! | rayon pool, one thread per core | `#[unsync(parallel)] fn`, [`spawn_parallel`](crate::spawn_parallel) | `parallel` |
 //! | pool of worker processes (this executable re-executed) | `#[unsync(cpu_bound)] fn` | `process` |
 //!
+//! `stream` drives a streaming function's producer on the first two (an iterator on the
+//! blocking pool, a `Stream` on the runtime) into an
+//! [`UnfinishedStream`](crate::UnfinishedStream).
+//!
 //! What they share: `task` (running a body: panics caught, cancellation flag, span entered),
 //! `panic_site` (where a body panicked),
 //! `context` (the call site's span, carried to the task) and `inflight` (tasks in flight, for
@@ -22,6 +26,7 @@ pub(crate) mod panic_site;
 pub(crate) mod parallel;
 pub(crate) mod process;
 pub(crate) mod runtime;
+pub(crate) mod stream;
 pub(crate) mod task;
 
 /// Lock, ignoring poison: the executors' critical sections leave their data consistent even

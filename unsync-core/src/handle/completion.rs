@@ -36,7 +36,7 @@ impl Abort {
         Abort(Box::new(stop))
     }
 
-    fn run(self) {
+    pub(crate) fn run(self) {
         (self.0)()
     }
 }
