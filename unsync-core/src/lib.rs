@@ -58,6 +58,7 @@ pub use exec::blocking::spawn_blocking;
 pub use exec::parallel::spawn_parallel;
 pub use exec::process::init;
 pub use exec::runtime::{runtime, spawn};
+pub use exec::stats::{Mode, ModeStats, Stats, WorkerStats, stats};
 pub use exec::task::is_cancelled;
 pub use handle::Unfinished;
 

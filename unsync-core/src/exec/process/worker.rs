@@ -59,7 +59,9 @@ pub fn run_inline<T: Send + 'static>(
 ) -> crate::Unfinished<T> {
     let cell = crate::handle::completion::Completion::pending(task);
     let carried = crate::exec::context::Carried::capture(task);
-    crate::exec::task::run(&cell, &carried, body);
+    let mode = crate::exec::stats::Mode::Process;
+    crate::exec::stats::submitted(mode);
+    crate::exec::task::run(&cell, &carried, mode, crate::exec::stats::stamp(), body);
     crate::Unfinished::from_cell(cell)
 }
 
