@@ -240,7 +240,8 @@
 //! The `tracing` span current where an unsync function is called is the parent of the task's
 //! span (`unsync_task`) in every in-process mode (async, blocking pool, rayon), so the task's
 //! events nest under the caller's request. A `cpu_bound` call that runs in a worker process
-//! does not get it: spans do not cross processes. Nothing else follows a task to the thread
+//! gets it too, in its own way: what its body records there is sent back and re-emitted under
+//! the caller's span (see [Observability](#observability)). Nothing else follows a task to the thread
 //! that runs it: thread-locals, tokio task-locals and the like stay behind. Clone what the task
 //! needs into the function's arguments:
 //!
@@ -397,6 +398,36 @@
 //! | `unsync_workers_alive` | gauge | | worker processes alive |
 //!
 //! `mode` is [`Mode::name`]: `async`, `thread`, `parallel`, `process`.
+//!
+//! **Logs from worker processes.** A worker never runs `main`, so no subscriber of yours
+//! exists there; instead, `tracing` events and spans recorded inside a `cpu_bound` function
+//! are sent back with its answer and re-emitted in the calling process, as children of the
+//! span current where the function was called, at their own level. They have the target
+//! `unsync::worker` and the fields `pid` (the worker's), `target` (the event's own target) and
+//! `fields` (the event's other fields as one string, `name=value` separated by spaces); the
+//! message stays the message. A span of the worker becomes a `worker_span` span with the
+//! fields `pid`, `name` and `fields`, parent of the events recorded in it. Only the levels
+//! your subscriber records cross (the call carries its most verbose level, and the worker
+//! records nothing more verbose), so with no subscriber, or one that records nothing, this
+//! costs a call nothing but a byte in its frame. They arrive when the call ends, not as they
+//! happen; at most 1 MiB of them per call (the rest is dropped), each text cut at 16 KiB;
+//! spans' enter/exit timings and `record`ed values do not cross.
+//!
+//! ```no_run
+//! use unsync::unsync;
+//!
+//! #[unsync(cpu_bound)]
+//! fn crunch(n: u64) -> u64 {
+//!     tracing::info!(n, "crunching"); // reaches the caller's subscriber, under `request`
+//!     n * n
+//! }
+//!
+//! # fn main() {
+//! let request = tracing::info_span!("request", id = 7);
+//! let squared = request.in_scope(|| crunch(12));
+//! assert_eq!(squared.result(), 144);
+//! # }
+//! ```
 //! [`examples/web_service.rs`](https://github.com/unsync-rs/unsync/blob/main/examples/web_service.rs)
 //! serves the table on a `/metrics` endpoint; `examples/progress.rs` shows it live.
 //!

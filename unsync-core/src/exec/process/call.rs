@@ -24,6 +24,8 @@ pub(crate) trait Job: Send + Sync {
     /// The call was given to a worker (counted once in `stats`, even if it is given again
     /// after its worker died).
     fn dispatched(&self);
+    /// The call-site span, kept when the parent records `tracing` events (see `worker_log`).
+    fn span(&self) -> Option<&tracing::Span>;
 }
 
 /// A call whose result crosses the pipe as `W` and is handed over as `R`.
@@ -38,13 +40,18 @@ pub(crate) struct ProcessJob<W, R> {
     /// `STARTED | stamp` once given to a worker, 0 before.
     started: AtomicU64,
     ended: AtomicBool,
+    span: Option<tracing::Span>,
     wire: PhantomData<fn() -> W>,
 }
 
 const STARTED: u64 = 1 << 32;
 
 impl<W, R> ProcessJob<W, R> {
-    pub(crate) fn new(frame: Vec<u8>, cell: Arc<Completion<R>>) -> ProcessJob<W, R> {
+    pub(crate) fn new(
+        frame: Vec<u8>,
+        cell: Arc<Completion<R>>,
+        span: Option<tracing::Span>,
+    ) -> ProcessJob<W, R> {
         stats::submitted(Mode::Process);
         ProcessJob {
             frame,
@@ -52,6 +59,7 @@ impl<W, R> ProcessJob<W, R> {
             since: stats::stamp(),
             started: AtomicU64::new(0),
             ended: AtomicBool::new(false),
+            span,
             wire: PhantomData,
         }
     }
@@ -102,6 +110,9 @@ where
     fn is_cancelled(&self) -> bool {
         self.cell.is_cancelled()
     }
+    fn span(&self) -> Option<&tracing::Span> {
+        self.span.as_ref()
+    }
     fn dispatched(&self) {
         if self.started.load(Ordering::Relaxed) == 0 {
             let stamp = stats::started(Mode::Process, self.since);
@@ -117,13 +128,15 @@ where
 pub(crate) fn encode_call(
     entry: &WorkerFn,
     id: u64,
+    level: u8,
     args: &impl Serialize,
     limit: usize,
 ) -> Result<Vec<u8>, Error> {
     let task = entry.name;
     let mut frame = Vec::with_capacity(64);
-    if let Err(e) = protocol::encode_call(&mut frame, id, entry.key, |out| codec::encode(args, out))
-    {
+    if let Err(e) = protocol::encode_call(&mut frame, id, entry.key, level, |out| {
+        codec::encode(args, out)
+    }) {
         return Err(Error::Encoding {
             task,
             payload: Payload::Arguments,

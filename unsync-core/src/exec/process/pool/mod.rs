@@ -186,12 +186,15 @@ where
     };
     let pool = pool();
     let id = pool.next_id.fetch_add(1, Ordering::Relaxed);
-    let frame = match call::encode_call(entry, id, args, pool.max_frame) {
+    // The worker records `tracing` events only when this process would (see `worker_log`).
+    let level = super::worker_log::wanted();
+    let frame = match call::encode_call(entry, id, level, args, pool.max_frame) {
         Ok(frame) => frame,
         Err(error) => return refused(error),
     };
+    let span = (level > 0).then(tracing::Span::current);
     let cell = Completion::pending(entry.name);
-    let job = Arc::new(ProcessJob::<W, R>::new(frame, cell.clone()));
+    let job = Arc::new(ProcessJob::<W, R>::new(frame, cell.clone(), span));
     cell.set_abort(Abort::new(move || cancel(id)));
     pool.submit(Call {
         id,
