@@ -31,13 +31,6 @@ fn spins_reporting(addr: String) -> u32 {
     }
 }
 
-#[unsync]
-fn held_thread(release: mpsc::Receiver<()>, started: mpsc::Sender<()>) -> u32 {
-    started.send(()).unwrap();
-    let _ = release.recv();
-    1
-}
-
 #[unsync(parallel)]
 fn held_parallel(release: mpsc::Receiver<()>, started: mpsc::Sender<()>) -> u32 {
     started.send(()).unwrap();
@@ -181,39 +174,45 @@ fn the_invariant_holds_in_the_in_process_modes() {
     });
 }
 
+/// Queued next to running, where the pool cannot grow: rayon with one thread, and one worker
+/// process. (The blocking pool grows while its threads block, so a held thread task does not
+/// keep another queued for long.)
 #[test]
 fn queued_and_running_are_visible_while_tasks_are_held() {
     let _alone = alone();
     common::watchdog(LIMIT, || {
-        for (mode, spawn) in [
-            (
-                StatsMode::Thread,
-                held_thread as fn(mpsc::Receiver<()>, mpsc::Sender<()>) -> unsync::Unfinished<u32>,
-            ),
-            (StatsMode::Parallel, held_parallel),
-        ] {
-            let before = quiet(mode);
-            let (started, started_rx) = mpsc::channel();
-            let (release_first, first_rx) = mpsc::channel();
-            let (release_second, second_rx) = mpsc::channel();
-            let first = spawn(first_rx, started.clone());
-            started_rx.recv().unwrap();
-            // One thread in the pool, held by `first`: the second task waits in the queue.
-            let second = spawn(second_rx, started);
-            let now = unsync::stats().mode(mode).clone();
-            assert_eq!(
-                now.running - before.running,
-                1,
-                "{mode}\n{}",
-                unsync::stats()
-            );
-            assert_eq!(now.queued - before.queued, 1, "{mode}\n{}", unsync::stats());
-            release_first.send(()).unwrap();
-            started_rx.recv().unwrap();
-            release_second.send(()).unwrap();
-            assert_eq!((first.result(), second.result()), (1, 1));
-            settle(mode, &before, (2, 2, 0, 0));
-        }
+        let mode = StatsMode::Parallel;
+        let before = quiet(mode);
+        let (started, started_rx) = mpsc::channel();
+        let (release_first, first_rx) = mpsc::channel();
+        let (release_second, second_rx) = mpsc::channel();
+        let first = held_parallel(first_rx, started.clone());
+        started_rx.recv().unwrap();
+        // One thread in the pool, held by `first`: the second task waits in the queue.
+        let second = held_parallel(second_rx, started);
+        let now = unsync::stats().mode(mode).clone();
+        assert_eq!(now.running - before.running, 1, "{}", unsync::stats());
+        assert_eq!(now.queued - before.queued, 1, "{}", unsync::stats());
+        release_first.send(()).unwrap();
+        started_rx.recv().unwrap();
+        release_second.send(()).unwrap();
+        assert_eq!((first.result(), second.result()), (1, 1));
+        settle(mode, &before, (2, 2, 0, 0));
+
+        // One worker process, held by a runaway call: the next call waits in the queue.
+        let mode = StatsMode::Process;
+        assert_ne!(pid().result(), 0);
+        let before = quiet(mode);
+        let reports = PidReports::bind();
+        let runaway = spins_reporting(reports.addr());
+        let (_worker, _connection) = reports.next();
+        let waiting = pid();
+        let now = unsync::stats().mode(mode).clone();
+        assert_eq!(now.running - before.running, 1, "{}", unsync::stats());
+        assert_eq!(now.queued - before.queued, 1, "{}", unsync::stats());
+        assert!(runaway.cancel());
+        assert_ne!(waiting.result(), 0);
+        settle(mode, &before, (2, 1, 0, 1));
     });
 }
 

@@ -258,7 +258,11 @@ pub struct Stats {
 ///
 /// Counts are since the program started. Once every task has ended, `submitted = succeeded +
 /// failed + cancelled`; while tasks are in flight, `submitted = queued + running + succeeded +
-/// failed + cancelled`, give or take the tasks that move while the snapshot is taken.
+/// failed + cancelled`, give or take the tasks that move while the snapshot is taken. A task
+/// that returns or panics is counted before its handle resolves, so a snapshot taken after
+/// reading a value counts it; a cancellation is counted when the executor lets go of the task
+/// (at once for a queued `cpu_bound` call; when a thread or rayon task is taken from the queue,
+/// or its body returns; when tokio drops an async task), a moment after the handle resolved.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct ModeStats {
     /// Tasks spawned.

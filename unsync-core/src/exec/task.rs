@@ -93,20 +93,17 @@ pub(crate) fn run<T, P>(
             catch_unwind(AssertUnwindSafe(body))
         })
     };
+    // Counted before the handle resolves, so that a reader who saw the outcome sees it
+    // counted. A cell already done was cancelled while the body ran.
     let ended = match &outcome {
+        _ if cell.is_done() => stats::Outcome::Cancelled,
         Ok(_) => stats::Outcome::Succeeded,
         Err(_) => stats::Outcome::Failed,
     };
-    let completed = cell.complete(
+    stats::ended(mode, ended, Some(started));
+    cell.complete(
         outcome.map_err(|payload| Error::from_panic(task, &*payload, panic_site::take())),
     );
-    // Not completed: the cell was cancelled while the body ran.
-    let ended = if completed {
-        ended
-    } else {
-        stats::Outcome::Cancelled
-    };
-    stats::ended(mode, ended, Some(started));
 }
 
 /// How an async task's output becomes its cell's outcome.

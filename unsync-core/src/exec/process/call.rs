@@ -94,18 +94,15 @@ where
     fn finish(&self, outcome: Result<&[u8], Error>) {
         let task = self.cell.task();
         let outcome = outcome.and_then(|bytes| decode_result::<W, R>(task, bytes));
-        let counted = match &outcome {
+        // Counted before the handle resolves (see `task::run`); a cell already done was
+        // cancelled.
+        self.ended(match &outcome {
+            _ if self.cell.is_done() => stats::Outcome::Cancelled,
             Ok(_) => stats::Outcome::Succeeded,
             Err(Error::Cancelled { .. }) => stats::Outcome::Cancelled,
             Err(_) => stats::Outcome::Failed,
-        };
-        // Not completed: the handle was cancelled first.
-        let completed = self.cell.complete(outcome);
-        self.ended(if completed {
-            counted
-        } else {
-            stats::Outcome::Cancelled
         });
+        self.cell.complete(outcome);
     }
     fn is_cancelled(&self) -> bool {
         self.cell.is_cancelled()
