@@ -17,7 +17,8 @@
 //! Proves: every task's result arrived exactly once, each equal bit for bit to a serial
 //! recomputation on the main thread, and so does the total; the count shown went up by one per
 //! result and reached 60; each mode ran on its executor; the timeout resolved to
-//! `Error::TimedOut`; `shutdown` let the dropped task finish.
+//! `Error::TimedOut`; `shutdown` let the dropped task finish; `unsync::stats()`, printed
+//! halfway, showed tasks in flight, and each mode's tasks done at the end.
 //!
 //! `cargo run --release --example progress`
 
@@ -165,6 +166,7 @@ fn main() {
     let mut results: Vec<Done> = Vec::new();
     // The count the bar showed after each result.
     let mut shown: Vec<usize> = Vec::new();
+    let mut halfway: Option<unsync::Stats> = None;
     while let Some(result) = left.next() {
         results.push(result);
         let done = total - left.len();
@@ -174,10 +176,20 @@ fn main() {
         } else if done % (total / 4).max(1) == 0 {
             let _ = writeln!(stderr, "{}", bar(done, total)); // a log: a line per quarter
         }
+        // What the executors are doing meanwhile: `unsync::stats()`, halfway through.
+        if done == total / 2 {
+            let stats = unsync::stats();
+            halfway = Some(stats.clone());
+            if live {
+                let _ = writeln!(stderr);
+            }
+            let _ = writeln!(stderr, "unsync::stats() halfway:\n{stats}");
+        }
     }
     if live {
         let _ = writeln!(stderr);
     }
+    let finished = unsync::stats();
     let wall = start.elapsed();
     let own: Duration = results
         .iter()
@@ -292,6 +304,24 @@ fn main() {
             common::ratio(wall, own),
             common::millis(wall),
             common::millis(own)
+        ),
+    );
+    // stats() while the batch ran: tasks still in flight; and after it: every mode's 15 done.
+    let in_flight_halfway = halfway.as_ref().map_or(0, |stats| {
+        unsync::Mode::ALL
+            .iter()
+            .map(|&m| stats.mode(m).queued + stats.mode(m).running)
+            .sum::<u64>()
+    });
+    let each_mode_done = unsync::Mode::ALL
+        .iter()
+        .all(|&m| finished.mode(m).succeeded >= TASKS / 4);
+    claims.correct(
+        "unsync::stats() showed tasks in flight halfway, and each mode's 15 done at the end",
+        in_flight_halfway > 0 && each_mode_done,
+        format!(
+            "{in_flight_halfway} queued or running halfway; succeeded at the end: {:?}",
+            unsync::Mode::ALL.map(|m| finished.mode(m).succeeded)
         ),
     );
     claims.finish();

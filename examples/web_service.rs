@@ -13,7 +13,8 @@
 //!
 //! Proves: every response is right; two abandoned 30-second requests, which held both worker
 //! processes, free them at once (the next CPU request is served in well under a second); a
-//! graceful shutdown answers every request that was in flight when it began.
+//! graceful shutdown answers every request that was in flight when it began; `GET /metrics`
+//! (the table of `unsync::stats()`) counts the CPU calls answered and the abandoned ones.
 //!
 //! `cargo run --release --example web_service`
 
@@ -152,6 +153,12 @@ async fn note(State(app): State<App>, Query(note): Query<Note>) -> Result<String
     tracked.answered(response)
 }
 
+/// What the executors are doing: `unsync::stats()` as its plain-text table (with the `metrics`
+/// feature, a Prometheus exporter would serve the same figures in its own format).
+async fn metrics() -> String {
+    unsync::stats().to_string()
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     // One runtime for the application and for unsync's async tasks.
@@ -176,6 +183,7 @@ async fn main() {
         .route("/cpu", get(cpu))
         .route("/slow", get(slow))
         .route("/note", get(note))
+        .route("/metrics", get(metrics))
         .with_state(app.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -265,7 +273,37 @@ async fn main() {
         millis(waited),
     );
 
-    // 3. Graceful shutdown with four requests in flight.
+    // 3. The figures, as a monitoring system would scrape them.
+    let table = match client.get(format!("{base}/metrics")).send().await {
+        Ok(response) => response.text().await.unwrap_or_default(),
+        Err(_) => String::new(),
+    };
+    println!("GET /metrics:\n{table}");
+    // `process  <submitted> <queued> <running> <succeeded> <failed> <cancelled> ...`
+    let process: Vec<u64> = table
+        .lines()
+        .find(|line| line.starts_with("process"))
+        .map(|line| {
+            line.split_whitespace()
+                .skip(1)
+                .take(6)
+                .filter_map(|n| n.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    let cpu_requests = (0..24).filter(|i| i % 3 != 0).count() as u64 + 1;
+    claims.correct(
+        "GET /metrics counts the CPU calls answered, the abandoned ones as cancelled, no worker died",
+        process.len() == 6
+            && process[3] >= cpu_requests
+            && process[5] >= WORKERS as u64
+            && table.contains(", 0 died"),
+        format!(
+            "process row (submitted queued running succeeded failed cancelled): {process:?}"
+        ),
+    );
+
+    // 4. Graceful shutdown with four requests in flight.
     let in_flight_requests: Vec<_> = (0..4)
         .map(|_| tokio::spawn(client.get(format!("{base}/slow?ms=400")).send()))
         .collect();

@@ -309,6 +309,8 @@ fn ready_worker() -> HandWorker {
 fn call_fields(id: u64, key: u64, args: &[u8]) -> Vec<u8> {
     let mut fields = id.to_le_bytes().to_vec();
     fields.extend_from_slice(&key.to_le_bytes());
+    // The most verbose `tracing` level the parent records: none.
+    fields.push(0);
     fields.extend_from_slice(args);
     fields
 }

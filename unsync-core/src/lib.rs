@@ -60,6 +60,7 @@ pub use exec::blocking::spawn_blocking;
 pub use exec::parallel::spawn_parallel;
 pub use exec::process::init;
 pub use exec::runtime::{runtime, spawn};
+pub use exec::stats::{Mode, ModeStats, Stats, WorkerStats, stats};
 pub use exec::stream::{spawn_blocking_stream, spawn_stream};
 pub use exec::task::is_cancelled;
 pub use handle::Unfinished;

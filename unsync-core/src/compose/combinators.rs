@@ -20,7 +20,7 @@ use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 
 use crate::error::Error;
-use crate::exec::runtime::{spawn_outcome, spawn_task};
+use crate::exec::runtime::{spawn_outcome, spawn_plumbing};
 use crate::handle::Unfinished;
 
 /// An input a derived task waits on, resolving to its outcome. Dropped while armed before the
@@ -89,7 +89,7 @@ impl<T: Send + 'static> Unfinished<T> {
         // `.catch().catch()`) forwards through a task of its own.
         self.caught_view().unwrap_or_else(|mut upstream| {
             let task = upstream.task();
-            spawn_task(task, async move {
+            spawn_plumbing(task, async move {
                 std::future::poll_fn(|cx| upstream.poll_outcome(cx)).await
             })
         })
@@ -192,7 +192,7 @@ impl<T: Send + 'static> Unfinished<T> {
         self.expect_live("timeout");
         let task = self.task();
         let mut upstream = Guarded::new(self);
-        spawn_task("timeout", async move {
+        spawn_plumbing("timeout", async move {
             match tokio::time::timeout(after, &mut upstream).await {
                 Ok(outcome) => outcome,
                 Err(_elapsed) => {

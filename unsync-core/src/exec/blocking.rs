@@ -26,6 +26,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError};
 
 use crate::exec::context::Carried;
 use crate::exec::inflight::{InFlight, Token};
+use crate::exec::stats::{self, Mode};
 use crate::handle::Unfinished;
 use crate::handle::completion::Completion;
 use crate::handle::wait::{BlockingHook, set_blocking_hook};
@@ -40,7 +41,7 @@ trait Run: Send + Sync {
 }
 
 /// What a task's cell carries until a pool thread takes it.
-struct Queued<F>(std::sync::Mutex<Option<(F, Carried, Token)>>);
+struct Queued<F>(std::sync::Mutex<Option<(F, Carried, Token, u32)>>);
 
 impl<F, T> Run for Completion<T, Queued<F>>
 where
@@ -54,8 +55,8 @@ where
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .take();
-        if let Some((body, carried, token)) = taken {
-            crate::exec::task::run(self, &carried, body);
+        if let Some((body, carried, token, since)) = taken {
+            crate::exec::task::run(self, &carried, Mode::Thread, since, body);
             drop(token);
         }
     }
@@ -133,9 +134,11 @@ where
 {
     let carried = Carried::capture(task);
     let token = IN_FLIGHT.start();
+    stats::submitted(Mode::Thread);
+    let since = stats::stamp();
     let cell = Completion::pending_with(
         task,
-        Queued(std::sync::Mutex::new(Some((body, carried, token)))),
+        Queued(std::sync::Mutex::new(Some((body, carried, token, since)))),
     );
     submit(cell.clone());
     Unfinished::from_source(cell)

@@ -14,8 +14,8 @@
 //!
 //! What they share: `task` (running a body: panics caught, cancellation flag, span entered),
 //! `panic_site` (where a body panicked),
-//! `context` (the call site's span, carried to the task) and `inflight` (tasks in flight, for
-//! [`shutdown`](crate::shutdown())).
+//! `context` (the call site's span, carried to the task), `inflight` (tasks in flight, for
+//! [`shutdown`](crate::shutdown())) and `stats` (what [`stats()`](crate::stats()) reports).
 
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
@@ -26,6 +26,7 @@ pub(crate) mod panic_site;
 pub(crate) mod parallel;
 pub(crate) mod process;
 pub(crate) mod runtime;
+pub(crate) mod stats;
 pub(crate) mod stream;
 pub(crate) mod task;
 

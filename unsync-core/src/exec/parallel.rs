@@ -9,6 +9,7 @@ use std::sync::OnceLock;
 
 use crate::exec::context::Carried;
 use crate::exec::inflight::InFlight;
+use crate::exec::stats::{self, Mode};
 use crate::handle::Unfinished;
 use crate::handle::completion::Completion;
 
@@ -51,8 +52,10 @@ where
     let job = cell.clone();
     let carried = Carried::capture(task);
     let token = IN_FLIGHT.start();
+    stats::submitted(Mode::Parallel);
+    let since = stats::stamp();
     pool().spawn(move || {
-        crate::exec::task::run(&job, &carried, body);
+        crate::exec::task::run(&job, &carried, Mode::Parallel, since, body);
         drop(token);
     });
     Unfinished::from_cell(cell)

@@ -87,20 +87,31 @@ where
     F: Future<Output = T> + Send + 'static,
     T: Send + 'static,
 {
-    spawn_with::<F, T, AsValue>(task, future)
+    spawn_with::<F, T, AsValue>(task, future, true)
+}
+
+/// [`spawn_task`] for unsync's own plumbing (a combinator's task): not counted in `stats`.
+pub(crate) fn spawn_plumbing<F, T>(task: &'static str, future: F) -> Unfinished<T>
+where
+    F: Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    spawn_with::<F, T, AsValue>(task, future, false)
 }
 
 /// Run a future whose output is the task's outcome: an `Err` resolves the handle to that
-/// error, as a failure (for combinators, which propagate upstream failures as values).
+/// error, as a failure (for combinators, which propagate upstream failures as values). Not
+/// counted in `stats`: combinators are unsync's plumbing.
 pub(crate) fn spawn_outcome<F, T>(task: &'static str, future: F) -> Unfinished<T>
 where
     F: Future<Output = Result<T, Error>> + Send + 'static,
     T: Send + 'static,
 {
-    spawn_with::<F, T, AsOutcome>(task, future)
+    spawn_with::<F, T, AsOutcome>(task, future, false)
 }
 
-fn spawn_with<F, T, K>(task: &'static str, future: F) -> Unfinished<T>
+/// Spawn `future`; `counted`: as a task of the application, in `stats`.
+fn spawn_with<F, T, K>(task: &'static str, future: F, counted: bool) -> Unfinished<T>
 where
     F: Future + Send + 'static,
     T: Send + 'static,
@@ -109,7 +120,7 @@ where
     let runtime = handle();
     let token = RUNTIME.get().is_none().then(|| ON_FOREIGN_RUNTIME.start());
     let carried = Carried::capture(task);
-    let future = TaskFuture::<F, T, K>::new(future, task);
+    let future = TaskFuture::<F, T, K>::new(future, task, counted);
     let join = if carried.is_empty() && token.is_none() {
         runtime.spawn(future)
     } else {

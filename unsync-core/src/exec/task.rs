@@ -13,6 +13,7 @@ use crate::error::Error;
 use crate::exec::context::Carried;
 use crate::exec::inflight::Token;
 use crate::exec::panic_site;
+use crate::exec::stats::{self, Mode};
 use crate::handle::completion::Completion;
 use crate::handle::lone_reader::Outcome;
 use crate::handle::sync::{AtomicBool, Ordering};
@@ -72,10 +73,19 @@ fn running<R>(flag: &AtomicBool, body: impl FnOnce() -> R) -> R {
 
 /// Run a synchronous task body to completion and complete `cell`, unless it was cancelled while
 /// queued. (Its executor runs every job it was given, so no completer guards the cell.)
-pub(crate) fn run<T, P>(cell: &Completion<T, P>, carried: &Carried, body: impl FnOnce() -> T) {
+/// Counted in `stats` as a task of `mode` submitted at `since`.
+pub(crate) fn run<T, P>(
+    cell: &Completion<T, P>,
+    carried: &Carried,
+    mode: Mode,
+    since: u32,
+    body: impl FnOnce() -> T,
+) {
     if cell.is_cancelled() {
+        stats::ended(mode, stats::Outcome::Cancelled, None);
         return;
     }
+    let started = stats::started(mode, since);
     let task = cell.task();
     let outcome = {
         let _span = carried.enter();
@@ -83,6 +93,14 @@ pub(crate) fn run<T, P>(cell: &Completion<T, P>, carried: &Carried, body: impl F
             catch_unwind(AssertUnwindSafe(body))
         })
     };
+    // Counted before the handle resolves, so that a reader who saw the outcome sees it
+    // counted. A cell already done was cancelled while the body ran.
+    let ended = match &outcome {
+        _ if cell.is_done() => stats::Outcome::Cancelled,
+        Ok(_) => stats::Outcome::Succeeded,
+        Err(_) => stats::Outcome::Failed,
+    };
+    stats::ended(mode, ended, Some(started));
     cell.complete(
         outcome.map_err(|payload| Error::from_panic(task, &*payload, panic_site::take())),
     );
@@ -118,23 +136,60 @@ pin_project_lite::pin_project! {
     /// An async task body as spawned on tokio: its output is the task's outcome (see
     /// `spawned`), a panic included.
     ///
-    /// Nothing but the body and the task's name: tokio allocates every task's future inline,
-    /// and a plain `#[unsync] async fn` then fits about the same allocation as a bare
-    /// `tokio::spawn` (a 72-byte larger future cost tokio ~12% of its burst rate here). What a
-    /// few tasks need besides (a span, an in-flight count) goes in [`Carrying`].
+    /// Nothing but the body, the task's name and what `stats` needs (8 bytes): tokio allocates
+    /// every task's future inline, and a plain `#[unsync] async fn` then fits about the same
+    /// allocation as a bare `tokio::spawn` (a 72-byte larger future cost tokio ~12% of its
+    /// burst rate here). What a few tasks need besides (a span, an in-flight count) goes in
+    /// [`Carrying`].
     pub(crate) struct TaskFuture<F, T, K> {
         #[pin]
         body: F,
         task: &'static str,
+        // When the task was submitted, then when it started (`stats::stamp`).
+        stamp: u32,
+        phase: Counted,
         finish: PhantomData<fn() -> (T, K)>,
+    }
+
+    impl<F, T, K> PinnedDrop for TaskFuture<F, T, K> {
+        fn drop(this: Pin<&mut Self>) {
+            // Dropped before it finished: aborted (cancelled), or its runtime went away.
+            let this = this.project();
+            match *this.phase {
+                Counted::Queued => stats::ended(Mode::Async, stats::Outcome::Cancelled, None),
+                Counted::Running => {
+                    stats::ended(Mode::Async, stats::Outcome::Cancelled, Some(*this.stamp));
+                }
+                Counted::Ended | Counted::Not => {}
+            }
+        }
     }
 }
 
+/// Where an async task is in its life, as `stats` counts it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Counted {
+    Queued,
+    Running,
+    Ended,
+    /// unsync's own plumbing (a combinator's task): not counted.
+    Not,
+}
+
 impl<F: Future, T, K: Finish<F::Output, T>> TaskFuture<F, T, K> {
-    pub(crate) fn new(body: F, task: &'static str) -> TaskFuture<F, T, K> {
+    /// A task counted in `stats` (submitted now) when `counted`.
+    pub(crate) fn new(body: F, task: &'static str, counted: bool) -> TaskFuture<F, T, K> {
+        let (stamp, phase) = if counted {
+            stats::submitted(Mode::Async);
+            (stats::stamp(), Counted::Queued)
+        } else {
+            (0, Counted::Not)
+        };
         TaskFuture {
             body,
             task,
+            stamp,
+            phase,
             finish: PhantomData,
         }
     }
@@ -145,17 +200,30 @@ impl<F: Future, T, K: Finish<F::Output, T>> Future for TaskFuture<F, T, K> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Outcome<T>> {
         let this = self.project();
+        if *this.phase == Counted::Queued {
+            *this.stamp = stats::started(Mode::Async, *this.stamp);
+            *this.phase = Counted::Running;
+        }
         // An async task is cancelled by dropping it at an `.await`: it has no flag of its own.
         let polled = never_cancelled(|never| {
             running(never, || {
                 catch_unwind(AssertUnwindSafe(|| this.body.poll(cx).map(K::finish)))
             })
         });
-        Poll::Ready(Outcome::new(match polled {
+        let outcome = match polled {
             Ok(Poll::Pending) => return Poll::Pending,
             Ok(Poll::Ready(outcome)) => outcome,
             Err(payload) => Err(Error::from_panic(this.task, &*payload, panic_site::take())),
-        }))
+        };
+        if *this.phase == Counted::Running {
+            *this.phase = Counted::Ended;
+            let ended = match &outcome {
+                Ok(_) => stats::Outcome::Succeeded,
+                Err(_) => stats::Outcome::Failed,
+            };
+            stats::ended(Mode::Async, ended, Some(*this.stamp));
+        }
+        Poll::Ready(Outcome::new(outcome))
     }
 }
 

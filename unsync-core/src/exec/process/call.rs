@@ -3,6 +3,7 @@
 
 use std::marker::PhantomData;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -11,6 +12,7 @@ use super::codec;
 use super::protocol::{self, Failure, Message};
 use super::registry::WorkerFn;
 use crate::error::{Error, PanicSite, Payload};
+use crate::exec::stats::{self, Mode};
 use crate::handle::completion::Completion;
 
 /// One call on its way: the encoded frame and how to complete its handle.
@@ -19,21 +21,64 @@ pub(crate) trait Job: Send + Sync {
     /// Complete the handle from the result's bytes, or with an error.
     fn finish(&self, outcome: Result<&[u8], Error>);
     fn is_cancelled(&self) -> bool;
+    /// The call was given to a worker (counted once in `stats`, even if it is given again
+    /// after its worker died).
+    fn dispatched(&self);
+    /// The call-site span, kept when the parent records `tracing` events (see `worker_log`).
+    fn span(&self) -> Option<&tracing::Span>;
 }
 
 /// A call whose result crosses the pipe as `W` and is handed over as `R`.
+///
+/// Counted in `stats` from its creation (submitted) to its `finish`, or to its drop unfinished
+/// (a call cancelled before its worker answered is dropped by the pool, not finished).
 pub(crate) struct ProcessJob<W, R> {
     frame: Vec<u8>,
     cell: Arc<Completion<R>>,
+    /// When submitted (`stats::stamp`).
+    since: u32,
+    /// `STARTED | stamp` once given to a worker, 0 before.
+    started: AtomicU64,
+    ended: AtomicBool,
+    span: Option<tracing::Span>,
     wire: PhantomData<fn() -> W>,
 }
 
+const STARTED: u64 = 1 << 32;
+
 impl<W, R> ProcessJob<W, R> {
-    pub(crate) fn new(frame: Vec<u8>, cell: Arc<Completion<R>>) -> ProcessJob<W, R> {
+    pub(crate) fn new(
+        frame: Vec<u8>,
+        cell: Arc<Completion<R>>,
+        span: Option<tracing::Span>,
+    ) -> ProcessJob<W, R> {
+        stats::submitted(Mode::Process);
         ProcessJob {
             frame,
             cell,
+            since: stats::stamp(),
+            started: AtomicU64::new(0),
+            ended: AtomicBool::new(false),
+            span,
             wire: PhantomData,
+        }
+    }
+
+    /// Count the call's end in `stats`, once.
+    fn ended(&self, outcome: stats::Outcome) {
+        if self.ended.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let started = self.started.load(Ordering::Acquire);
+        let started = (started & STARTED != 0).then_some(started as u32);
+        stats::ended(Mode::Process, outcome, started);
+    }
+}
+
+impl<W, R> Drop for ProcessJob<W, R> {
+    fn drop(&mut self) {
+        if !*self.ended.get_mut() {
+            self.ended(stats::Outcome::Cancelled);
         }
     }
 }
@@ -48,11 +93,29 @@ where
     }
     fn finish(&self, outcome: Result<&[u8], Error>) {
         let task = self.cell.task();
-        self.cell
-            .complete(outcome.and_then(|bytes| decode_result::<W, R>(task, bytes)));
+        let outcome = outcome.and_then(|bytes| decode_result::<W, R>(task, bytes));
+        // Counted before the handle resolves (see `task::run`); a cell already done was
+        // cancelled.
+        self.ended(match &outcome {
+            _ if self.cell.is_done() => stats::Outcome::Cancelled,
+            Ok(_) => stats::Outcome::Succeeded,
+            Err(Error::Cancelled { .. }) => stats::Outcome::Cancelled,
+            Err(_) => stats::Outcome::Failed,
+        });
+        self.cell.complete(outcome);
     }
     fn is_cancelled(&self) -> bool {
         self.cell.is_cancelled()
+    }
+    fn span(&self) -> Option<&tracing::Span> {
+        self.span.as_ref()
+    }
+    fn dispatched(&self) {
+        if self.started.load(Ordering::Relaxed) == 0 {
+            let stamp = stats::started(Mode::Process, self.since);
+            self.started
+                .store(STARTED | u64::from(stamp), Ordering::Release);
+        }
     }
 }
 
@@ -62,13 +125,15 @@ where
 pub(crate) fn encode_call(
     entry: &WorkerFn,
     id: u64,
+    level: u8,
     args: &impl Serialize,
     limit: usize,
 ) -> Result<Vec<u8>, Error> {
     let task = entry.name;
     let mut frame = Vec::with_capacity(64);
-    if let Err(e) = protocol::encode_call(&mut frame, id, entry.key, |out| codec::encode(args, out))
-    {
+    if let Err(e) = protocol::encode_call(&mut frame, id, entry.key, level, |out| {
+        codec::encode(args, out)
+    }) {
         return Err(Error::Encoding {
             task,
             payload: Payload::Arguments,

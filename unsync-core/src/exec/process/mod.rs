@@ -15,7 +15,8 @@
 //!   workers, noticing a death, replacing them);
 //! - `launch`: starting one worker process; `handshake`: parent and worker agree that they are
 //!   the same build; `parent_death`: workers die with their parent;
-//! - `worker`: the worker side, from the start-up hook to running calls;
+//! - `worker`: the worker side, from the start-up hook to running calls; `worker_log`: the
+//!   `tracing` records of a call's body, sent to the parent and re-emitted there;
 //! - `os`: what differs between Linux and other Unix systems; `sys`: the crate's only `unsafe`.
 
 mod call;
@@ -33,6 +34,7 @@ mod registry;
 mod sys;
 mod wire_check;
 mod worker;
+mod worker_log;
 
 pub(crate) use pool::shutdown;
 pub use worker::init;

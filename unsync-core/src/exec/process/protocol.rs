@@ -8,19 +8,23 @@
 //!
 //! | kind | direction | fields |
 //! |---|---|---|
-//! | `CALL` | parent → worker | call id `u64`, function key `u64`, encoded arguments |
+//! | `CALL` | parent → worker | call id `u64`, function key `u64`, the most verbose `tracing` level the parent records `u8` (0: none, 1: ERROR ... 5: TRACE), encoded arguments |
 //! | `HELLO` | worker → parent | protocol version `u32`, build fingerprint `u64`, pid `u32` |
 //! | `REFUSED` | worker → parent | why the worker will not serve this parent (UTF-8) |
 //! | `RETURNED` | worker → parent | call id, microseconds the body ran `u32`, encoded result |
 //! | `PANICKED` | worker → parent | call id, panic message (UTF-8) |
 //! | `FAILED` | worker → parent | call id, cause `u8` (see [`Failure`]), why the call could not run (UTF-8) |
 //! | `OVERSIZED` | worker → parent | call id, body length `u64` of the result's frame, which was over the limit and not sent |
+//! | `SPAN` | worker → parent | call id, span id `u64`, parent span id `u64` (0: the call's), level `u8`, name (sized UTF-8), fields `k=v ...` (UTF-8) |
+//! | `EVENT` | worker → parent | call id, parent span id `u64` (0: the call's), level `u8`, target (sized UTF-8), fields (sized UTF-8), message (UTF-8) |
+//!
+//! `SPAN` and `EVENT` frames come before the answer to their call (see `worker_log`).
 
 use std::io::{self, Read};
 use std::ops::Range;
 
 /// Bumped whenever a frame's layout changes.
-pub(crate) const PROTOCOL_VERSION: u32 = 3;
+pub(crate) const PROTOCOL_VERSION: u32 = 4;
 
 const CALL: u8 = 1;
 const HELLO: u8 = 0x10;
@@ -29,6 +33,8 @@ const RETURNED: u8 = 0x12;
 const PANICKED: u8 = 0x13;
 const FAILED: u8 = 0x14;
 const OVERSIZED: u8 = 0x15;
+const SPAN: u8 = 0x16;
+const EVENT: u8 = 0x17;
 
 /// Bytes of the length prefix.
 pub(crate) const PREFIX: usize = 4;
@@ -44,6 +50,8 @@ pub(crate) enum Message<'a> {
     Call {
         id: u64,
         key: u64,
+        /// The most verbose `tracing` level the parent records (0: none, 1: ERROR ... 5: TRACE).
+        level: u8,
         args: &'a [u8],
     },
     Hello {
@@ -75,6 +83,31 @@ pub(crate) enum Message<'a> {
         id: u64,
         bytes: u64,
     },
+    /// A `tracing` span the call's body created (ids are the worker's, never 0).
+    Span {
+        id: u64,
+        span: u64,
+        parent: u64,
+        level: u8,
+        name: &'a str,
+        fields: &'a str,
+    },
+    /// A `tracing` event the call's body recorded, in span `parent` (0: the call itself).
+    Event {
+        id: u64,
+        parent: u64,
+        level: u8,
+        target: &'a str,
+        fields: &'a str,
+        message: &'a str,
+    },
+}
+
+/// Append `text` after its `u32` length (cut at `u32::MAX` bytes).
+fn sized_text(out: &mut Vec<u8>, text: &str) {
+    let len = u32::try_from(text.len()).unwrap_or(u32::MAX);
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(&text.as_bytes()[..len as usize]);
 }
 
 /// Why a worker could not run a call (the cause byte of a `FAILED` frame).
@@ -119,10 +152,16 @@ impl Message<'_> {
     pub(crate) fn encode(&self, out: &mut Vec<u8>) {
         let start = begin_frame(out);
         match *self {
-            Message::Call { id, key, args } => {
+            Message::Call {
+                id,
+                key,
+                level,
+                args,
+            } => {
                 out.push(CALL);
                 out.extend_from_slice(&id.to_le_bytes());
                 out.extend_from_slice(&key.to_le_bytes());
+                out.push(level);
                 out.extend_from_slice(args);
             }
             Message::Hello {
@@ -158,9 +197,7 @@ impl Message<'_> {
                 out.push(PANICKED);
                 out.extend_from_slice(&id.to_le_bytes());
                 for text in [location, backtrace] {
-                    let len = u32::try_from(text.len()).unwrap_or(u32::MAX);
-                    out.extend_from_slice(&len.to_le_bytes());
-                    out.extend_from_slice(&text.as_bytes()[..len as usize]);
+                    sized_text(out, text);
                 }
                 out.extend_from_slice(message.as_bytes());
             }
@@ -179,6 +216,38 @@ impl Message<'_> {
                 out.extend_from_slice(&id.to_le_bytes());
                 out.extend_from_slice(&bytes.to_le_bytes());
             }
+            Message::Span {
+                id,
+                span,
+                parent,
+                level,
+                name,
+                fields,
+            } => {
+                out.push(SPAN);
+                out.extend_from_slice(&id.to_le_bytes());
+                out.extend_from_slice(&span.to_le_bytes());
+                out.extend_from_slice(&parent.to_le_bytes());
+                out.push(level);
+                sized_text(out, name);
+                out.extend_from_slice(fields.as_bytes());
+            }
+            Message::Event {
+                id,
+                parent,
+                level,
+                target,
+                fields,
+                message,
+            } => {
+                out.push(EVENT);
+                out.extend_from_slice(&id.to_le_bytes());
+                out.extend_from_slice(&parent.to_le_bytes());
+                out.push(level);
+                sized_text(out, target);
+                sized_text(out, fields);
+                out.extend_from_slice(message.as_bytes());
+            }
         }
         end_frame(out, start);
     }
@@ -193,6 +262,7 @@ impl Message<'_> {
             CALL => Message::Call {
                 id: fields.u64()?,
                 key: fields.u64()?,
+                level: fields.u8()?,
                 args: fields.rest(),
             },
             HELLO => Message::Hello {
@@ -223,6 +293,22 @@ impl Message<'_> {
                 id: fields.u64()?,
                 bytes: fields.u64()?,
             },
+            SPAN => Message::Span {
+                id: fields.u64()?,
+                span: fields.u64()?,
+                parent: fields.u64()?,
+                level: fields.u8()?,
+                name: fields.sized_text()?,
+                fields: fields.text()?,
+            },
+            EVENT => Message::Event {
+                id: fields.u64()?,
+                parent: fields.u64()?,
+                level: fields.u8()?,
+                target: fields.sized_text()?,
+                fields: fields.sized_text()?,
+                message: fields.text()?,
+            },
             _ => return Err(ProtocolError::Malformed("unknown frame kind")),
         };
         Ok(message)
@@ -234,12 +320,14 @@ pub(crate) fn encode_call<E>(
     out: &mut Vec<u8>,
     id: u64,
     key: u64,
+    level: u8,
     encode_args: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
 ) -> Result<(), E> {
     let start = begin_frame(out);
     out.push(CALL);
     out.extend_from_slice(&id.to_le_bytes());
     out.extend_from_slice(&key.to_le_bytes());
+    out.push(level);
     encode_args(out)?;
     end_frame(out, start);
     Ok(())
@@ -509,7 +597,24 @@ mod tests {
             Message::Call {
                 id: 7,
                 key: 0xdead_beef,
+                level: 3,
                 args: b"args",
+            },
+            Message::Span {
+                id: 7,
+                span: 2,
+                parent: 1,
+                level: 4,
+                name: "step",
+                fields: "n=3",
+            },
+            Message::Event {
+                id: 7,
+                parent: 2,
+                level: 3,
+                target: "my_crate",
+                fields: "n=3 ok=true",
+                message: "done",
             },
             Message::Hello {
                 version: PROTOCOL_VERSION,
@@ -607,7 +712,7 @@ mod tests {
         // 5 MiB, arriving 64 KiB at a time: growth by doubling from 1 MiB would reach 8 MiB.
         let max = 5 << 20;
         let mut bytes = Vec::new();
-        encode_call(&mut bytes, 1, 2, |out| {
+        encode_call(&mut bytes, 1, 2, 0, |out| {
             out.resize(PREFIX + max, 7);
             Ok::<_, ()>(())
         })

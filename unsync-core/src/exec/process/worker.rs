@@ -59,7 +59,9 @@ pub fn run_inline<T: Send + 'static>(
 ) -> crate::Unfinished<T> {
     let cell = crate::handle::completion::Completion::pending(task);
     let carried = crate::exec::context::Carried::capture(task);
-    crate::exec::task::run(&cell, &carried, body);
+    let mode = crate::exec::stats::Mode::Process;
+    crate::exec::stats::submitted(mode);
+    crate::exec::task::run(&cell, &carried, mode, crate::exec::stats::stamp(), body);
     crate::Unfinished::from_cell(cell)
 }
 
@@ -85,6 +87,7 @@ fn become_worker(spec: &OsStr) -> ! {
             IN_WORKER.store(true, Ordering::Relaxed);
             crate::exec::panic_site::install();
             crate::exec::panic_site::capture_backtraces();
+            super::worker_log::install();
             // Serve on a thread std set up itself (name, stack guard), not in the constructor.
             let served = std::thread::Builder::new()
                 .name("unsync-worker".into())
@@ -236,9 +239,28 @@ pub(crate) fn handle_request(
     out: &mut Vec<u8>,
     max_frame: usize,
 ) -> Result<(), ProtocolError> {
-    let Message::Call { id, key, args } = Message::decode(body)? else {
+    let Message::Call {
+        id,
+        key,
+        level,
+        args,
+    } = Message::decode(body)?
+    else {
         return Err(ProtocolError::Malformed("expected a call frame"));
     };
+    // What the body records goes out before the answer (see `worker_log`).
+    let records_at = out.len();
+    super::worker_log::begin(id, level);
+    answer(id, key, args, out, max_frame);
+    let records = super::worker_log::end();
+    if !records.is_empty() {
+        out.splice(records_at..records_at, records);
+    }
+    Ok(())
+}
+
+/// Append the answer to call `id` of function `key` (see [`handle_request`]).
+fn answer(id: u64, key: u64, args: &[u8], out: &mut Vec<u8>, max_frame: usize) {
     let Some(function) = registry::lookup(key) else {
         Message::Failed {
             id,
@@ -246,7 +268,7 @@ pub(crate) fn handle_request(
             message: "no such cpu_bound function in the worker",
         }
         .encode(out);
-        return Ok(());
+        return;
     };
     let start = out.len();
     let ran = catch_unwind(AssertUnwindSafe(|| {
@@ -293,7 +315,6 @@ pub(crate) fn handle_request(
             .encode(out);
         }
     }
-    Ok(())
 }
 
 /// The spec a worker is started with.

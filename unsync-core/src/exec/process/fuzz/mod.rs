@@ -145,7 +145,13 @@ pub(crate) fn check_request(body: &[u8], max_frame: usize) {
 /// The body of a call frame.
 pub(crate) fn call_body(id: u64, key: u64, args: &[u8]) -> Vec<u8> {
     let mut frame = Vec::new();
-    Message::Call { id, key, args }.encode(&mut frame);
+    Message::Call {
+        id,
+        key,
+        level: 0,
+        args,
+    }
+    .encode(&mut frame);
     frame.split_off(PREFIX)
 }
 
@@ -488,7 +494,7 @@ mod tests {
             for (kind, n, m, bytes) in &frames {
                 let text = String::from_utf8_lossy(bytes);
                 match kind {
-                    0 => Message::Call { id: *n, key: !*n, args: bytes },
+                    0 => Message::Call { id: *n, key: !*n, level: 0, args: bytes },
                     1 => Message::Hello { version: *m, fingerprint: *n, pid: *m },
                     2 => Message::Refused { reason: &text },
                     3 => Message::Returned { id: *n, micros: *m, payload: bytes },

@@ -17,11 +17,27 @@ use crate::exec::lock;
 use crate::exec::process::call::{Job, call_outcome};
 use crate::exec::process::handshake;
 use crate::exec::process::protocol::{FrameReader, Message, ProtocolError};
+use crate::exec::process::worker_log::Replay;
 
 /// An answered call and its outcome: the result's bytes (`T`) or the error.
 type Answered<T> = (Arc<dyn Job>, Result<T, Error>);
 /// An answered call, its result's bytes given by where they lie in the reader's buffer.
 type Finished = Answered<Range<usize>>;
+
+/// What one frame from a worker was.
+enum Taken<'m> {
+    Nothing,
+    Answer(Answered<&'m [u8]>),
+    /// A `SPAN` or `EVENT` record of the running call (see `worker_log`).
+    Record(Arc<dyn Job>),
+}
+
+/// What `take_answers` settles once the lock is released, in the order the frames came: a
+/// record to re-emit (the frame's place in the buffer) or an answered call.
+enum Settle {
+    Record(Arc<dyn Job>, Range<usize>),
+    Finished(Finished),
+}
 
 impl Pool {
     /// The I/O thread of one worker process, until it dies.
@@ -29,8 +45,11 @@ impl Pool {
         let mut reader = FrameReader::new(&io.responses, self.max_frame);
         let started = Instant::now();
         let mut finished = Vec::new();
+        let mut replay = Replay::default();
         let death = loop {
-            if let Err(death) = self.serve_once(index, &io, &mut reader, started, &mut finished) {
+            if let Err(death) =
+                self.serve_once(index, &io, &mut reader, started, &mut finished, &mut replay)
+            {
                 break death;
             }
         };
@@ -44,7 +63,8 @@ impl Pool {
         io: &WorkerIo,
         reader: &mut FrameReader<&File>,
         started: Instant,
-        finished: &mut Vec<Finished>,
+        finished: &mut Vec<Settle>,
+        replay: &mut Replay,
     ) -> Result<(), Death> {
         if !self.wait(index, io, started)? {
             return Ok(());
@@ -52,7 +72,7 @@ impl Pool {
         let ended = reader
             .fill_available()
             .map_err(|e| Death::Broken(format!("cannot read the worker's pipe: {e}")))?;
-        self.take_answers(index, io, reader, finished)?;
+        self.take_answers(index, io, reader, finished, replay)?;
         if ended {
             return Err(Death::Exited);
         }
@@ -110,7 +130,8 @@ impl Pool {
         index: usize,
         io: &WorkerIo,
         reader: &mut FrameReader<&File>,
-        finished: &mut Vec<Finished>,
+        finished: &mut Vec<Settle>,
+        replay: &mut Replay,
     ) -> Result<(), Death> {
         let mut state = lock(&self.state);
         let taken = loop {
@@ -125,12 +146,13 @@ impl Pool {
                 Err(e) => break Err(broke_protocol(e)),
             };
             match self.take(&mut state, index, io, message) {
-                Ok(None) => {}
-                Ok(Some((job, outcome))) => {
-                    finished.push((
+                Ok(Taken::Nothing) => {}
+                Ok(Taken::Record(job)) => finished.push(Settle::Record(job, range)),
+                Ok(Taken::Answer((job, outcome))) => {
+                    finished.push(Settle::Finished((
                         job,
                         outcome.map(|payload| offset_in(range.start, body, payload)),
-                    ));
+                    )));
                 }
                 Err(death) => break Err(death),
             }
@@ -141,9 +163,22 @@ impl Pool {
             self.changed.notify_all();
         }
         drop(state);
-        // Answered calls are settled even when a later frame ends the worker.
-        for (job, outcome) in finished.drain(..) {
-            job.finish(outcome.map(|range| reader.slice(range)));
+        // Answered calls are settled even when a later frame ends the worker; the records of a
+        // call are re-emitted, outside the lock, before it is.
+        for settle in finished.drain(..) {
+            match settle {
+                Settle::Record(job, range) => {
+                    if let (Some(span), Ok(message)) =
+                        (job.span(), Message::decode(reader.slice(range)))
+                    {
+                        replay.replay(&message, span, io.pid);
+                    }
+                }
+                Settle::Finished((job, outcome)) => {
+                    replay.call_ended();
+                    job.finish(outcome.map(|range| reader.slice(range)));
+                }
+            }
         }
         taken
     }
@@ -156,7 +191,7 @@ impl Pool {
         index: usize,
         io: &WorkerIo,
         message: Message<'m>,
-    ) -> Result<Option<Answered<&'m [u8]>>, Death> {
+    ) -> Result<Taken<'m>, Death> {
         let slot = &mut state.slots[index];
         match message {
             Message::Hello {
@@ -168,7 +203,14 @@ impl Pool {
                 slot.phase = Phase::Ready;
                 state.start_failures = 0;
                 state.killed_while_starting = 0;
-                Ok(None)
+                Ok(Taken::Nothing)
+            }
+            Message::Span { id, .. } | Message::Event { id, .. }
+                if slot.phase == Phase::Ready
+                    && slot.in_flight.front().is_some_and(|c| c.id == id) =>
+            {
+                let call = slot.in_flight.front().expect("front exists");
+                Ok(Taken::Record(call.job.clone()))
             }
             Message::Refused { reason } => Err(Death::Refused(reason.to_owned())),
             Message::Returned { id, .. }
@@ -192,7 +234,7 @@ impl Pool {
                     self.record_run_time(call.index, micros);
                 }
                 let outcome = call_outcome(call.entry.name, message, self.max_frame);
-                Ok(Some((call.job, outcome)))
+                Ok(Taken::Answer((call.job, outcome)))
             }
             _ => Err(Death::Broken(
                 "the worker broke the protocol: an unexpected frame".into(),

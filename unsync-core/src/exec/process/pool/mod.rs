@@ -30,6 +30,7 @@ use super::os;
 use super::registry::{self, WorkerFn};
 use crate::error::Error;
 use crate::exec::lock;
+use crate::exec::stats::{self, Mode};
 use crate::handle::Unfinished;
 use crate::handle::completion::{Abort, Completion};
 
@@ -174,18 +175,26 @@ where
     W: DeserializeOwned + Into<R> + 'static,
     R: Send + 'static,
 {
+    let refused = |error| {
+        stats::submitted(Mode::Process);
+        stats::ended(Mode::Process, stats::Outcome::Failed, None);
+        Unfinished::failed(error)
+    };
     let index = match registry::position(entry) {
         Ok(index) => index,
-        Err(error) => return Unfinished::failed(error),
+        Err(error) => return refused(error),
     };
     let pool = pool();
     let id = pool.next_id.fetch_add(1, Ordering::Relaxed);
-    let frame = match call::encode_call(entry, id, args, pool.max_frame) {
+    // The worker records `tracing` events only when this process would (see `worker_log`).
+    let level = super::worker_log::wanted();
+    let frame = match call::encode_call(entry, id, level, args, pool.max_frame) {
         Ok(frame) => frame,
-        Err(error) => return Unfinished::failed(error),
+        Err(error) => return refused(error),
     };
+    let span = (level > 0).then(tracing::Span::current);
     let cell = Completion::pending(entry.name);
-    let job = Arc::new(ProcessJob::<W, R>::new(frame, cell.clone()));
+    let job = Arc::new(ProcessJob::<W, R>::new(frame, cell.clone(), span));
     cell.set_abort(Abort::new(move || cancel(id)));
     pool.submit(Call {
         id,

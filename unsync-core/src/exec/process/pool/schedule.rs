@@ -86,6 +86,7 @@ impl Pool {
                 idle_fed.push(index);
             }
             slot.load += u64::from(cost);
+            call.job.dispatched();
             slot.in_flight.push_back(call);
         }
         for index in idle_fed {

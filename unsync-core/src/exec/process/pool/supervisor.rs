@@ -119,6 +119,7 @@ impl Pool {
                 self.changed.notify_all();
             }
             Ok(io) => {
+                crate::exec::stats::worker_started();
                 let io = Arc::new(io);
                 let stopping = state.stopping;
                 let slot = &mut state.slots[index];
@@ -153,6 +154,7 @@ impl Pool {
         let slot = &mut state.slots[index];
         debug_assert_eq!(slot.generation, generation);
         let kill = slot.kill.take();
+        crate::exec::stats::worker_ended(kill.is_none());
         let was_ready = slot.phase == Phase::Ready;
         let started = slot.written > slot.answered || slot.partial > 0;
         let calls: Vec<Call> = slot.in_flight.drain(..).collect();
