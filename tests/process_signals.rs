@@ -36,19 +36,10 @@ fn pid() -> u32 {
 fn sigint_to_the_process_group_spares_the_calls_in_flight() {
     watchdog(LIMIT, || {
         let reports = PidReports::bind();
-        let mut program = Command::new(std::env::current_exe().unwrap());
-        program
-            .args([
-                "child_runs_calls_through_a_sigint",
-                "--exact",
-                "--ignored",
-                "--nocapture",
-                "--test-threads=1",
-            ])
+        let program = program_in_its_own_group("child_runs_calls_through_a_sigint", &reports)
             .env("UNSYNC_PROCESSES", CALLS.to_string())
-            .env(REPORT_ENV, reports.addr());
-        std::os::unix::process::CommandExt::process_group(&mut program, 0);
-        let program = program.spawn().unwrap();
+            .spawn()
+            .unwrap();
         // Every call is running in a worker once it has reported.
         let mut running: Vec<_> = (0..CALLS).map(|_| reports.next().1).collect();
         let group = -i32::try_from(program.id()).unwrap();
@@ -65,6 +56,23 @@ fn sigint_to_the_process_group_spares_the_calls_in_flight() {
             String::from_utf8_lossy(&output.stderr)
         );
     });
+}
+
+/// This test binary running only the ignored test `child`, as a program in a process group of
+/// its own (as a terminal's foreground job is), reporting to `reports`.
+fn program_in_its_own_group(child: &str, reports: &PidReports) -> Command {
+    let mut program = Command::new(std::env::current_exe().unwrap());
+    program
+        .args([
+            child,
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(REPORT_ENV, reports.addr());
+    std::os::unix::process::CommandExt::process_group(&mut program, 0);
+    program
 }
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
@@ -115,18 +123,9 @@ fn a_worker_is_named_after_its_program() {
 fn a_program_killed_by_sigint_takes_its_workers_along() {
     watchdog(LIMIT, || {
         let reports = PidReports::bind();
-        let mut program = Command::new(std::env::current_exe().unwrap());
-        program
-            .args([
-                "child_waits_on_a_call",
-                "--exact",
-                "--ignored",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(REPORT_ENV, reports.addr());
-        std::os::unix::process::CommandExt::process_group(&mut program, 0);
-        let mut program = program.spawn().unwrap();
+        let mut program = program_in_its_own_group("child_waits_on_a_call", &reports)
+            .spawn()
+            .unwrap();
         let (worker, connection) = reports.next();
         let group = -i32::try_from(program.id()).unwrap();
         // SAFETY: kill(2) with a negative pid signals that process group; no memory is involved.
