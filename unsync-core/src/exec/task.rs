@@ -134,7 +134,7 @@ impl<T> Finish<Result<T, Error>, T> for AsOutcome {
 
 pin_project_lite::pin_project! {
     /// An async task body as spawned on tokio: its output is the task's outcome (see
-    /// `spawned`), a panic included.
+    /// `lone_reader`), a panic included.
     ///
     /// Nothing but the body, the task's name and what `stats` needs (8 bytes): tokio allocates
     /// every task's future inline, and a plain `#[unsync] async fn` then fits about the same

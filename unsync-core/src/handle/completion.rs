@@ -4,7 +4,7 @@
 //! A cell is shared (`Arc`) by the executor side (a [`Completer`]) and by every handle
 //! ([`Unfinished`](crate::Unfinished)) that can read it. Thread-pool, rayon and process tasks
 //! and promises always have one; an async task gets one only when its handle needs shared state
-//! (see `spawned`). All of its state sits behind one
+//! (see `lone_reader`). All of its state sits behind one
 //! uncontended mutex; `done` and `cancelled` are mirrored in atomics so that `is_done` and
 //! `is_cancelled` never lock.
 //!

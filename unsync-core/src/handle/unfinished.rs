@@ -50,7 +50,7 @@ pub struct Unfinished<T> {
 
 /// Where a handle reads its outcome from.
 enum Repr<T> {
-    /// An async task with this handle as its only reader (see `spawned`).
+    /// An async task with this handle as its only reader (see `lone_reader`).
     Spawned(Spawned<T>),
     /// The same after `catch`: `T` is the task's `Result<V, Error>`.
     Caught(Box<dyn LoneReader<T>>),
