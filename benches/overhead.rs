@@ -14,6 +14,8 @@
 //! | thread | `#[unsync] fn` | `tokio::task::spawn_blocking`, waited from a plain thread |
 //! | parallel | `#[unsync(parallel)] fn` | `rayon::spawn` on a 2-thread pool + a oneshot |
 //! | process | `#[unsync(cpu_bound)] fn` echo, 8 B and 1 MiB | a pipe echo to this executable re-executed, same codec (postcard) |
+//! | thread stream | `#[unsync] fn -> impl Iterator`, items read from a plain thread | std `sync_channel(16)` fed by a thread |
+//! | async stream | `#[unsync] fn -> impl Stream`, items read from a plain thread | tokio `mpsc::channel(16)` fed by a task |
 
 use std::hint::black_box;
 use std::io::{BufReader, BufWriter, Read, Write};
@@ -53,6 +55,70 @@ fn process_kernel(steps: u64) -> f64 {
 #[unsync(parallel)]
 fn parallel_kernel(steps: u64) -> f64 {
     kernel(steps)
+}
+
+/// A trivial streaming function on the blocking pool (default buffer: 16 items).
+#[unsync]
+fn thread_count(n: u64) -> impl Iterator<Item = u64> {
+    0..n
+}
+
+/// A trivial streaming function on the async runtime (default buffer: 16 items).
+#[unsync]
+fn async_count(n: u64) -> impl futures::Stream<Item = u64> {
+    futures::stream::iter(0..n)
+}
+
+/// The same buffer size as a streaming function's default.
+const STREAM_BUFFER: usize = 16;
+
+/// Items per second through a stream read from a plain thread, against a raw bounded channel
+/// of the same capacity read the same way: the best of three runs each, alternated.
+fn stream_rates(s: &Settings) -> [(&'static str, f64, f64); 2] {
+    let n: u64 = if s.quick { 200_000 } else { 1_000_000 };
+    let rate = |run: &dyn Fn() -> u64| {
+        let start = Instant::now();
+        assert_eq!(run(), n * (n - 1) / 2);
+        n as f64 / start.elapsed().as_secs_f64()
+    };
+    let thread_raw = || {
+        let (tx, rx) = std::sync::mpsc::sync_channel(STREAM_BUFFER);
+        let producer = std::thread::spawn(move || (0..n).for_each(|i| tx.send(i).unwrap()));
+        let sum = rx.iter().sum();
+        producer.join().unwrap();
+        sum
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .unwrap();
+    let async_raw = || {
+        let (tx, mut rx) = tokio::sync::mpsc::channel(STREAM_BUFFER);
+        runtime.spawn(async move {
+            for i in 0..n {
+                tx.send(i).await.unwrap();
+            }
+        });
+        let mut sum = 0;
+        while let Some(i) = rx.blocking_recv() {
+            sum += i;
+        }
+        sum
+    };
+    let best = |run: &dyn Fn() -> u64, raw: &dyn Fn() -> u64| {
+        let (mut lib, mut raw_best) = (0.0_f64, 0.0_f64);
+        for _ in 0..3 {
+            lib = lib.max(rate(run));
+            raw_best = raw_best.max(rate(raw));
+        }
+        (lib, raw_best)
+    };
+    let (thread_lib, thread_raw) = best(&|| thread_count(n).into_iter().sum(), &thread_raw);
+    let (async_lib, async_raw) = best(&|| async_count(n).into_iter().sum(), &async_raw);
+    [
+        ("thread stream", thread_lib, thread_raw),
+        ("async stream", async_lib, async_raw),
+    ]
 }
 
 /// The mixed-mode scenario in miniature, the same shape as `benches/python_unsync.py`'s.
@@ -608,6 +674,7 @@ fn main() {
         blocks.into_iter().for_each(|h| h.result());
         start.elapsed().as_secs_f64()
     };
+    let streams = stream_rates(&s);
     let mem_raw = bytes_per_pending_task("raw");
     let mem_lib = bytes_per_pending_task("unsync");
     let load_after = load_average();
@@ -656,6 +723,12 @@ fn main() {
     println!(
         "mixed mode (3 CPU calls on processes, 4 async waits, 2 blocking waits, as in benches/python_unsync.py): {mixed_s:.2} s"
     );
+    for (case, lib, raw) in &streams {
+        println!(
+            "{case} (buffer {STREAM_BUFFER}, read from a plain thread): {lib:.0} items/s, raw bounded channel {raw:.0} items/s ({:.2}x)",
+            lib / raw
+        );
+    }
 
     // The targets, all ratios against the raw executor in this run (or absolute rates).
     let row = |case: &str| rows.iter().find(|r| r.case == case).expect("measured case");
@@ -721,6 +794,16 @@ fn main() {
             "CPU kernel, 2 worker processes >= 1.8x one".into(),
             process_scaling,
             process_scaling >= 1.8,
+        ),
+        (
+            "thread stream >= 0.7x sync_channel(16)".into(),
+            streams[0].1 / streams[0].2,
+            streams[0].1 / streams[0].2 >= 0.7,
+        ),
+        (
+            "async stream >= 0.7x tokio mpsc(16)".into(),
+            streams[1].1 / streams[1].2,
+            streams[1].1 / streams[1].2 >= 0.7,
         ),
         (
             "memory per pending async handle <= 2x raw".into(),
