@@ -73,8 +73,9 @@ fn items_arrive_in_the_order_produced() {
     }
 }
 
-/// A fast producer of 10 million items and a reader that pauses now and then: the producer is
-/// never more than the buffer (plus the item in its hand) ahead.
+/// A fast producer of 10 million items: first left alone until it has filled the buffer, then
+/// read as fast as it produces, it is never more than the buffer (plus the item in its hand)
+/// ahead.
 #[test]
 fn backpressure_bounds_how_far_the_producer_runs_ahead() {
     const ITEMS: usize = 10_000_000;
@@ -89,15 +90,13 @@ fn backpressure_bounds_how_far_the_producer_runs_ahead() {
                     m.fetch_max(now, Ordering::Relaxed);
                 })
             });
+            // Nothing read yet: the producer fills the buffer, where it must wait.
+            wait_until_ahead(&ahead, 16);
             let mut expected = 0;
             for n in stream {
                 assert_eq!(n, expected);
                 expected += 1;
                 ahead.fetch_sub(1, Ordering::SeqCst);
-                if n % 1_000_000 == 0 {
-                    // A slow reader: the producer fills the buffer and must wait.
-                    std::thread::sleep(Duration::from_millis(5));
-                }
             }
             assert_eq!(expected, ITEMS);
             let most = most.load(Ordering::Relaxed);
@@ -369,6 +368,14 @@ async fn numbers_after_a_wait(n: u32) -> impl futures::Stream<Item = u32> {
     futures::stream::iter(0..n)
 }
 
+/// Wait, before reading, until the producer is `items` ahead (its buffer full); the watchdog
+/// fails the test if backpressure stops the producer short of it.
+fn wait_until_ahead(ahead: &AtomicUsize, items: usize) {
+    while ahead.load(Ordering::SeqCst) < items {
+        std::thread::yield_now();
+    }
+}
+
 /// Counts how far it runs ahead of `ahead`'s reader, the most in `most`.
 #[unsync::unsync(buffer = 64)]
 fn counted(ahead: Arc<AtomicUsize>, most: Arc<AtomicUsize>) -> impl Iterator<Item = usize> {
@@ -403,11 +410,10 @@ fn the_buffer_option_sets_how_far_the_producer_runs_ahead() {
     watchdog(LIMIT, || {
         let ahead = Arc::new(AtomicUsize::new(0));
         let most = Arc::new(AtomicUsize::new(0));
-        for (i, _) in counted(ahead.clone(), most.clone()).into_iter().enumerate() {
+        let stream = counted(ahead.clone(), most.clone());
+        wait_until_ahead(&ahead, 64);
+        for _ in stream {
             ahead.fetch_sub(1, Ordering::SeqCst);
-            if i % 10_000 == 0 {
-                std::thread::sleep(Duration::from_millis(2));
-            }
         }
         let most = most.load(Ordering::Relaxed);
         assert!(

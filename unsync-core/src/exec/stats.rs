@@ -98,7 +98,7 @@ struct Stripe {
     modes: [ModeStripe; MODES],
 }
 
-static STRIPES_: [Stripe; STRIPES] = [const {
+static COUNTERS: [Stripe; STRIPES] = [const {
     Stripe {
         modes: [const {
             ModeStripe {
@@ -125,7 +125,7 @@ fn stripe(mode: Mode) -> &'static ModeStripe {
         }
         i
     });
-    &STRIPES_[i].modes[mode as usize]
+    &COUNTERS[i].modes[mode as usize]
 }
 
 #[inline]
@@ -384,7 +384,7 @@ pub fn stats() -> Stats {
         let mut run = [0_u64; BUCKETS];
         // Ends first, then starts, then submissions (see `inflight`): a task seen ended is
         // then seen started and submitted, so the gauges do not go below zero for it.
-        for stripe in &STRIPES_ {
+        for stripe in &COUNTERS {
             let s = &stripe.modes[mode as usize];
             for i in [SUCCEEDED, FAILED, CANCELLED, ENDED_UNSTARTED] {
                 counts[i] += s.counts[i].load(Ordering::Relaxed);
@@ -394,7 +394,7 @@ pub fn stats() -> Stats {
             }
         }
         std::sync::atomic::fence(Ordering::Acquire);
-        for stripe in &STRIPES_ {
+        for stripe in &COUNTERS {
             let s = &stripe.modes[mode as usize];
             counts[STARTED] += s.counts[STARTED].load(Ordering::Relaxed);
             for (sum, n) in wait.iter_mut().zip(&s.wait) {
@@ -402,7 +402,7 @@ pub fn stats() -> Stats {
             }
         }
         std::sync::atomic::fence(Ordering::Acquire);
-        for stripe in &STRIPES_ {
+        for stripe in &COUNTERS {
             let s = &stripe.modes[mode as usize];
             counts[SUBMITTED] += s.counts[SUBMITTED].load(Ordering::Relaxed);
         }
