@@ -3,6 +3,9 @@
 //! worker processes look functions up in; the outer function encodes its arguments and hands
 //! them to the process pool.
 //!
+//! A streaming function (`-> impl Iterator<Item = T>`) registers a stream shim instead, which
+//! returns the iterator's items encoded one at a time, and returns an `UnfinishedStream<T>`.
+//!
 //! Arguments and results written `Vec<u8>`, `Vec<f64>`, ... (any primitive number) cross the
 //! pipe as one block of bytes (`Bulk`), not element by element.
 
@@ -55,6 +58,10 @@ pub(crate) fn expand(options: &Options, mut function: ItemFn) -> TokenStream {
         ReturnType::Default => syn::parse_quote!(()),
         ReturnType::Type(_, ty) => (**ty).clone(),
     };
+    // A streaming function (`-> impl Iterator<Item = T>`, see `stream`): its items cross one
+    // by one.
+    let item_ty: Option<Type> =
+        crate::stream::streaming(&function.sig.output).map(|s| s.item.clone());
 
     // The body, as it was written, becomes a nested function.
     let body_inputs = function.sig.inputs.clone();
@@ -96,7 +103,24 @@ pub(crate) fn expand(options: &Options, mut function: ItemFn) -> TokenStream {
         }
         names.push(ident);
     }
-    let (encode_output, spawn) = if is_bulk(&output_ty) {
+    let (encode_output, spawn) = if let Some(item_ty) = &item_ty {
+        checks.push(
+            quote_spanned!(item_ty.span()=> let __unsync_wire = #private::check_wire::<#item_ty, _>();),
+        );
+        let buffer = match &options.buffer {
+            Some((n, _)) => quote!(#n),
+            None => quote!(#private::DEFAULT_BUFFER),
+        };
+        (
+            quote!(),
+            quote!(#private::spawn_stream_checked(
+                __unsync_wire,
+                &__UNSYNC_WORKER_FN,
+                #buffer,
+                &(#(#encode,)*),
+            )),
+        )
+    } else if is_bulk(&output_ty) {
         (
             quote!(&#private::Bulk(&__unsync_result)),
             quote!(#private::spawn_process::<#private::Bulk<#output_ty>, #output_ty>(
@@ -123,8 +147,55 @@ pub(crate) fn expand(options: &Options, mut function: ItemFn) -> TokenStream {
         .drain(..)
         .partition(|a| matches!(a.style, AttrStyle::Outer));
     let output_span = function.sig.output.span();
-    function.sig.output =
-        syn::parse_quote_spanned!(output_span=> -> #krate::Unfinished<#output_ty>);
+    function.sig.output = match &item_ty {
+        Some(item_ty) => {
+            syn::parse_quote_spanned!(output_span=> -> #krate::UnfinishedStream<#item_ty>)
+        }
+        None => syn::parse_quote_spanned!(output_span=> -> #krate::Unfinished<#output_ty>),
+    };
+    let (shim, entry, inline) = match &item_ty {
+        Some(item_ty) => {
+            let buffer = match &options.buffer {
+                Some((n, _)) => quote!(#n),
+                None => quote!(#private::DEFAULT_BUFFER),
+            };
+            (
+                quote! {
+                    fn __unsync_shim(
+                        __unsync_args: &[u8],
+                    ) -> ::core::result::Result<#private::NextItem, #private::CodecError> {
+                        #(#checks)*
+                        let (#(#names,)*): (#(#decoded_types,)*) = #private::decode(__unsync_args)?;
+                        ::core::result::Result::Ok(#private::next_item(
+                            __unsync_wire,
+                            __unsync_body(#(#unwrap),*),
+                        ))
+                    }
+                },
+                quote!(#private::WorkerFn::streaming(__UNSYNC_NAME, #signature, __unsync_shim)),
+                quote!(#private::spawn_iter::<#item_ty, _, _>(
+                    __UNSYNC_NAME,
+                    #buffer,
+                    move || __unsync_body(#(#names),*),
+                )),
+            )
+        }
+        None => (
+            quote! {
+                fn __unsync_shim(
+                    __unsync_args: &[u8],
+                    __unsync_out: &mut ::std::vec::Vec<u8>,
+                ) -> ::core::result::Result<(), #private::CodecError> {
+                    #(#checks)*
+                    let (#(#names,)*): (#(#decoded_types,)*) = #private::decode(__unsync_args)?;
+                    let __unsync_result = __unsync_body(#(#unwrap),*);
+                    #private::encode(#encode_output, __unsync_out)
+                }
+            },
+            quote!(#private::WorkerFn::new(__UNSYNC_NAME, #signature, __unsync_shim)),
+            quote!(#private::run_inline(__UNSYNC_NAME, move || __unsync_body(#(#names),*))),
+        ),
+    };
     let vis = &function.vis;
     let sig = &function.sig;
     quote! {
@@ -135,21 +206,12 @@ pub(crate) fn expand(options: &Options, mut function: ItemFn) -> TokenStream {
             const __UNSYNC_NAME: &str = ::core::concat!(::core::module_path!(), "::", #name);
             #[allow(clippy::too_many_arguments)]
             #body_fn
-            fn __unsync_shim(
-                __unsync_args: &[u8],
-                __unsync_out: &mut ::std::vec::Vec<u8>,
-            ) -> ::core::result::Result<(), #private::CodecError> {
-                #(#checks)*
-                let (#(#names,)*): (#(#decoded_types,)*) = #private::decode(__unsync_args)?;
-                let __unsync_result = __unsync_body(#(#unwrap),*);
-                #private::encode(#encode_output, __unsync_out)
-            }
+            #shim
             #[#private::linkme::distributed_slice(#private::WORKER_FNS)]
             #[linkme(crate = #private::linkme)]
-            static __UNSYNC_WORKER_FN: #private::WorkerFn =
-                #private::WorkerFn::new(__UNSYNC_NAME, #signature, __unsync_shim);
+            static __UNSYNC_WORKER_FN: #private::WorkerFn = #entry;
             if #private::in_worker() {
-                return #private::run_inline(__UNSYNC_NAME, move || __unsync_body(#(#names),*));
+                return #inline;
             }
             #spawn
         }

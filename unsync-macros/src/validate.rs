@@ -126,10 +126,11 @@ fn check_streaming(options: &Options, function: &ItemFn, errors: &mut Errors) {
             streaming.ty,
             "#[unsync(parallel)] cannot drive a streaming function: its producer waits whenever it is `buffer` items ahead of its reader, and would hold one of rayon's few threads meanwhile (stalling the pool's other work, or deadlocking it when the reader is a rayon job too). Remove `(parallel)` to drive the iterator on the blocking pool, and do each item's CPU work with rayon inside it (`par_iter` over a chunk, or an `#[unsync(parallel)]` helper per item); or return a `Vec` to keep `parallel`",
         ),
-        Mode::CpuBound => errors.push(
+        Mode::CpuBound if streaming.kind == crate::stream::Kind::Stream => errors.push(
             streaming.ty,
-            "#[unsync(cpu_bound)] cannot stream yet: a worker process does not send items as they are produced. Remove `(cpu_bound)` to drive the iterator on the blocking pool (calling `#[unsync(cpu_bound)]` functions for its heavy parts), or return a `Vec` to keep `cpu_bound`",
+            "#[unsync(cpu_bound)] streams an iterator: a worker process has no async runtime to drive a `Stream`. Return `impl Iterator<Item = T>`, or remove `(cpu_bound)` to drive the `Stream` on the async runtime",
         ),
+        Mode::CpuBound => {}
         Mode::Default => {
             if let (Some(token), crate::stream::Kind::Iterator) =
                 (&function.sig.asyncness, streaming.kind)

@@ -5,7 +5,9 @@
 //! executor's [`Sender`]) waits while `buffer` items are unread, the reader waits while none
 //! is. The end of the stream (finished, failed, cancelled) is kept apart from the items, so
 //! that items produced before a failure are read before it. Like the rest of this layer it
-//! knows no executor: how to stop the producer reaches it as an [`Abort`].
+//! knows no executor: how to stop the producer reaches it as an [`Abort`], and a producer in
+//! another process, which cannot wait on this queue, is told what the reader took through an
+//! [`OnRead`] hook (its credit, see `exec::process::worker_stream`).
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -44,7 +46,14 @@ struct State<T> {
     watchers: Vec<Waker>,
     /// What stops the producer, given by its executor.
     abort: Option<Abort>,
+    /// Told how many items the reader took, in steps of half the buffer.
+    on_read: Option<OnRead>,
+    /// Items taken since `on_read` was last told.
+    unreported: usize,
 }
+
+/// Told how many more items the reader took (at least half the buffer's worth at a time).
+pub(crate) type OnRead = Arc<dyn Fn(usize) + Send + Sync>;
 
 /// The queue between one producer and one reader.
 pub(crate) struct Shared<T> {
@@ -193,6 +202,32 @@ impl<T: Send + 'static> Sender<T> {
             .expect("a wait without deadline returns a value")
     }
 
+    /// Tell `on_read` how many items the reader takes, in steps of half the buffer (at least
+    /// one): for a producer that bounds itself with credit instead of waiting for room.
+    pub(crate) fn set_on_read(&self, on_read: OnRead) {
+        self.shared.lock().on_read = Some(on_read);
+    }
+
+    /// Queue `item` without waiting for room: for a producer that bounds itself (a worker
+    /// process, by credit). Fails (dropping `item`) when the stream was stopped.
+    pub(crate) fn push(&self, item: T) -> Result<(), Stopped> {
+        let reader;
+        {
+            let mut state = self.shared.lock();
+            if !matches!(state.end, End::Open) {
+                drop(state);
+                drop(item);
+                return Err(Stopped);
+            }
+            state.items.push_back(item);
+            reader = state.reader.take();
+        }
+        if let Some(reader) = reader {
+            reader.wake();
+        }
+        Ok(())
+    }
+
     /// Whether the stream was stopped (the reader dropped it, cancelled it, or it timed out).
     pub(crate) fn is_stopped(&self) -> bool {
         !matches!(self.shared.lock().end, End::Open)
@@ -236,7 +271,7 @@ struct Receiver<T> {
 
 impl<T> Receiver<T> {
     fn poll_outcome(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<T, Error>>> {
-        let (polled, producer) = {
+        let (polled, producer, read) = {
             let mut state = self.shared.lock();
             if let Some(item) = state.items.pop_front() {
                 // A waiting producer is woken once half the queue is free, not for every item:
@@ -246,7 +281,15 @@ impl<T> Receiver<T> {
                 } else {
                     None
                 };
-                (Poll::Ready(Some(Ok(item))), producer)
+                let mut read = None;
+                if state.on_read.is_some() {
+                    state.unreported += 1;
+                    if state.unreported >= (self.shared.capacity / 2).max(1) {
+                        let n = std::mem::take(&mut state.unreported);
+                        read = state.on_read.clone().map(|on_read| (on_read, n));
+                    }
+                }
+                (Poll::Ready(Some(Ok(item))), producer, read)
             } else {
                 let polled = match std::mem::replace(&mut state.end, End::Finished) {
                     End::Open => {
@@ -263,11 +306,14 @@ impl<T> Receiver<T> {
                     End::Finished => Poll::Ready(None),
                     End::Failed(error) => Poll::Ready(Some(Err(error))),
                 };
-                (polled, None)
+                (polled, None, None)
             }
         };
         if let Some(producer) = producer {
             producer.wake();
+        }
+        if let Some((on_read, n)) = read {
+            on_read(n);
         }
         polled
     }
@@ -369,6 +415,8 @@ pub(crate) fn channel<T: Send + 'static>(
             producer: None,
             watchers: Vec::new(),
             abort: None,
+            on_read: None,
+            unreported: 0,
         }),
         capacity,
         task,

@@ -26,6 +26,9 @@ pub(crate) trait Job: Send + Sync {
     fn dispatched(&self);
     /// The call-site span, kept when the parent records `tracing` events (see `worker_log`).
     fn span(&self) -> Option<&tracing::Span>;
+    /// The items of an `ITEMS` frame (each sized). The pool gives them only to a stream's job
+    /// (`stream::StreamJob`); a call has none.
+    fn items(&self, _items: &[u8]) {}
 }
 
 /// A call whose result crosses the pipe as `W` and is handed over as `R`.

@@ -9,14 +9,16 @@
 //!   `wire_check`: the compile-time check that they can be, one error per type;
 //! - `protocol`: the frames on the pipes and the messages they carry;
 //! - `call`: one typed call, from its arguments to the value or error of its handle;
+//!   `stream`: one typed streaming call, from its arguments to the items of its stream;
 //! - `pool`: the parent side (entry points and shared state), with `pool::schedule` (where a
 //!   call waits, which worker gets it), `pool::writer` (writing frames without blocking),
 //!   `pool::io_loop` (reading answers, completing calls) and `pool::supervisor` (starting
 //!   workers, noticing a death, replacing them);
 //! - `launch`: starting one worker process; `handshake`: parent and worker agree that they are
 //!   the same build; `parent_death`: workers die with their parent;
-//! - `worker`: the worker side, from the start-up hook to running calls; `worker_log`: the
-//!   `tracing` records of a call's body, sent to the parent and re-emitted there;
+//! - `worker`: the worker side, from the start-up hook to running calls; `worker_stream`: a
+//!   streaming call driven in the worker (credit, batches); `worker_log`: the `tracing`
+//!   records of a call's body, sent to the parent and re-emitted there;
 //! - `os`: what differs between Linux and other Unix systems; `sys`: the crate's only `unsafe`.
 
 mod call;
@@ -30,11 +32,13 @@ mod parent_death;
 mod pool;
 mod protocol;
 mod registry;
+mod stream;
 #[allow(unsafe_code)]
 mod sys;
 mod wire_check;
 mod worker;
 mod worker_log;
+mod worker_stream;
 
 pub(crate) use pool::shutdown;
 pub use worker::init;
@@ -42,10 +46,11 @@ pub use worker::init;
 /// What `#[unsync(cpu_bound)]` expands to.
 pub mod private {
     pub use super::codec::{Bulk, BulkElement, CodecError, decode, encode};
-    pub use super::pool::spawn_process;
-    pub use super::registry::{Shim, WORKER_FNS, WorkerFn};
+    pub use super::pool::{spawn_process, spawn_process_stream};
+    pub use super::registry::{NextItem, Shim, StreamShim, WORKER_FNS, WorkerFn};
     pub use super::wire_check::{
-        Cross, SerializeAndDeserialize, Witness, check_wire, spawn_checked,
+        Cross, SerializeAndDeserialize, Witness, check_wire, next_item, spawn_checked,
+        spawn_stream_checked,
     };
     pub use super::worker::{in_worker, run_inline};
 }

@@ -11,7 +11,7 @@
 
 // The samples are `linkme` entries: `link_section` statics, which trip `unsafe_code`.
 #[allow(unsafe_code)]
-mod samples;
+pub(crate) mod samples;
 pub(crate) mod stream;
 
 use std::collections::BTreeMap;
