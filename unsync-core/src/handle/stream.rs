@@ -60,6 +60,8 @@ pub(crate) struct Shared<T> {
     state: Mutex<State<T>>,
     capacity: usize,
     task: &'static str,
+    /// Set with `on_read`: see [`Control::waits_alone`].
+    alone: std::sync::atomic::AtomicBool,
 }
 
 impl<T> Shared<T> {
@@ -111,6 +113,9 @@ pub(crate) trait Control: Send + Sync {
     /// executor once the producer is started. Dropped unrun when the stream ended already.
     fn set_abort(&self, abort: Abort);
     fn task(&self) -> &'static str;
+    /// Whether a blocking reader should wait without running other rayon jobs (see
+    /// `next_blocking`).
+    fn waits_alone(&self) -> bool;
 }
 
 impl<T: Send> Control for Shared<T> {
@@ -138,6 +143,10 @@ impl<T: Send> Control for Shared<T> {
 
     fn task(&self) -> &'static str {
         self.task
+    }
+
+    fn waits_alone(&self) -> bool {
+        self.alone.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 
@@ -206,6 +215,9 @@ impl<T: Send + 'static> Sender<T> {
     /// one): for a producer that bounds itself with credit instead of waiting for room.
     pub(crate) fn set_on_read(&self, on_read: OnRead) {
         self.shared.lock().on_read = Some(on_read);
+        self.shared
+            .alone
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Queue `item` without waiting for room: for a producer that bounds itself (a worker
@@ -420,6 +432,7 @@ pub(crate) fn channel<T: Send + 'static>(
         }),
         capacity,
         task,
+        alone: std::sync::atomic::AtomicBool::new(false),
     });
     let stream = UnfinishedStream {
         repr: Repr::Direct(Receiver {
@@ -471,8 +484,15 @@ impl<T: Send + 'static> UnfinishedStream<T> {
     }
 
     fn next_blocking(&mut self) -> Option<T> {
-        let outcome = crate::handle::wait::block_on(|cx| self.poll_outcome(cx), None)
-            .expect("a wait without deadline returns a value");
+        // A producer in another process (told by `on_read`) needs nothing from this process's
+        // rayon pool; a rayon reader that ran other jobs while it waited could start, below
+        // this read, another stream's read that waits for the worker this stream holds.
+        let outcome = if self.control.waits_alone() {
+            crate::handle::wait::block_on_alone(|cx| self.poll_outcome(cx))
+        } else {
+            crate::handle::wait::block_on(|cx| self.poll_outcome(cx), None)
+                .expect("a wait without deadline returns a value")
+        };
         outcome.map(|o| o.unwrap_or_else(|error| reraise(error)))
     }
 
