@@ -24,7 +24,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
-#[cfg(any(test, feature = "fuzzing"))]
+#[cfg(test)]
 use super::protocol;
 use super::protocol::{
     Failure, FrameReader, ITEM_PREFIX, ITEMS_HEADER, Message, PREFIX, begin_items, end_items,
@@ -338,7 +338,7 @@ fn credit(id: u64, items: u32) -> Vec<u8> {
 }
 
 /// What a stream wrote: its items' encodings in order, and its ending's message kind.
-#[cfg(any(test, feature = "fuzzing"))]
+#[cfg(test)]
 pub(crate) fn read_stream(written: &[u8], id: u64, max: usize) -> (Vec<Vec<u8>>, String) {
     let mut reader = FrameReader::new(written, max);
     let mut items = Vec::new();
@@ -369,7 +369,7 @@ pub(crate) fn read_stream(written: &[u8], id: u64, max: usize) -> (Vec<Vec<u8>>,
 mod tests {
     use super::*;
     use crate::exec::process::codec::{decode, encode};
-    use crate::exec::process::fuzz::samples::{COUNT_TO, PANICS_AT};
+    use crate::exec::process::fuzz::samples::{COUNT_TO, PANICS_AT, WORDS};
 
     fn run(key: u64, args: &[u8], credit_frames: &[u8], initial: u32) -> Result<Vec<u8>, Stop> {
         let mut requests = FrameReader::new(credit_frames, 1 << 20);
@@ -453,6 +453,27 @@ mod tests {
         let (items, end) = read_stream(&out, 9, 1 << 20);
         assert_eq!(items.len(), 3);
         assert_eq!(end, "Panicked");
+    }
+
+    /// An item over the frame limit ends the stream with `OVERSIZED`, after the items before.
+    #[test]
+    fn an_item_over_the_limit_ends_the_stream() {
+        let mut text = Vec::new();
+        encode(&("a bb ".to_owned() + &"c".repeat(100) + " d",), &mut text).unwrap();
+        let mut requests = FrameReader::new(&[][..], 1 << 20);
+        let mut out = Vec::new();
+        let request = Request {
+            id: 9,
+            key: WORDS.key,
+            level: 0,
+            credit: 16,
+            args: &text,
+        };
+        serve_stream(&mut requests, &mut out, request, 64).unwrap();
+        let (items, end) = read_stream(&out, 9, 1 << 20);
+        let items: Vec<String> = items.iter().map(|i| decode(i).unwrap()).collect();
+        assert_eq!(items, ["a", "bb"]);
+        assert_eq!(end, "Oversized");
     }
 
     #[test]
