@@ -147,7 +147,8 @@
 //! |---|---|
 //! | `#[unsync] fn f(..) -> impl Iterator<Item = T>` | the blocking pool (the iterator is made there, so it need not be `Send`) |
 //! | `#[unsync] fn f(..) -> impl Stream<Item = T>`, `#[unsync] async fn f(..) -> impl Stream<Item = T>` | the async runtime |
-//! | `#[unsync(parallel)]`, `#[unsync(cpu_bound)]` | refused at compile time (a producer waiting for its reader would hold a rayon thread; worker processes do not stream yet) |
+//! | `#[unsync(cpu_bound)] fn f(..) -> impl Iterator<Item = T>` | a worker process; items cross the pipe as they are produced (see below) |
+//! | `#[unsync(parallel)]`, `#[unsync(cpu_bound)]` with `impl Stream` | refused at compile time (a producer waiting for its reader would hold a rayon thread; a worker has no async runtime) |
 //!
 //! - **Backpressure**: the producer runs at most `buffer` items ahead of its reader, then
 //!   waits: 16 by default, `#[unsync(buffer = 64)]` to change it. Memory stays bounded however
@@ -194,6 +195,46 @@
 //! }
 //! let first: Vec<u64> = naturals().into_iter().take(3).collect();
 //! assert_eq!(first, [0, 1, 2]);
+//! ```
+//!
+//! **In a worker process.** `#[unsync(cpu_bound)] fn f(..) -> impl Iterator<Item = T>` drives
+//! the iterator in a worker (see [Worker processes](#worker-processes)); the items must be
+//! `Serialize + DeserializeOwned`, like a call's result, and the compile error names the item
+//! type that is not.
+//! - *Batching*: items leave as they are produced. A writer thread in the worker sends, in one
+//!   frame, whatever the iterator produced while the previous frame was being written: a slow
+//!   producer's items go one by one without waiting for company, a fast producer's in batches
+//!   (never more than the credit, frames of at most 64 KiB).
+//! - *Credit*: the worker calls `next` only with credit in hand. The call grants `buffer`
+//!   items; the reader grants more as it takes items, half a buffer at a time. So the worker
+//!   is never more than `buffer` items ahead of the reader, counting those in the pipe and in
+//!   this process's queue: memory stays bounded on both sides. Each grant is a round trip
+//!   between processes, so a larger buffer streams faster (`u64` items: a few hundred thousand
+//!   per second with the default 16, over a million with 1024; see `benches/README.md`).
+//! - *Failure*: a panic in the iterator arrives after the items before it, as
+//!   [`Error::Panicked`] with its location; a worker that dies mid-stream ends the stream with
+//!   [`Error::WorkerDied`] after the items already received; an item over the frame limit ends
+//!   it with [`Error::TooLarge`].
+//! - *Stopping*: [`cancel`](UnfinishedStream::cancel), [`timeout`](UnfinishedStream::timeout)
+//!   and dropping the stream kill its worker, which the pool replaces, as for a cancelled call.
+//! - A streaming worker is busy: it takes no other call until its stream ends, so an unread
+//!   stream holds a worker (drop what you stop reading). A blocking read of such a stream on
+//!   a rayon thread waits without running other rayon jobs meanwhile: one of them could read
+//!   another stream that waits for a worker.
+//!
+//! ```
+//! use unsync::unsync;
+//!
+//! #[unsync(cpu_bound, buffer = 256)]
+//! fn primes(below: u64) -> impl Iterator<Item = (u64, u32)> {
+//!     let pid = std::process::id();
+//!     (2..below).filter(|n| (2..*n).take_while(|d| d * d <= *n).all(|d| n % d != 0))
+//!         .map(move |p| (p, pid))
+//! }
+//!
+//! let found: Vec<(u64, u32)> = primes(30).into_iter().collect();
+//! assert_eq!(found.iter().map(|(p, _)| *p).collect::<Vec<_>>(), [2, 3, 5, 7, 11, 13, 17, 19, 23, 29]);
+//! assert!(found.iter().all(|(_, pid)| *pid != std::process::id()));
 //! ```
 //!
 //! ## Errors
@@ -532,7 +573,7 @@
 //! | `.result()` on the event loop's thread | raises instead of deadlocking | works: the runtime hands its other tasks to another thread |
 //! | mistakes | found at run time | non-owned arguments, `parallel` on `async fn`, typos in options: compile errors |
 //! | awaiting | asyncio only | any executor: tokio, smol, `futures::executor` |
-//! | generators | not run in the background ([#17](https://github.com/alex-sherman/unsync/issues/17)) | streaming functions, bounded by backpressure ([Streams](#streams)) |
+//! | generators | not run in the background ([#17](https://github.com/alex-sherman/unsync/issues/17)) | streaming functions, bounded by backpressure, in every mode but `parallel`, worker processes included ([Streams](#streams)) |
 
 #![forbid(unsafe_code)]
 
@@ -545,7 +586,8 @@ pub use unsync_core::*;
 /// Refused at compile time, with an error on the offending token: borrowed arguments or
 /// `&self` (the task outlives the call), lifetime parameters, `#[unsync(parallel)]` on an
 /// `async fn`, `const`, `unsafe` and `extern` functions, unknown options, streaming functions
-/// (see [Streams](crate#streams)) with `parallel` or `cpu_bound`, and for `cpu_bound`
+/// (see [Streams](crate#streams)) with `parallel`, or returning `impl Stream` with
+/// `cpu_bound`, and for `cpu_bound`
 /// what [Worker processes](crate#worker-processes) says cannot cross. The exact messages are
 /// in the repository's `tests/ui/*.stderr`.
 ///
