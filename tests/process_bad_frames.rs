@@ -88,14 +88,7 @@ fn bad_frames_from_a_worker_fail_the_call_and_replace_the_worker() {
 /// forever.
 #[unsync(cpu_bound)]
 fn inject_mid_stream(frame: Vec<u8>) -> impl Iterator<Item = u64> {
-    (0..).inspect(move |&i| {
-        if i == 3 {
-            for pipe in writable_pipes() {
-                let mut out = std::fs::OpenOptions::new().write(true).open(pipe).unwrap();
-                out.write_all(&frame).unwrap();
-            }
-        }
-    })
+    inject_mid_stream_at(frame, 3)
 }
 
 /// An `ITEMS` body: stream `id`, `count` said, then `items` (each a length and its bytes).
@@ -146,5 +139,60 @@ fn bad_frames_mid_stream_end_the_stream_with_worker_died() {
             }
             assert_ne!(pid().result(), std::process::id());
         }
+    });
+}
+
+/// `frame` written to the response pipe before the first item, then items forever.
+#[unsync(cpu_bound)]
+fn inject_first(frame: Vec<u8>) -> impl Iterator<Item = u64> {
+    inject_mid_stream_at(frame, 0)
+}
+
+fn inject_mid_stream_at(frame: Vec<u8>, at: u64) -> impl Iterator<Item = u64> {
+    (0..).inspect(move |&i| {
+        if i == at {
+            for pipe in writable_pipes() {
+                let mut out = std::fs::OpenOptions::new().write(true).open(pipe).unwrap();
+                out.write_all(&frame).unwrap();
+            }
+        }
+    })
+}
+
+/// Well-formed `ITEMS` frames of the right stream that break its contract: more items than
+/// its credit (16), an item that does not decode as `u64`. Run in a child process, where the
+/// stream is the pool's first call, so its id (1) is known. (Before the first item, nothing
+/// else is being written to the pipe.)
+#[test]
+#[ignore = "run by items_beyond_the_credit_or_that_do_not_decode_end_the_stream"]
+fn child_streams_get_items_that_break_the_contract() {
+    let over_credit = items_frame(1, 17, &[&[0_u8][..]; 17]);
+    let ending = inject_first(over_credit).catch().into_iter().last();
+    match ending {
+        Some(Err(Error::WorkerDied { detail, .. })) => {
+            assert!(
+                detail.contains("sent 17 items of a stream granted 16"),
+                "{detail}"
+            );
+        }
+        other => panic!("expected WorkerDied, got {other:?}"),
+    }
+    // The next stream is call 3 (`pid` is call 2).
+    assert_ne!(pid().result(), std::process::id());
+    let undecodable = items_frame(3, 1, &[&[0xff; 11]]);
+    let ending = inject_first(undecodable).catch().into_iter().last();
+    match ending {
+        Some(Err(Error::Encoding { detail, .. })) => {
+            assert!(detail.contains("decoding an item"), "{detail}");
+        }
+        other => panic!("expected Encoding, got {other:?}"),
+    }
+    assert_ne!(pid().result(), std::process::id());
+}
+
+#[test]
+fn items_beyond_the_credit_or_that_do_not_decode_end_the_stream() {
+    watchdog(LIMIT, || {
+        common::run_child_test("child_streams_get_items_that_break_the_contract");
     });
 }
