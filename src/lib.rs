@@ -267,8 +267,9 @@
 //! it resolve to [`Error::Cancelled`]. What actually stops depends on where the task runs (a
 //! thread cannot be killed, a worker process can): the table is at
 //! [`Unfinished::cancel`]. A running thread-pool or rayon task can return early by checking
-//! [`is_cancelled`]. [`timeout`](Unfinished::timeout) cancels the same way, and so does
-//! dropping the last handle made with [`cancel_on_drop`](Unfinished::cancel_on_drop).
+//! [`is_cancelled`]. [`timeout`](Unfinished::timeout) stops the task the same way (its clones
+//! then resolve to [`Error::TimedOut`]), and so does dropping the last handle made with
+//! [`cancel_on_drop`](Unfinished::cancel_on_drop).
 //!
 //! ## Shutdown
 //!
@@ -455,8 +456,8 @@
 //! [`stats()`] is a snapshot of what the executors are doing, callable from anywhere at any
 //! time (also before the first task): per [`Mode`] (`Async`, `Thread`, `Parallel`, `Process`),
 //! a [`ModeStats`] with the tasks `submitted`, `queued`, `running`, `succeeded`, `failed`
-//! (panicked; for `cpu_bound`, also lost their worker or could not cross the pipe) and
-//! `cancelled` (by `cancel`, a `timeout` that fired, `cancel_on_drop`, `shutdown`), and the
+//! (panicked, or ran out of time in a `timeout`; for `cpu_bound`, also lost their worker or
+//! could not cross the pipe) and `cancelled` (by `cancel`, `cancel_on_drop`, `shutdown`), and the
 //! quantiles of how long tasks waited to start and ran ([`ModeStats::queue_wait`],
 //! [`ModeStats::run_time`]); [`Stats::workers`] counts the worker processes `alive`,
 //! `started` and `died` (ended without the pool asking). Once every task has ended,

@@ -144,12 +144,22 @@ fn the_invariant_holds_in_the_in_process_modes() {
             started_rx.recv().unwrap();
             assert!(running.cancel());
             stopped_rx.recv().unwrap();
-            // A timeout: the task is cancelled.
-            let (open, slow) = gated(mode, 1_u32);
-            let timed_out = slow.timeout(Duration::from_millis(5)).result();
-            assert!(matches!(timed_out, Err(Error::TimedOut { .. })));
-            drop(open);
-            let after = settle(stats_mode(mode), &before, (4, 1, 1, 2));
+            // Timeouts: the task is stopped, and counted as failed. Read by one handle, and
+            // with a clone (an async task's handle then shares a completion cell).
+            for cloned in [false, true] {
+                let (open, slow) = gated(mode, 1_u32);
+                let clone = cloned.then(|| slow.clone());
+                let timed_out = slow.timeout(Duration::from_millis(5)).result();
+                assert!(matches!(timed_out, Err(Error::TimedOut { .. })));
+                if let Some(clone) = clone {
+                    assert!(matches!(
+                        clone.catch().result(),
+                        Err(Error::TimedOut { .. })
+                    ));
+                }
+                drop(open);
+            }
+            let after = settle(stats_mode(mode), &before, (5, 1, 3, 1));
             assert_eq!(
                 after.submitted,
                 after.succeeded + after.failed + after.cancelled,
@@ -231,7 +241,8 @@ fn process_calls_and_workers_are_counted() {
             fails("on purpose".into()).catch().result(),
             Err(Error::Panicked { .. })
         ));
-        // A running call cancelled, and one timed out: the pool kills its worker (not a death).
+        // A running call cancelled, and one timed out (counted as failed): the pool kills its
+        // worker either way (not a death).
         for timeout in [false, true] {
             let reports = PidReports::bind();
             let runaway = spins_reporting(reports.addr());
@@ -254,7 +265,7 @@ fn process_calls_and_workers_are_counted() {
             victim.catch().result(),
             Err(Error::WorkerDied { .. })
         ));
-        let after = settle(mode, &before, (5, 1, 2, 2));
+        let after = settle(mode, &before, (5, 1, 3, 1));
         assert_eq!(
             after.submitted,
             after.succeeded + after.failed + after.cancelled

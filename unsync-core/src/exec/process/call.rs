@@ -81,7 +81,7 @@ impl<W, R> ProcessJob<W, R> {
 impl<W, R> Drop for ProcessJob<W, R> {
     fn drop(&mut self) {
         if !*self.ended.get_mut() {
-            self.ended(stats::Outcome::Cancelled);
+            self.ended(stats::Outcome::stopped(self.cell.stopped_by()));
         }
     }
 }
@@ -100,7 +100,7 @@ where
         // Counted before the handle resolves (see `task::run`); a cell already done was
         // cancelled.
         self.ended(match &outcome {
-            _ if self.cell.is_done() => stats::Outcome::Cancelled,
+            _ if self.cell.is_done() => stats::Outcome::stopped(self.cell.stopped_by()),
             Ok(_) => stats::Outcome::Succeeded,
             Err(Error::Cancelled { .. }) => stats::Outcome::Cancelled,
             Err(_) => stats::Outcome::Failed,
