@@ -20,7 +20,7 @@ use futures::Stream;
 use futures::stream::FusedStream;
 
 use crate::error::Error;
-use crate::handle::completion::Abort;
+use crate::handle::completion::{Abort, Stop};
 
 /// How many items a producer may run ahead of its reader unless told otherwise.
 pub const DEFAULT_BUFFER: usize = 16;
@@ -263,6 +263,18 @@ impl<T: Send + 'static> Sender<T> {
             watchers = std::mem::take(&mut state.watchers);
         }
         wake_all(None, reader, watchers);
+    }
+}
+
+impl<T> Sender<T> {
+    /// Why the stream was stopped (by `cancel`, a drop, or a timeout), if it was.
+    pub(crate) fn stopped_by(&self) -> Option<Stop> {
+        match &self.shared.lock().end {
+            End::Open => None,
+            End::Failed(error) => Some(Stop::of(error)),
+            // The reader took the reason already.
+            End::Finished => Some(Stop::Cancelled),
+        }
     }
 }
 

@@ -15,11 +15,13 @@ use super::registry::WorkerFn;
 use crate::error::{Error, Payload};
 use crate::exec::lock;
 use crate::exec::stats::{self, Mode};
+use crate::handle::completion::Stop;
 use crate::handle::stream::Sender;
 
 /// A stream whose items cross the pipe as `W` and are handed over as `T`.
 ///
-/// Counted in `stats` as one process task, from its creation to its end.
+/// Counted in `stats` as one process task, from its creation to its end (stopped by a
+/// timeout: failed; by `cancel` or a drop: cancelled).
 pub(crate) struct StreamJob<W, T> {
     id: u64,
     frame: Vec<u8>,
@@ -70,7 +72,11 @@ impl<W, T> StreamJob<W, T> {
 impl<W, T> Drop for StreamJob<W, T> {
     fn drop(&mut self) {
         if !*self.ended.get_mut() {
-            self.ended(stats::Outcome::Cancelled);
+            let why = lock(&self.sender)
+                .as_ref()
+                .and_then(Sender::stopped_by)
+                .unwrap_or(Stop::Cancelled);
+            self.ended(stats::Outcome::stopped(why));
         }
     }
 }
@@ -89,9 +95,9 @@ where
         let Some(sender) = lock(&self.sender).take() else {
             return;
         };
-        let stopped = sender.is_stopped();
+        let stopped = sender.stopped_by();
         self.ended(match &outcome {
-            _ if stopped => stats::Outcome::Cancelled,
+            _ if stopped.is_some() => stats::Outcome::stopped(stopped.unwrap_or(Stop::Cancelled)),
             Ok(_) => stats::Outcome::Succeeded,
             Err(Error::Cancelled { .. }) => stats::Outcome::Cancelled,
             Err(_) => stats::Outcome::Failed,
