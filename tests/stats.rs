@@ -1,6 +1,6 @@
 //! `unsync::stats()`: per mode, submitted = succeeded + failed + cancelled once a mix of
 //! successes, panics, cancellations and timeouts has ended; queued and running while tasks are
-//! held; the process pool's workers started and died. (A binary of its own, its tests run one
+//! held; the process pool's workers started and died; a `cpu_bound` stream as one task. (A binary of its own, its tests run one
 //! at a time: the figures are process-wide, and each test asserts on the change it made.)
 
 use std::sync::mpsc;
@@ -29,6 +29,24 @@ fn spins_reporting(addr: String) -> u32 {
     loop {
         std::hint::spin_loop();
     }
+}
+
+/// `n` numbers, then a panic if `fail`, from a worker process.
+#[unsync(cpu_bound)]
+fn numbers(n: u64, fail: bool) -> impl Iterator<Item = u64> {
+    (0..=n).map(move |i| {
+        if i == n && fail {
+            panic!("after {n}")
+        } else {
+            i
+        }
+    })
+}
+
+/// Numbers forever, from a worker process.
+#[unsync(cpu_bound)]
+fn endless_numbers() -> impl Iterator<Item = u64> {
+    0..
 }
 
 #[unsync(parallel)]
@@ -292,4 +310,43 @@ fn kill_worker(pid: u32) -> i32 {
         .args(["-KILL", &pid.to_string()])
         .status()
         .map_or(-1, |s| if s.success() { 0 } else { -1 })
+}
+
+/// A `cpu_bound` stream is one process task: read to its end it succeeded, ended by a panic
+/// or a timeout it failed, cancelled or dropped it was cancelled (its worker killed).
+#[test]
+fn process_streams_are_counted() {
+    let _alone = alone();
+    common::watchdog(LIMIT, || {
+        let mode = StatsMode::Process;
+        assert_ne!(pid().result(), std::process::id());
+        let before = quiet(mode);
+        assert_eq!(numbers(100, false).into_iter().count(), 101);
+        let failed = numbers(3, true).catch().into_iter().last();
+        assert!(
+            matches!(failed, Some(Err(Error::Panicked { .. }))),
+            "{failed:?}"
+        );
+        let cancelled = endless_numbers();
+        let mut cancelled = cancelled.catch().into_iter();
+        assert!(matches!(cancelled.next(), Some(Ok(0))));
+        assert!(cancelled.cancel());
+        assert!(matches!(
+            cancelled.last(),
+            Some(Err(Error::Cancelled { .. }))
+        ));
+        let timed_out = endless_numbers().timeout(Duration::from_millis(20)).catch();
+        assert!(matches!(
+            timed_out.into_iter().last(),
+            Some(Err(Error::TimedOut { .. }))
+        ));
+        let mut dropped = endless_numbers().into_iter();
+        assert_eq!(dropped.next(), Some(0));
+        drop(dropped);
+        let after = settle(mode, &before, (5, 1, 2, 2));
+        assert_eq!(
+            after.submitted,
+            after.succeeded + after.failed + after.cancelled
+        );
+    });
 }

@@ -50,6 +50,8 @@ struct State<T> {
     on_read: Option<OnRead>,
     /// Items taken since `on_read` was last told.
     unreported: usize,
+    /// Why the stream was stopped, if it was (kept after the reader took the error).
+    stopped: Option<Stop>,
 }
 
 /// Told how many more items the reader took (at least half the buffer's worth at a time).
@@ -78,6 +80,7 @@ impl<T> Shared<T> {
             if !matches!(state.end, End::Open) {
                 return false;
             }
+            state.stopped = Some(Stop::of(&reason));
             state.end = End::Failed(reason);
             items = std::mem::take(&mut state.items);
             abort = state.abort.take();
@@ -269,12 +272,7 @@ impl<T: Send + 'static> Sender<T> {
 impl<T> Sender<T> {
     /// Why the stream was stopped (by `cancel`, a drop, or a timeout), if it was.
     pub(crate) fn stopped_by(&self) -> Option<Stop> {
-        match &self.shared.lock().end {
-            End::Open => None,
-            End::Failed(error) => Some(Stop::of(error)),
-            // The reader took the reason already.
-            End::Finished => Some(Stop::Cancelled),
-        }
+        self.shared.lock().stopped
     }
 }
 
@@ -441,6 +439,7 @@ pub(crate) fn channel<T: Send + 'static>(
             abort: None,
             on_read: None,
             unreported: 0,
+            stopped: None,
         }),
         capacity,
         task,
