@@ -1,7 +1,8 @@
 //! `unsync::stats()`: per mode, submitted = succeeded + failed + cancelled once a mix of
 //! successes, panics, cancellations and timeouts has ended; queued and running while tasks are
-//! held; the process pool's workers started and died; a `cpu_bound` stream as one task. (A binary of its own, its tests run one
-//! at a time: the figures are process-wide, and each test asserts on the change it made.)
+//! held; the process pool's workers started and died; a `cpu_bound` stream as one task. (A
+//! binary of its own, its tests run one at a time: the figures are process-wide, and each test
+//! asserts on the change it made.)
 
 use std::sync::mpsc;
 use std::sync::{Mutex, MutexGuard, Once, PoisonError};
