@@ -294,6 +294,7 @@ impl Outbox {
                         .wait(batch)
                         .unwrap_or_else(PoisonError::into_inner);
                 }
+                batch.writer_waiting = false;
                 batch.close();
                 std::mem::swap(&mut batch.bytes, &mut spare);
                 batch.end.take()
