@@ -59,8 +59,9 @@ fi
 echo "Temporal dev server ready on 127.0.0.1:$port (pid $server)"
 
 export UNSYNC_TEST_TEMPORAL="temporal://127.0.0.1:$port/default"
-# The example builds first: the tests start it as a worker of another build.
-cargo build --release --features remote --example cluster
+# The example builds first: the tests start it as a worker of another build. The bench builds
+# too (the same build), so it keeps compiling even when not run.
+cargo build --release --features remote --example cluster --bench remote
 cargo test --release --features remote --test remote --test remote_failures --test remote_local
 UNSYNC_REMOTE="$UNSYNC_TEST_TEMPORAL" timeout 300 cargo run --release --features remote --quiet --example cluster
 if [ "$bench" = 1 ]; then

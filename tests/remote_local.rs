@@ -65,3 +65,29 @@ fn child_fails_remotely() {
     }
     assert_eq!(unsync::stats().mode(unsync::Mode::Remote).failed, 1);
 }
+
+#[test]
+fn an_invalid_heartbeat_variable_is_an_error_not_ignored() {
+    let output = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "child_with_a_bad_heartbeat",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env("UNSYNC_REMOTE_HEARTBEAT_MILLIS", "soon")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("environment variable UNSYNC_REMOTE_HEARTBEAT_MILLIS=\"soon\" is invalid: expected a positive number of milliseconds"),
+        "{stderr}"
+    );
+}
+
+#[test]
+#[ignore = "run by an_invalid_heartbeat_variable_is_an_error_not_ignored"]
+fn child_with_a_bad_heartbeat() {
+    let _ = where_am_i(1).result();
+}

@@ -94,6 +94,12 @@ pub mod __private {
     pub use linkme;
     pub use serde;
 
+    /// Temporal's crates as unsync builds them, for `benches/remote.rs`'s raw-SDK baseline.
+    #[cfg(feature = "remote")]
+    pub mod temporal {
+        pub use {temporalio_client as client, temporalio_common as common, temporalio_sdk as sdk};
+    }
+
     /// Makes a closure capture `self` whole (not field by field), so that it is dropped when
     /// the task ends, as in a normal call.
     #[inline(always)]
