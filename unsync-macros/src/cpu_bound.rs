@@ -6,6 +6,10 @@
 //! A streaming function (`-> impl Iterator<Item = T>`) registers a stream shim instead, which
 //! returns the iterator's items encoded one at a time, and returns an `UnfinishedStream<T>`.
 //!
+//! `#[unsync(remote)]` is the same rewrite (the same registry entry, so a remote worker finds
+//! the function by the same key), handing the arguments to the remote executor instead, with
+//! the call's `retries` and `timeout`.
+//!
 //! Arguments and results written `Vec<u8>`, `Vec<f64>`, ... (any primitive number) cross the
 //! pipe as one block of bytes (`Bulk`), not element by element.
 
@@ -14,7 +18,7 @@ use quote::{ToTokens, format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{AttrStyle, FnArg, ItemFn, Pat, ReturnType, Type};
 
-use crate::attr::Options;
+use crate::attr::{Mode, Options};
 
 const BULK_ELEMENTS: &[&str] = &[
     "u8", "i8", "u16", "i16", "u32", "i32", "u64", "i64", "u128", "i128", "f32", "f64",
@@ -103,7 +107,20 @@ pub(crate) fn expand(options: &Options, mut function: ItemFn) -> TokenStream {
         }
         names.push(ident);
     }
+    // `remote` adds its settings to the call; `cpu_bound` hands it to the process pool.
+    let (spawn_bulk, spawn_checked, settings) = match options.mode {
+        Mode::Remote(remote) => {
+            let (retries, timeout_ms) = (remote.retries, remote.timeout_ms);
+            (
+                quote!(spawn_remote),
+                quote!(spawn_remote_checked),
+                quote!(, #private::RemoteOptions::new(#retries, #timeout_ms)),
+            )
+        }
+        _ => (quote!(spawn_process), quote!(spawn_checked), quote!()),
+    };
     let (encode_output, spawn) = if let Some(item_ty) = &item_ty {
+        // Streaming: `cpu_bound` only (`remote` refuses it in `validate`).
         checks.push(
             quote_spanned!(item_ty.span()=> let __unsync_wire = #private::check_wire::<#item_ty, _>();),
         );
@@ -123,9 +140,10 @@ pub(crate) fn expand(options: &Options, mut function: ItemFn) -> TokenStream {
     } else if is_bulk(&output_ty) {
         (
             quote!(&#private::Bulk(&__unsync_result)),
-            quote!(#private::spawn_process::<#private::Bulk<#output_ty>, #output_ty>(
+            quote!(#private::#spawn_bulk::<#private::Bulk<#output_ty>, #output_ty>(
                 &__UNSYNC_WORKER_FN,
-                &(#(#encode,)*),
+                &(#(#encode,)*)
+                #settings
             )),
         )
     } else {
@@ -134,10 +152,11 @@ pub(crate) fn expand(options: &Options, mut function: ItemFn) -> TokenStream {
         );
         (
             quote!(#private::Cross::lend(__unsync_wire, &__unsync_result)),
-            quote!(#private::spawn_checked(
+            quote!(#private::#spawn_checked(
                 __unsync_wire,
                 &__UNSYNC_WORKER_FN,
-                &(#(#encode,)*),
+                &(#(#encode,)*)
+                #settings
             )),
         )
     };

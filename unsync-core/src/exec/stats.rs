@@ -23,7 +23,7 @@ const STRIPES: usize = 16;
 /// Log2 buckets of microseconds: bucket 0 holds 0 µs, bucket `i` holds `[2^(i-1), 2^i)` µs, the
 /// last everything above (about 36 minutes).
 const BUCKETS: usize = 33;
-const MODES: usize = 4;
+const MODES: usize = 5;
 
 /// An executor, as [`Stats::mode`] names it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -36,20 +36,30 @@ pub enum Mode {
     Parallel,
     /// `#[unsync(cpu_bound)] fn`: the worker processes.
     Process,
+    /// `#[unsync(remote)] fn` sent to a Temporal cluster (`UNSYNC_REMOTE`); run locally, a
+    /// `remote` call counts as `Process`. Started is when the server accepted the call.
+    Remote,
 }
 
 impl Mode {
     /// Every mode, in the order [`Stats`]' table shows them.
-    pub const ALL: [Mode; MODES] = [Mode::Async, Mode::Thread, Mode::Parallel, Mode::Process];
+    pub const ALL: [Mode; MODES] = [
+        Mode::Async,
+        Mode::Thread,
+        Mode::Parallel,
+        Mode::Process,
+        Mode::Remote,
+    ];
 
     /// The mode's name in lower case, as in the table and the `mode` label of the metrics:
-    /// `async`, `thread`, `parallel`, `process`.
+    /// `async`, `thread`, `parallel`, `process`, `remote`.
     pub fn name(self) -> &'static str {
         match self {
             Mode::Async => "async",
             Mode::Thread => "thread",
             Mode::Parallel => "parallel",
             Mode::Process => "process",
+            Mode::Remote => "remote",
         }
     }
 }

@@ -25,7 +25,7 @@ mod call;
 mod codec;
 #[cfg(any(test, feature = "fuzzing"))]
 pub(crate) mod fuzz;
-mod handshake;
+pub(crate) mod handshake;
 mod launch;
 mod os;
 mod parent_death;
@@ -41,7 +41,11 @@ mod worker_log;
 mod worker_stream;
 
 pub(crate) use pool::shutdown;
+pub(crate) use registry::WorkerFn;
+// The seams the remote executor runs calls through.
 pub use worker::init;
+#[cfg(feature = "remote")]
+pub(crate) use {call::decode_result, pool::spawn_encoded, registry::lookup, registry::position};
 
 /// What `#[unsync(cpu_bound)]` expands to.
 pub mod private {

@@ -26,7 +26,7 @@ pub struct Never;
 pub trait Unimplemented {}
 
 #[diagnostic::on_unimplemented(
-    message = "`{Self}` cannot cross to a worker process: the arguments, result and streamed items of a `#[unsync(cpu_bound)]` function must implement `serde::Serialize` and `serde::Deserialize`",
+    message = "`{Self}` cannot cross to a worker process: the arguments, result and streamed items of a `#[unsync(cpu_bound)]` or `#[unsync(remote)]` function must implement `serde::Serialize` and `serde::Deserialize`",
     label = "`{Self}` must implement `serde::Serialize` and `serde::Deserialize`",
     note = "add `#[derive(serde::Serialize, serde::Deserialize)]` to the type's definition (for a type from another crate, look for a `serde` feature of that crate), or use `#[unsync]` or `#[unsync(parallel)]` to run the function in this process"
 )]

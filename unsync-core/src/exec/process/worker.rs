@@ -41,6 +41,11 @@ pub(super) fn take_over_if_worker() {
     if let Some(spec) = std::env::var_os(WORKER_ENV) {
         become_worker(&spec);
     }
+    if let Some(mode) = std::env::var_os(crate::exec::remote::SERVE_ENV) {
+        // Still before any thread: the worker processes this server starts must not serve too.
+        sys::remove_env_var_before_threads(crate::exec::remote::SERVE_ENV);
+        crate::exec::remote::serve_from_hook(&mode);
+    }
 }
 
 pub(crate) fn hook_ran() -> bool {

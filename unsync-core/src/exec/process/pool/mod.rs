@@ -25,7 +25,7 @@ use crossbeam_channel::Sender;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::call::{self, Job, ProcessJob};
+use super::call::{self, EncodedJob, Job, ProcessJob};
 use super::os;
 use super::registry::{self, WorkerFn};
 use super::stream::{StreamJob, encode_stream};
@@ -294,6 +294,36 @@ fn grant(id: u64, items: usize) {
     credit.granted += u64::from(items);
     credit.unsent = credit.unsent.saturating_add(items);
     drop(pool.flush(state, index));
+}
+
+/// Run a registered function in a worker process with arguments already encoded (as
+/// `spawn_process` would encode them), yielding the result still encoded: the seam for an
+/// executor that receives calls as bytes (the remote worker). Cancelling the handle kills the
+/// worker running it, as for any call.
+#[cfg_attr(not(feature = "remote"), allow(dead_code))]
+pub(crate) fn spawn_encoded(entry: &'static WorkerFn, args: &[u8]) -> Unfinished<Vec<u8>> {
+    let index = match registry::position(entry) {
+        Ok(index) => index,
+        Err(error) => return Unfinished::failed(error),
+    };
+    let pool = pool();
+    let id = pool.next_id.fetch_add(1, Ordering::Relaxed);
+    let frame = match call::encode_encoded_call(entry, id, args, pool.max_frame) {
+        Ok(frame) => frame,
+        Err(error) => return Unfinished::failed(error),
+    };
+    let cell = Completion::pending(entry.name);
+    let job = Arc::new(EncodedJob::new(frame, cell.clone()));
+    cell.set_abort(Abort::new(move || cancel(id)));
+    pool.submit(Call {
+        id,
+        entry,
+        index,
+        job,
+        cost: 0,
+        stream: None,
+    });
+    Unfinished::from_cell(cell)
 }
 
 /// Stop the call `id`: forget it if queued, kill its worker if it is running.
