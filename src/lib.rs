@@ -219,9 +219,11 @@
 //! - *Stopping*: [`cancel`](UnfinishedStream::cancel), [`timeout`](UnfinishedStream::timeout)
 //!   and dropping the stream kill its worker, which the pool replaces, as for a cancelled call.
 //! - A streaming worker is busy: it takes no other call until its stream ends, so an unread
-//!   stream holds a worker (drop what you stop reading). A blocking read of such a stream on
-//!   a rayon thread waits without running other rayon jobs meanwhile: one of them could read
-//!   another stream that waits for a worker.
+//!   stream holds a worker (drop what you stop reading). With as many streams open and unread
+//!   as there are workers ([`Config::processes`]), another stream or call waits for one of
+//!   them to end: reading it first, before those, waits forever. A blocking read of such a
+//!   stream on a rayon thread waits without running other rayon jobs meanwhile: one of them
+//!   could read another stream that waits for a worker.
 //!
 //! ```
 //! use unsync::unsync;
