@@ -608,7 +608,8 @@
 //!
 //! **Logs from worker processes.** A worker never runs `main`, so no subscriber of yours
 //! exists there; instead, `tracing` events and spans recorded inside a `cpu_bound` function
-//! are sent back with its answer and re-emitted in the calling process, as children of the
+//! are sent back while it runs (every 100 ms, and the rest with its answer; a stream's with
+//! each batch of items) and re-emitted in the calling process, as children of the
 //! span current where the function was called, at their own level. They have the target
 //! `unsync::worker` and the fields `pid` (the worker's), `target` (the event's own target) and
 //! `fields` (the event's other fields as one string, `name=value` separated by spaces); the
@@ -616,8 +617,8 @@
 //! fields `pid`, `name` and `fields`, parent of the events recorded in it. Only the levels
 //! your subscriber records cross (the call carries its most verbose level, and the worker
 //! records nothing more verbose), so with no subscriber, or one that records nothing, this
-//! costs a call nothing but a byte in its frame. They arrive when the call ends, not as they
-//! happen; at most 1 MiB of them per call (the rest is dropped), each text cut at 16 KiB;
+//! costs a call nothing but a byte in its frame. At most 1 MiB of them wait in the worker to
+//! be sent (beyond it, records are dropped until the next send), each text cut at 16 KiB;
 //! spans' enter/exit timings and `record`ed values do not cross.
 //!
 //! ```no_run

@@ -15,7 +15,7 @@ use tracing_subscriber::registry::LookupSpan;
 use unsync::unsync;
 
 mod common;
-use common::{LIMIT, watchdog};
+use common::{LIMIT, PidReports, report_pid, watchdog};
 
 #[derive(Debug, Clone)]
 struct Recorded {
@@ -99,14 +99,22 @@ fn square_logged(n: u64) -> u64 {
     n * n
 }
 
+/// The recording subscriber, for every test of this file.
+fn record() {
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| {
+        tracing::subscriber::set_global_default(
+            tracing_subscriber::registry()
+                .with(Recorder)
+                .with(LevelFilter::DEBUG),
+        )
+        .expect("the only subscriber");
+    });
+}
+
 #[test]
 fn worker_events_reach_the_caller_under_its_span() {
-    tracing::subscriber::set_global_default(
-        tracing_subscriber::registry()
-            .with(Recorder)
-            .with(LevelFilter::DEBUG),
-    )
-    .expect("the only subscriber");
+    record();
     watchdog(LIMIT, || {
         let request = info_span!("request", id = 7);
         let squared = request.in_scope(|| square_logged(12));
@@ -151,5 +159,44 @@ fn worker_events_reach_the_caller_under_its_span() {
                 .is_some_and(|m| m.contains("verbose"))),
             "a TRACE event crossed although the parent records DEBUG at most: {events:#?}"
         );
+    });
+}
+
+/// Logs, then runs until the test lets it end (by writing a byte to its pid connection).
+#[unsync(cpu_bound)]
+fn logs_then_waits(reports: String) -> u64 {
+    use std::io::Read;
+    tracing::info!("halfway through a long call");
+    let mut connection = report_pid(&reports);
+    let mut go = [0];
+    connection.read_exact(&mut go).unwrap();
+    7
+}
+
+#[test]
+fn a_running_calls_events_arrive_before_it_ends() {
+    record();
+    watchdog(LIMIT, || {
+        use std::io::Write;
+        let reports = PidReports::bind();
+        let call = logs_then_waits(reports.addr());
+        let (_pid, mut connection) = reports.next();
+        // The call cannot end before the test writes below: the event must come while it runs
+        // (the worker sends a running call's records every 100 ms; the watchdog fails the test
+        // if they only came with the answer).
+        let arrived = || {
+            EVENTS.lock().unwrap().iter().any(|e| {
+                e.target == "unsync::worker"
+                    && e.fields
+                        .get("message")
+                        .is_some_and(|m| m == "halfway through a long call")
+            })
+        };
+        while !arrived() {
+            std::thread::yield_now();
+        }
+        assert!(!call.is_done());
+        connection.write_all(&[1]).unwrap();
+        assert_eq!(call.result(), 7);
     });
 }

@@ -10,6 +10,7 @@ use std::io::{BufWriter, Write};
 use std::os::fd::{OwnedFd, RawFd};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use super::protocol::{self, Failure, FrameReader, Message, ProtocolError};
 use super::{handshake, launch, parent_death, registry, sys, worker_stream};
@@ -199,18 +200,33 @@ fn pipe_fd(fd: RawFd, which: &str, end: sys::PipeEnd) -> Result<OwnedFd, String>
 
 fn serve(spec: WorkerSpec) -> i32 {
     let mut requests = FrameReader::new(File::from(spec.requests), spec.max_frame);
-    let mut responses = BufWriter::with_capacity(64 << 10, File::from(spec.responses));
+    // Shared with the thread that sends a running call's `tracing` records (`worker_log`).
+    let shared = Arc::new(Mutex::new(BufWriter::with_capacity(
+        64 << 10,
+        File::from(spec.responses),
+    )));
+    let responses = || crate::exec::lock(&shared);
     let mut frame = Vec::with_capacity(1024);
     let greeted = handshake::greet(spec.fingerprint, &mut frame);
-    let sent = responses.write_all(&frame).and_then(|()| responses.flush());
+    let sent = {
+        let mut out = responses();
+        out.write_all(&frame).and_then(|()| out.flush())
+    };
     if !greeted {
         return 3;
     }
     if sent.is_err() {
         return 0;
     }
+    if let Err(e) = super::worker_log::flush_while_calls_run(shared.clone()) {
+        eprintln!(
+            "unsync worker {}: cannot start its log thread: {e}; exiting",
+            std::process::id()
+        );
+        return 4;
+    }
     loop {
-        if !requests.has_frame() && responses.flush().is_err() {
+        if !requests.has_frame() && responses().flush().is_err() {
             return 0;
         }
         let body = match requests.next_frame() {
@@ -232,6 +248,7 @@ fn serve(spec: WorkerSpec) -> i32 {
                 args,
             }) => {
                 let args = args.to_vec();
+                let mut responses = responses();
                 if responses.flush().is_err() {
                     return 0;
                 }
@@ -244,7 +261,7 @@ fn serve(spec: WorkerSpec) -> i32 {
                 };
                 match worker_stream::serve_stream(
                     &mut requests,
-                    &mut responses,
+                    &mut *responses,
                     request,
                     spec.max_frame,
                 ) {
@@ -263,7 +280,7 @@ fn serve(spec: WorkerSpec) -> i32 {
             eprintln!("unsync worker {}: {e}; exiting", std::process::id());
             return 4;
         }
-        if responses.write_all(&frame).is_err() {
+        if responses().write_all(&frame).is_err() {
             return 0;
         }
     }

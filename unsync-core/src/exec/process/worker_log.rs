@@ -6,8 +6,11 @@
 //!   keeps the call-site span with the call only then.
 //! - The worker installs [`Forward`] as its global subscriber. While a call runs, it records
 //!   what the call's level allows (one atomic load per callsite hit otherwise) as `SPAN` and
-//!   `EVENT` frames in a buffer, bounded at [`BUFFER_LIMIT`] bytes per call (beyond it,
-//!   records are dropped); the frames go out just before the call's answer.
+//!   `EVENT` frames in a buffer, bounded at [`BUFFER_LIMIT`] bytes (beyond it, records are
+//!   dropped until the buffer is sent). The frames go out while the call runs, every [`FLUSH_EVERY`]
+//!   ([`flush_while_calls_run`]), and the rest just before the call's answer (a stream's go
+//!   out with each batch of items): a long call's progress shows as it happens, and never
+//!   after its answer.
 //! - The parent's I/O thread re-emits them (see [`Replay`]), target `unsync::worker`, at their
 //!   level, as children of the call-site span, with the worker's `pid`, the worker-side
 //!   `target`, and the worker's fields as one `fields` string (`tracing` needs static field
@@ -16,8 +19,10 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::sync::Mutex;
+use std::io::Write;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tracing::field::{Field, Visit};
 use tracing::level_filters::LevelFilter;
@@ -59,6 +64,14 @@ static LEVEL: AtomicU8 = AtomicU8::new(0);
 static CALL: AtomicU64 = AtomicU64::new(0);
 static NEXT_SPAN: AtomicU64 = AtomicU64::new(1);
 static BUFFER: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+/// Held while records taken from the buffer are on their way out: [`end`] waits for it, so
+/// that records sent while the call ran always precede its answer.
+static SENDING: Mutex<()> = Mutex::new(());
+/// The thread of [`flush_while_calls_run`], woken when a call that records begins.
+static FLUSHER: std::sync::OnceLock<std::thread::Thread> = std::sync::OnceLock::new();
+
+/// How often the records of a running call are sent.
+pub(crate) const FLUSH_EVERY: Duration = Duration::from_millis(100);
 
 thread_local! {
     /// The worker-side spans entered on this thread, innermost last.
@@ -74,6 +87,43 @@ pub(crate) fn install() {
 pub(crate) fn begin(id: u64, level: u8) {
     CALL.store(id, Ordering::Relaxed);
     LEVEL.store(level, Ordering::Release);
+    if level > 0
+        && let Some(flusher) = FLUSHER.get()
+    {
+        flusher.unpark();
+    }
+}
+
+/// Send the records of the running call through `responses` every [`FLUSH_EVERY`], on a
+/// thread started now, for as long as the worker lives. A round is skipped while `responses`
+/// is in use (an answer being written, or a stream, which sends its records itself).
+pub(crate) fn flush_while_calls_run<W: Write + Send + 'static>(
+    responses: Arc<Mutex<W>>,
+) -> std::io::Result<()> {
+    let thread = std::thread::Builder::new()
+        .name("unsync-worker-log".into())
+        .spawn(move || {
+            loop {
+                if LEVEL.load(Ordering::Acquire) == 0 {
+                    std::thread::park();
+                    continue;
+                }
+                std::thread::sleep(FLUSH_EVERY);
+                let _sending = crate::exec::lock(&SENDING);
+                let Ok(mut out) = responses.try_lock() else {
+                    continue;
+                };
+                let records = take();
+                if !records.is_empty()
+                    && out.write_all(&records).and_then(|()| out.flush()).is_err()
+                {
+                    // The parent is gone: the worker's main thread will notice and exit.
+                    return;
+                }
+            }
+        })?;
+    let _ = FLUSHER.set(thread.thread().clone());
+    Ok(())
 }
 
 /// The records of the running call so far, as frames (a stream sends them with its items).
@@ -86,6 +136,7 @@ pub(crate) fn take() -> Vec<u8> {
 
 /// The call ended: its records, as frames (empty when none).
 pub(crate) fn end() -> Vec<u8> {
+    let _sent = crate::exec::lock(&SENDING);
     if LEVEL.swap(0, Ordering::AcqRel) == 0 {
         return Vec::new();
     }
