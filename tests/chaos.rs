@@ -14,6 +14,9 @@
 //! A binary of its own: it configures the pool size, and its kills must not hit the workers of
 //! other tests.
 
+// Unix only: it finds workers in `/proc` and kills them with SIGKILL.
+#![cfg(unix)]
+
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

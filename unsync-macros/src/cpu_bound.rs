@@ -1,6 +1,6 @@
 //! The rewrite for `#[unsync(cpu_bound)]`: the body becomes a nested function, registered (with
 //! a shim that decodes the arguments and encodes the result) in the link-time registry that
-//! worker processes look functions up in; the outer function encodes its arguments and hands
+//! worker processes look functions up in (a `linkme` entry, or on Windows a constructor); the outer function encodes its arguments and hands
 //! them to the process pool.
 //!
 //! Arguments and results written `Vec<u8>`, `Vec<f64>`, ... (any primitive number) cross the
@@ -144,10 +144,16 @@ pub(crate) fn expand(options: &Options, mut function: ItemFn) -> TokenStream {
                 let __unsync_result = __unsync_body(#(#unwrap),*);
                 #private::encode(#encode_output, __unsync_out)
             }
+            #[cfg(not(windows))]
             #[#private::linkme::distributed_slice(#private::WORKER_FNS)]
             #[linkme(crate = #private::linkme)]
             static __UNSYNC_WORKER_FN: #private::WorkerFn =
                 #private::WorkerFn::new(__UNSYNC_NAME, #signature, __unsync_shim);
+            // Windows linkers drop `linkme` entries: a constructor registers the function.
+            #[cfg(windows)]
+            static __UNSYNC_WORKER_FN: #private::WorkerFn =
+                #private::WorkerFn::new(__UNSYNC_NAME, #signature, __unsync_shim);
+            #private::register_worker_fn!(__UNSYNC_WORKER_FN);
             if #private::in_worker() {
                 return #private::run_inline(__UNSYNC_NAME, move || __unsync_body(#(#names),*));
             }

@@ -17,7 +17,8 @@
 //!   the same build; `parent_death`: workers die with their parent;
 //! - `worker`: the worker side, from the start-up hook to running calls; `worker_log`: the
 //!   `tracing` records of a call's body, sent to the parent and re-emitted there;
-//! - `os`: what differs between Linux and other Unix systems; `sys`: the crate's only `unsafe`.
+//! - `os`: what differs between Unix systems and Windows, and between Linux and other Unix
+//!   systems; `sys` (`sys_windows.rs` on Windows): the crate's only `unsafe`.
 
 mod call;
 mod codec;
@@ -30,7 +31,12 @@ mod parent_death;
 mod pool;
 mod protocol;
 mod registry;
+#[cfg(unix)]
 #[allow(unsafe_code)]
+mod sys;
+#[cfg(windows)]
+#[allow(unsafe_code)]
+#[path = "sys_windows.rs"]
 mod sys;
 mod wire_check;
 mod worker;
@@ -43,9 +49,14 @@ pub use worker::init;
 pub mod private {
     pub use super::codec::{Bulk, BulkElement, CodecError, decode, encode};
     pub use super::pool::spawn_process;
-    pub use super::registry::{Shim, WORKER_FNS, WorkerFn};
+    #[cfg(not(windows))]
+    pub use super::registry::WORKER_FNS;
+    #[cfg(windows)]
+    pub use super::registry::register;
+    pub use super::registry::{Shim, WorkerFn};
     pub use super::wire_check::{
         Cross, SerializeAndDeserialize, Witness, check_wire, spawn_checked,
     };
     pub use super::worker::{in_worker, run_inline};
+    pub use crate::__register_worker_fn as register_worker_fn;
 }

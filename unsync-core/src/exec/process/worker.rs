@@ -7,7 +7,6 @@
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io::{BufWriter, Write};
-use std::os::fd::{OwnedFd, RawFd};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -128,9 +127,15 @@ fn process_name(arg0: Option<&OsStr>) -> Option<std::ffi::CString> {
     std::ffi::CString::new(format!("{}{SUFFIX}", &program[..cut])).ok()
 }
 
+/// A pipe end as the spec names it: an fd, or on Windows a handle's value.
+#[cfg(unix)]
+type RawFd = std::os::fd::RawFd;
+#[cfg(windows)]
+type RawFd = usize;
+
 struct WorkerSpec {
-    requests: OwnedFd,
-    responses: OwnedFd,
+    requests: File,
+    responses: File,
     fingerprint: u64,
     max_frame: usize,
 }
@@ -174,7 +179,8 @@ impl WorkerSpec {
 }
 
 /// Take ownership of an inherited pipe end, after checking that it is one, the right one.
-fn pipe_fd(fd: RawFd, which: &str, end: sys::PipeEnd) -> Result<OwnedFd, String> {
+#[cfg(unix)]
+fn pipe_fd(fd: RawFd, which: &str, end: sys::PipeEnd) -> Result<File, String> {
     if fd < 3 {
         return Err(format!("the {which} fd {fd} is a standard stream"));
     }
@@ -189,12 +195,24 @@ fn pipe_fd(fd: RawFd, which: &str, end: sys::PipeEnd) -> Result<OwnedFd, String>
     }
     // The pool passed this fd to this process for its sole use, it is open (checked above),
     // and nothing else in this process refers to it.
-    Ok(sys::adopt_inherited_fd(fd))
+    Ok(File::from(sys::adopt_inherited_fd(fd)))
+}
+
+/// Take ownership of an inherited pipe handle, after checking that it is one (Windows cannot
+/// tell which end).
+#[cfg(windows)]
+fn pipe_fd(handle: RawFd, which: &str, _end: sys::PipeEnd) -> Result<File, String> {
+    if !sys::is_pipe(handle) {
+        return Err(format!("the {which} handle {handle} is not an open pipe"));
+    }
+    // The pool passed this handle to this process for its sole use, it is an open pipe
+    // (checked above), and nothing else in this process refers to it.
+    Ok(File::from(sys::adopt_inherited_handle(handle)))
 }
 
 fn serve(spec: WorkerSpec) -> i32 {
-    let mut requests = FrameReader::new(File::from(spec.requests), spec.max_frame);
-    let mut responses = BufWriter::with_capacity(64 << 10, File::from(spec.responses));
+    let mut requests = FrameReader::new(spec.requests, spec.max_frame);
+    let mut responses = BufWriter::with_capacity(64 << 10, spec.responses);
     let mut frame = Vec::with_capacity(1024);
     let greeted = handshake::greet(spec.fingerprint, &mut frame);
     let sent = responses.write_all(&frame).and_then(|()| responses.flush());

@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use super::call::{call_outcome, decode_result};
 use super::codec::{Bulk, decode, encode};
 use super::protocol::{FrameReader, Message, PREFIX, body_len};
-use super::registry::WORKER_FNS;
+use super::registry;
 use super::worker::handle_request;
 use crate::error::{Error, Payload};
 use samples::ADD;
@@ -89,7 +89,10 @@ pub fn frame_decoder(data: &[u8]) {
 pub fn worker_request(data: &[u8]) {
     let body = match data.split_first() {
         Some((&selector, args)) if selector & 1 == 1 => {
-            let function = &WORKER_FNS[usize::from(selector >> 1) % WORKER_FNS.len()];
+            let index = usize::from(selector >> 1) % registry::count();
+            let function = registry::entries()
+                .nth(index)
+                .expect("index below the count");
             call_body(u64::from(selector), function.key, args)
         }
         Some((_, body)) => body.to_vec(),

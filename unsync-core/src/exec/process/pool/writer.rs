@@ -2,13 +2,14 @@
 //! takes, the rest (from the exact byte where a write stopped) once its I/O thread sees the
 //! pipe writable again. The lock is released during each write.
 
-use std::io::IoSlice;
+use std::io::{self, IoSlice};
 use std::sync::{Arc, MutexGuard};
 
 use super::schedule::MAX_DEPTH;
 use super::{Phase, Pool, Slot, State};
 use crate::exec::lock;
 use crate::exec::process::call::Job;
+use crate::exec::process::os;
 
 impl Pool {
     /// Write this worker's unsent calls without blocking; what does not fit is written by
@@ -49,7 +50,7 @@ impl Pool {
                     })
                 })
                 .collect();
-            let written = rustix::io::writev(&io.requests, &slices);
+            let written = os::write_vectored(&io.requests, &slices);
             drop(slices);
             state = lock(&self.state);
             let slot = &mut state.slots[index];
@@ -64,8 +65,8 @@ impl Pool {
                         return state;
                     }
                 }
-                Err(rustix::io::Errno::INTR) => {}
-                Err(rustix::io::Errno::AGAIN) => {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     slot.writing = false;
                     slot.want_writable = true;
                     io.wake();
