@@ -15,32 +15,6 @@ fn add_one(x: u64) -> u64 {
     x + 1
 }
 
-/// This process's live children (of every thread: the pool's supervisor starts them).
-fn live_children() -> Vec<i32> {
-    let mut pids = Vec::new();
-    for task in std::fs::read_dir("/proc/self/task").unwrap() {
-        let Ok(list) = std::fs::read_to_string(task.unwrap().path().join("children")) else {
-            continue;
-        };
-        for pid in list.split_whitespace() {
-            let pid: i32 = pid.parse().unwrap();
-            let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .map(|stat| {
-                    stat.rsplit(')')
-                        .next()
-                        .unwrap_or("")
-                        .trim_start()
-                        .starts_with('Z')
-                })
-                .unwrap_or(true);
-            if !zombie {
-                pids.push(pid);
-            }
-        }
-    }
-    pids
-}
-
 #[test]
 fn shutdown_right_after_the_first_call_stops_workers_still_starting() {
     unsync::Config::new().processes(3).install().unwrap();
@@ -52,7 +26,7 @@ fn shutdown_right_after_the_first_call_stops_workers_still_starting() {
                 0,
                 "round {round}"
             );
-            let left = live_children();
+            let left = common::live_children();
             assert!(
                 left.is_empty(),
                 "round {round}: workers {left:?} outlived shutdown"
