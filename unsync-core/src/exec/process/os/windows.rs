@@ -227,7 +227,10 @@ fn write_requests(shared: &Shared, mut pipe: File) {
                 return;
             }
             chunk.clear();
-            chunk.extend(pipes.outbox.drain(..));
+            let (front, back) = pipes.outbox.as_slices();
+            chunk.extend_from_slice(front);
+            chunk.extend_from_slice(back);
+            pipes.outbox.clear();
         }
         // The outbox has room again.
         shared.changed.notify_all();
@@ -263,9 +266,11 @@ impl Read for &Responses {
         let mut pipes = self.0.lock();
         if !pipes.inbox.is_empty() {
             let n = pipes.inbox.len().min(buf.len());
-            for (to, from) in buf.iter_mut().zip(pipes.inbox.drain(..n)) {
-                *to = from;
-            }
+            let (front, back) = pipes.inbox.as_slices();
+            let from_front = front.len().min(n);
+            buf[..from_front].copy_from_slice(&front[..from_front]);
+            buf[from_front..n].copy_from_slice(&back[..n - from_front]);
+            pipes.inbox.drain(..n);
             drop(pipes);
             self.0.changed.notify_all();
             return Ok(n);
