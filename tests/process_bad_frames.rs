@@ -1,7 +1,8 @@
 //! A worker that writes bytes out of step with the protocol on its response pipe (what a
 //! memory-corrupting bug in the worker could do): the call in flight fails with
 //! `Error::WorkerDied` saying the worker broke the protocol, the worker is replaced, and later
-//! calls succeed. The frame decoder's own property tests and fuzz targets cover the bytes; this
+//! calls succeed; in the middle of a stream, the stream ends with that error after the items
+//! received before. The frame decoder's own property tests and fuzz targets cover the bytes; this
 //! covers the pool's reaction, with real processes.
 
 use std::io::Write;
@@ -131,5 +132,118 @@ fn bad_frames_from_a_worker_fail_the_call_and_replace_the_worker() {
             // The pool replaced the worker and answers.
             assert_ne!(pid().result(), std::process::id());
         }
+    });
+}
+
+/// Three items, then `frame` written to the response pipe by the iterator itself, then items
+/// forever.
+#[unsync(cpu_bound)]
+fn inject_mid_stream(frame: Vec<u8>) -> impl Iterator<Item = u64> {
+    inject_mid_stream_at(frame, 3)
+}
+
+/// An `ITEMS` body: stream `id`, `count` said, then `items` (each a length and its bytes).
+fn items_frame(id: u64, count: u32, items: &[&[u8]]) -> Vec<u8> {
+    let mut body = vec![0x18];
+    body.extend_from_slice(&id.to_le_bytes());
+    body.extend_from_slice(&count.to_le_bytes());
+    for item in items {
+        body.extend_from_slice(&(item.len() as u32).to_le_bytes());
+        body.extend_from_slice(item);
+    }
+    frame(&body)
+}
+
+/// Bad frames in the middle of a stream end it with `Error::WorkerDied` after items it had
+/// sent (the writer thread may or may not have sent the first three before the bad frame),
+/// and the pool replaces the worker.
+#[test]
+fn bad_frames_mid_stream_end_the_stream_with_worker_died() {
+    watchdog(LIMIT, || {
+        let cases: [(&str, Vec<u8>); 3] = [
+            ("unexpected frame", items_frame(u64::MAX, 1, &[&[7]])),
+            ("another number of items", items_frame(u64::MAX, 2, &[&[7]])),
+            ("unknown frame kind", frame(&[0xEE])),
+        ];
+        for (expected, bytes) in cases {
+            let mut read = 0;
+            let mut ending = None;
+            for item in inject_mid_stream(bytes).catch() {
+                match item {
+                    Ok(n) => {
+                        assert_eq!(n, read, "{expected}");
+                        read += 1;
+                    }
+                    Err(error) => ending = Some(error),
+                }
+            }
+            assert!(
+                read <= 3,
+                "{expected}: {read} items read past the bad frame"
+            );
+            match ending {
+                Some(Error::WorkerDied { task, detail }) => {
+                    assert_eq!(task, "process_bad_frames::inject_mid_stream");
+                    assert!(detail.contains(expected), "{expected:?} not in {detail:?}");
+                }
+                other => panic!("{expected}: expected WorkerDied, got {other:?}"),
+            }
+            assert_ne!(pid().result(), std::process::id());
+        }
+    });
+}
+
+/// `frame` written to the response pipe before the first item, then items forever.
+#[unsync(cpu_bound)]
+fn inject_first(frame: Vec<u8>) -> impl Iterator<Item = u64> {
+    inject_mid_stream_at(frame, 0)
+}
+
+fn inject_mid_stream_at(frame: Vec<u8>, at: u64) -> impl Iterator<Item = u64> {
+    (0..).inspect(move |&i| {
+        if i == at {
+            for pipe in writable_pipes() {
+                let mut out = std::fs::OpenOptions::new().write(true).open(pipe).unwrap();
+                out.write_all(&frame).unwrap();
+            }
+        }
+    })
+}
+
+/// Well-formed `ITEMS` frames of the right stream that break its contract: more items than
+/// its credit (16), an item that does not decode as `u64`. Run in a child process, where the
+/// stream is the pool's first call, so its id (1) is known. (Before the first item, nothing
+/// else is being written to the pipe.)
+#[test]
+#[ignore = "run by items_beyond_the_credit_or_that_do_not_decode_end_the_stream"]
+fn child_streams_get_items_that_break_the_contract() {
+    let over_credit = items_frame(1, 17, &[&[0_u8][..]; 17]);
+    let ending = inject_first(over_credit).catch().into_iter().last();
+    match ending {
+        Some(Err(Error::WorkerDied { detail, .. })) => {
+            assert!(
+                detail.contains("sent 17 items of a stream granted 16"),
+                "{detail}"
+            );
+        }
+        other => panic!("expected WorkerDied, got {other:?}"),
+    }
+    // The next stream is call 3 (`pid` is call 2).
+    assert_ne!(pid().result(), std::process::id());
+    let undecodable = items_frame(3, 1, &[&[0xff; 11]]);
+    let ending = inject_first(undecodable).catch().into_iter().last();
+    match ending {
+        Some(Err(Error::Encoding { detail, .. })) => {
+            assert!(detail.contains("decoding an item"), "{detail}");
+        }
+        other => panic!("expected Encoding, got {other:?}"),
+    }
+    assert_ne!(pid().result(), std::process::id());
+}
+
+#[test]
+fn items_beyond_the_credit_or_that_do_not_decode_end_the_stream() {
+    watchdog(LIMIT, || {
+        common::run_child_test("child_streams_get_items_that_break_the_contract");
     });
 }

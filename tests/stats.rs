@@ -1,7 +1,8 @@
 //! `unsync::stats()`: per mode, submitted = succeeded + failed + cancelled once a mix of
 //! successes, panics, cancellations and timeouts has ended; queued and running while tasks are
-//! held; the process pool's workers started and died. (A binary of its own, its tests run one
-//! at a time: the figures are process-wide, and each test asserts on the change it made.)
+//! held; the process pool's workers started and died; a `cpu_bound` stream as one task. (A
+//! binary of its own, its tests run one at a time: the figures are process-wide, and each test
+//! asserts on the change it made.)
 
 use std::sync::mpsc;
 use std::sync::{Mutex, MutexGuard, Once, PoisonError};
@@ -29,6 +30,24 @@ fn spins_reporting(addr: String) -> u32 {
     loop {
         std::hint::spin_loop();
     }
+}
+
+/// `n` numbers, then a panic if `fail`, from a worker process.
+#[unsync(cpu_bound)]
+fn numbers(n: u64, fail: bool) -> impl Iterator<Item = u64> {
+    (0..=n).map(move |i| {
+        if i == n && fail {
+            panic!("after {n}")
+        } else {
+            i
+        }
+    })
+}
+
+/// Numbers forever, from a worker process.
+#[unsync(cpu_bound)]
+fn endless_numbers() -> impl Iterator<Item = u64> {
+    0..
 }
 
 #[unsync(parallel)]
@@ -144,12 +163,22 @@ fn the_invariant_holds_in_the_in_process_modes() {
             started_rx.recv().unwrap();
             assert!(running.cancel());
             stopped_rx.recv().unwrap();
-            // A timeout: the task is cancelled.
-            let (open, slow) = gated(mode, 1_u32);
-            let timed_out = slow.timeout(Duration::from_millis(5)).result();
-            assert!(matches!(timed_out, Err(Error::TimedOut { .. })));
-            drop(open);
-            let after = settle(stats_mode(mode), &before, (4, 1, 1, 2));
+            // Timeouts: the task is stopped, and counted as failed. Read by one handle, and
+            // with a clone (an async task's handle then shares a completion cell).
+            for cloned in [false, true] {
+                let (open, slow) = gated(mode, 1_u32);
+                let clone = cloned.then(|| slow.clone());
+                let timed_out = slow.timeout(Duration::from_millis(5)).result();
+                assert!(matches!(timed_out, Err(Error::TimedOut { .. })));
+                if let Some(clone) = clone {
+                    assert!(matches!(
+                        clone.catch().result(),
+                        Err(Error::TimedOut { .. })
+                    ));
+                }
+                drop(open);
+            }
+            let after = settle(stats_mode(mode), &before, (5, 1, 3, 1));
             assert_eq!(
                 after.submitted,
                 after.succeeded + after.failed + after.cancelled,
@@ -231,7 +260,8 @@ fn process_calls_and_workers_are_counted() {
             fails("on purpose".into()).catch().result(),
             Err(Error::Panicked { .. })
         ));
-        // A running call cancelled, and one timed out: the pool kills its worker (not a death).
+        // A running call cancelled, and one timed out (counted as failed): the pool kills its
+        // worker either way (not a death).
         for timeout in [false, true] {
             let reports = PidReports::bind();
             let runaway = spins_reporting(reports.addr());
@@ -254,7 +284,7 @@ fn process_calls_and_workers_are_counted() {
             victim.catch().result(),
             Err(Error::WorkerDied { .. })
         ));
-        let after = settle(mode, &before, (5, 1, 2, 2));
+        let after = settle(mode, &before, (5, 1, 3, 1));
         assert_eq!(
             after.submitted,
             after.succeeded + after.failed + after.cancelled
@@ -299,4 +329,43 @@ fn kill_worker(pid: u32) -> i32 {
         CloseHandle(process);
         if killed != 0 { 0 } else { -1 }
     }
+}
+
+/// A `cpu_bound` stream is one process task: read to its end it succeeded, ended by a panic
+/// or a timeout it failed, cancelled or dropped it was cancelled (its worker killed).
+#[test]
+fn process_streams_are_counted() {
+    let _alone = alone();
+    common::watchdog(LIMIT, || {
+        let mode = StatsMode::Process;
+        assert_ne!(pid().result(), std::process::id());
+        let before = quiet(mode);
+        assert_eq!(numbers(100, false).into_iter().count(), 101);
+        let failed = numbers(3, true).catch().into_iter().last();
+        assert!(
+            matches!(failed, Some(Err(Error::Panicked { .. }))),
+            "{failed:?}"
+        );
+        let cancelled = endless_numbers();
+        let mut cancelled = cancelled.catch().into_iter();
+        assert!(matches!(cancelled.next(), Some(Ok(0))));
+        assert!(cancelled.cancel());
+        assert!(matches!(
+            cancelled.last(),
+            Some(Err(Error::Cancelled { .. }))
+        ));
+        let timed_out = endless_numbers().timeout(Duration::from_millis(20)).catch();
+        assert!(matches!(
+            timed_out.into_iter().last(),
+            Some(Err(Error::TimedOut { .. }))
+        ));
+        let mut dropped = endless_numbers().into_iter();
+        assert_eq!(dropped.next(), Some(0));
+        drop(dropped);
+        let after = settle(mode, &before, (5, 1, 2, 2));
+        assert_eq!(
+            after.submitted,
+            after.succeeded + after.failed + after.cancelled
+        );
+    });
 }

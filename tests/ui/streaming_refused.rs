@@ -6,8 +6,8 @@ fn parallel_stream(n: u64) -> impl Iterator<Item = u64> {
 }
 
 #[unsync(cpu_bound)]
-fn cpu_stream(n: u64) -> impl Iterator<Item = u64> {
-    0..n
+fn cpu_stream(n: u64) -> impl futures::Stream<Item = u64> {
+    futures::stream::iter(0..n)
 }
 
 #[unsync]

@@ -13,6 +13,8 @@
 //! | worker processes | [`Config::processes`] | `UNSYNC_PROCESSES` | cores |
 //! | largest frame on a worker pipe | [`Config::max_frame_bytes`] | `UNSYNC_MAX_FRAME_BYTES` | 256 MiB |
 //! | longest spin of a waiter before it parks | [`Config::spin`] | `UNSYNC_SPIN_MICROS` | 50 µs |
+//! | the Temporal cluster of `remote` functions | [`Config::remote`] | `UNSYNC_REMOTE` | none: local worker processes |
+//! | a remote call's heartbeat timeout | [`Remote::heartbeat`] | `UNSYNC_REMOTE_HEARTBEAT_MILLIS` | 10 s |
 //!
 //! An environment variable that does not parse is never ignored: [`Config::install`] returns
 //! [`ConfigError::InvalidEnv`], and without `install` the first task panics with the same
@@ -23,6 +25,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use crate::error::{ConfigError, Error};
+use crate::remote_config::Remote;
 
 /// What the executors are built with. Resolved once, then read-only.
 pub(crate) struct Settings {
@@ -35,6 +38,8 @@ pub(crate) struct Settings {
     pub(crate) spin_micros: u32,
     pub(crate) runtime: Option<tokio::runtime::Handle>,
     pub(crate) unobserved: UnobservedHook,
+    /// Where `remote` calls go (`None`: the local worker processes).
+    pub(crate) remote: Option<Remote>,
 }
 
 /// The spin used until settings are fixed: about one cross-core wake-up and back on a VM.
@@ -88,6 +93,7 @@ pub struct Config {
     spin: Option<Duration>,
     runtime: Option<tokio::runtime::Handle>,
     unobserved: Option<UnobservedHook>,
+    remote: Option<Remote>,
 }
 
 impl fmt::Debug for Config {
@@ -100,6 +106,7 @@ impl fmt::Debug for Config {
             .field("max_frame_bytes", &self.max_frame_bytes)
             .field("spin", &self.spin)
             .field("runtime", &self.runtime.as_ref().map(|_| "Handle"))
+            .field("remote", &self.remote)
             .finish_non_exhaustive()
     }
 }
@@ -235,6 +242,20 @@ impl Config {
         self
     }
 
+    /// Send `#[unsync(remote)]` calls to this Temporal cluster (overrides `UNSYNC_REMOTE`).
+    /// Needs unsync's `remote` feature: without it, such calls fail with
+    /// [`Error::Remote`](crate::Error::Remote). See [`Remote`] for TLS and API keys.
+    ///
+    /// ```
+    /// let cluster = unsync::Remote::new("temporal://127.0.0.1:7233/default").unwrap();
+    /// let config = unsync::Config::new().remote(cluster);
+    /// # drop(config);
+    /// ```
+    pub fn remote(mut self, cluster: Remote) -> Config {
+        self.remote = Some(cluster);
+        self
+    }
+
     /// Fix these settings for the life of the process.
     ///
     /// # Errors
@@ -291,6 +312,7 @@ impl Config {
                 .unwrap_or(DEFAULT_SPIN_MICROS),
             runtime: self.runtime,
             unobserved: self.unobserved.unwrap_or(UnobservedHook::Report),
+            remote: Remote::resolve(self.remote)?,
         })
     }
 }

@@ -106,6 +106,19 @@ pub enum Error {
         /// Where (encoding or decoding, in which process), and serde's message.
         detail: String,
     },
+    /// A `#[unsync(remote)]` call could not go through the Temporal cluster named by
+    /// `UNSYNC_REMOTE` (or [`Config::remote`](crate::Config::remote)): the server could not be
+    /// reached (within the connect timeout) or refused the call, its arguments are over the
+    /// server's payload limit (refused before anything is sent), an operator terminated it, or
+    /// this program was built without unsync's `remote` feature. The body may have run only if
+    /// the server accepted the call.
+    #[error("task `{task}` could not run remotely: {detail}")]
+    Remote {
+        /// The `remote` function that was called.
+        task: &'static str,
+        /// What went wrong, with what to do about it.
+        detail: String,
+    },
 }
 
 /// What crosses between a caller and a worker process, in [`Error::TooLarge`] and
@@ -142,7 +155,8 @@ impl Error {
             | Error::WorkerDied { task, .. }
             | Error::NotRegistered { task, .. }
             | Error::TooLarge { task, .. }
-            | Error::Encoding { task, .. } => task,
+            | Error::Encoding { task, .. }
+            | Error::Remote { task, .. } => task,
         }
     }
 

@@ -5,7 +5,8 @@
 //!
 //! Modules, from the bottom up; each uses only those before it (details in the repository's
 //! `ARCHITECTURE.md`):
-//! - `config`, `error`, `report`: settings, the error types, failures nobody read.
+//! - `config`, `remote_config`, `error`, `report`: settings (the cluster of `remote` functions
+//!   among them), the error types, failures nobody read.
 //! - `handle`: [`Unfinished`], the completion cell its readers share, an async task's lone
 //!   reader, blocking waits, and [`UnfinishedStream`] (a producer's bounded queue). It knows no executor: an executor's part (how to abort a task,
 //!   what to do before a pool thread blocks) reaches it as data.
@@ -48,6 +49,7 @@ mod config;
 mod error;
 mod exec;
 mod handle;
+mod remote_config;
 mod report;
 
 pub use compose::as_completed::{AsCompleted, AsCompletedIter, as_completed};
@@ -59,12 +61,14 @@ pub use error::{ConfigError, Error, PanicSite, Payload};
 pub use exec::blocking::spawn_blocking;
 pub use exec::parallel::spawn_parallel;
 pub use exec::process::init;
+pub use exec::remote::serve_remote;
 pub use exec::runtime::{runtime, spawn};
 pub use exec::stats::{Mode, ModeStats, Stats, WorkerStats, stats};
 pub use exec::stream::{spawn_blocking_stream, spawn_stream};
 pub use exec::task::is_cancelled;
 pub use handle::Unfinished;
 pub use handle::stream::{UnfinishedStream, UnfinishedStreamIter};
+pub use remote_config::Remote;
 
 /// The checks behind the `cargo fuzz` targets in `fuzz/`, under the `fuzzing` feature: each
 /// takes arbitrary bytes and panics when the code that reads the worker pipe misbehaves. Not a
@@ -81,6 +85,7 @@ pub mod __private {
     pub use crate::exec::blocking::spawn_blocking_task as spawn_blocking;
     pub use crate::exec::parallel::spawn_parallel_task as spawn_parallel;
     pub use crate::exec::process::private::*;
+    pub use crate::exec::remote::{RemoteOptions, spawn_remote, spawn_remote_checked};
     pub use crate::exec::runtime::spawn_task as spawn_async;
     pub use crate::exec::stream::{
         spawn_iter_task as spawn_iter, spawn_stream_task as spawn_stream,
@@ -89,6 +94,12 @@ pub mod __private {
     #[cfg(not(windows))]
     pub use linkme;
     pub use serde;
+
+    /// Temporal's crates as unsync builds them, for `benches/remote.rs`'s raw-SDK baseline.
+    #[cfg(feature = "remote")]
+    pub mod temporal {
+        pub use {temporalio_client as client, temporalio_common as common, temporalio_sdk as sdk};
+    }
 
     /// Makes a closure capture `self` whole (not field by field), so that it is dropped when
     /// the task ends, as in a normal call.

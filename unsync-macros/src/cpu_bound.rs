@@ -3,6 +3,13 @@
 //! worker processes look functions up in (a `linkme` entry, or on Windows a constructor); the outer function encodes its arguments and hands
 //! them to the process pool.
 //!
+//! A streaming function (`-> impl Iterator<Item = T>`) registers a stream shim instead, which
+//! returns the iterator's items encoded one at a time, and returns an `UnfinishedStream<T>`.
+//!
+//! `#[unsync(remote)]` is the same rewrite (the same registry entry, so a remote worker finds
+//! the function by the same key), handing the arguments to the remote executor instead, with
+//! the call's `retries` and `timeout`.
+//!
 //! Arguments and results written `Vec<u8>`, `Vec<f64>`, ... (any primitive number) cross the
 //! pipe as one block of bytes (`Bulk`), not element by element.
 
@@ -11,7 +18,7 @@ use quote::{ToTokens, format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{AttrStyle, FnArg, ItemFn, Pat, ReturnType, Type};
 
-use crate::attr::Options;
+use crate::attr::{Mode, Options};
 
 const BULK_ELEMENTS: &[&str] = &[
     "u8", "i8", "u16", "i16", "u32", "i32", "u64", "i64", "u128", "i128", "f32", "f64",
@@ -55,6 +62,10 @@ pub(crate) fn expand(options: &Options, mut function: ItemFn) -> TokenStream {
         ReturnType::Default => syn::parse_quote!(()),
         ReturnType::Type(_, ty) => (**ty).clone(),
     };
+    // A streaming function (`-> impl Iterator<Item = T>`, see `stream`): its items cross one
+    // by one.
+    let item_ty: Option<Type> =
+        crate::stream::streaming(&function.sig.output).map(|s| s.item.clone());
 
     // The body, as it was written, becomes a nested function.
     let body_inputs = function.sig.inputs.clone();
@@ -96,12 +107,43 @@ pub(crate) fn expand(options: &Options, mut function: ItemFn) -> TokenStream {
         }
         names.push(ident);
     }
-    let (encode_output, spawn) = if is_bulk(&output_ty) {
+    // `remote` adds its settings to the call; `cpu_bound` hands it to the process pool.
+    let (spawn_bulk, spawn_checked, settings) = match options.mode {
+        Mode::Remote(remote) => {
+            let (retries, timeout_ms) = (remote.retries, remote.timeout_ms);
+            (
+                quote!(spawn_remote),
+                quote!(spawn_remote_checked),
+                quote!(, #private::RemoteOptions::new(#retries, #timeout_ms)),
+            )
+        }
+        _ => (quote!(spawn_process), quote!(spawn_checked), quote!()),
+    };
+    let (encode_output, spawn) = if let Some(item_ty) = &item_ty {
+        // Streaming: `cpu_bound` only (`remote` refuses it in `validate`).
+        checks.push(
+            quote_spanned!(item_ty.span()=> let __unsync_wire = #private::check_wire::<#item_ty, _>();),
+        );
+        let buffer = match &options.buffer {
+            Some((n, _)) => quote!(#n),
+            None => quote!(#private::DEFAULT_BUFFER),
+        };
+        (
+            quote!(),
+            quote!(#private::spawn_stream_checked(
+                __unsync_wire,
+                &__UNSYNC_WORKER_FN,
+                #buffer,
+                &(#(#encode,)*),
+            )),
+        )
+    } else if is_bulk(&output_ty) {
         (
             quote!(&#private::Bulk(&__unsync_result)),
-            quote!(#private::spawn_process::<#private::Bulk<#output_ty>, #output_ty>(
+            quote!(#private::#spawn_bulk::<#private::Bulk<#output_ty>, #output_ty>(
                 &__UNSYNC_WORKER_FN,
-                &(#(#encode,)*),
+                &(#(#encode,)*)
+                #settings
             )),
         )
     } else {
@@ -110,10 +152,11 @@ pub(crate) fn expand(options: &Options, mut function: ItemFn) -> TokenStream {
         );
         (
             quote!(#private::Cross::lend(__unsync_wire, &__unsync_result)),
-            quote!(#private::spawn_checked(
+            quote!(#private::#spawn_checked(
                 __unsync_wire,
                 &__UNSYNC_WORKER_FN,
-                &(#(#encode,)*),
+                &(#(#encode,)*)
+                #settings
             )),
         )
     };
@@ -123,8 +166,55 @@ pub(crate) fn expand(options: &Options, mut function: ItemFn) -> TokenStream {
         .drain(..)
         .partition(|a| matches!(a.style, AttrStyle::Outer));
     let output_span = function.sig.output.span();
-    function.sig.output =
-        syn::parse_quote_spanned!(output_span=> -> #krate::Unfinished<#output_ty>);
+    function.sig.output = match &item_ty {
+        Some(item_ty) => {
+            syn::parse_quote_spanned!(output_span=> -> #krate::UnfinishedStream<#item_ty>)
+        }
+        None => syn::parse_quote_spanned!(output_span=> -> #krate::Unfinished<#output_ty>),
+    };
+    let (shim, entry, inline) = match &item_ty {
+        Some(item_ty) => {
+            let buffer = match &options.buffer {
+                Some((n, _)) => quote!(#n),
+                None => quote!(#private::DEFAULT_BUFFER),
+            };
+            (
+                quote! {
+                    fn __unsync_shim(
+                        __unsync_args: &[u8],
+                    ) -> ::core::result::Result<#private::NextItem, #private::CodecError> {
+                        #(#checks)*
+                        let (#(#names,)*): (#(#decoded_types,)*) = #private::decode(__unsync_args)?;
+                        ::core::result::Result::Ok(#private::next_item(
+                            __unsync_wire,
+                            __unsync_body(#(#unwrap),*),
+                        ))
+                    }
+                },
+                quote!(#private::WorkerFn::streaming(__UNSYNC_NAME, #signature, __unsync_shim)),
+                quote!(#private::spawn_iter::<#item_ty, _, _>(
+                    __UNSYNC_NAME,
+                    #buffer,
+                    move || __unsync_body(#(#names),*),
+                )),
+            )
+        }
+        None => (
+            quote! {
+                fn __unsync_shim(
+                    __unsync_args: &[u8],
+                    __unsync_out: &mut ::std::vec::Vec<u8>,
+                ) -> ::core::result::Result<(), #private::CodecError> {
+                    #(#checks)*
+                    let (#(#names,)*): (#(#decoded_types,)*) = #private::decode(__unsync_args)?;
+                    let __unsync_result = __unsync_body(#(#unwrap),*);
+                    #private::encode(#encode_output, __unsync_out)
+                }
+            },
+            quote!(#private::WorkerFn::new(__UNSYNC_NAME, #signature, __unsync_shim)),
+            quote!(#private::run_inline(__UNSYNC_NAME, move || __unsync_body(#(#names),*))),
+        ),
+    };
     let vis = &function.vis;
     let sig = &function.sig;
     quote! {
@@ -135,27 +225,17 @@ pub(crate) fn expand(options: &Options, mut function: ItemFn) -> TokenStream {
             const __UNSYNC_NAME: &str = ::core::concat!(::core::module_path!(), "::", #name);
             #[allow(clippy::too_many_arguments)]
             #body_fn
-            fn __unsync_shim(
-                __unsync_args: &[u8],
-                __unsync_out: &mut ::std::vec::Vec<u8>,
-            ) -> ::core::result::Result<(), #private::CodecError> {
-                #(#checks)*
-                let (#(#names,)*): (#(#decoded_types,)*) = #private::decode(__unsync_args)?;
-                let __unsync_result = __unsync_body(#(#unwrap),*);
-                #private::encode(#encode_output, __unsync_out)
-            }
+            #shim
             #[cfg(not(windows))]
             #[#private::linkme::distributed_slice(#private::WORKER_FNS)]
             #[linkme(crate = #private::linkme)]
-            static __UNSYNC_WORKER_FN: #private::WorkerFn =
-                #private::WorkerFn::new(__UNSYNC_NAME, #signature, __unsync_shim);
+            static __UNSYNC_WORKER_FN: #private::WorkerFn = #entry;
             // Windows linkers drop `linkme` entries: a constructor registers the function.
             #[cfg(windows)]
-            static __UNSYNC_WORKER_FN: #private::WorkerFn =
-                #private::WorkerFn::new(__UNSYNC_NAME, #signature, __unsync_shim);
+            static __UNSYNC_WORKER_FN: #private::WorkerFn = #entry;
             #private::register_worker_fn!(__UNSYNC_WORKER_FN);
             if #private::in_worker() {
-                return #private::run_inline(__UNSYNC_NAME, move || __unsync_body(#(#names),*));
+                return #inline;
             }
             #spawn
         }

@@ -16,7 +16,7 @@ use crate::attr::{Mode, Options};
 use crate::stream::Kind;
 
 pub(crate) fn expand(options: &Options, mut function: ItemFn) -> TokenStream {
-    if let Mode::CpuBound = options.mode {
+    if options.mode.crosses() {
         return crate::cpu_bound::expand(options, function);
     }
     let krate = &options.krate;
@@ -112,7 +112,9 @@ pub(crate) fn expand(options: &Options, mut function: ItemFn) -> TokenStream {
             let arrow = annotate.then(|| quote!(-> #output));
             quote!(#krate::__private::#spawn(#task, move || #arrow #body))
         }
-        (Mode::CpuBound, None) => unreachable!("expanded by cpu_bound::expand"),
+        (Mode::CpuBound | Mode::Remote(_), None) => {
+            unreachable!("expanded by cpu_bound::expand")
+        }
     };
 
     function.sig.asyncness = None;

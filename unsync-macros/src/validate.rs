@@ -57,11 +57,15 @@ pub(crate) fn check(options: &Options, function: &ItemFn) -> syn::Result<()> {
             token,
             "#[unsync(cpu_bound)] runs a plain `fn` in a worker process: remove `async`, or remove `(cpu_bound)` to run this `async fn` on the async runtime",
         ),
+        (Mode::Remote(_), Some(token)) => errors.push(
+            token,
+            "#[unsync(remote)] runs a plain `fn` in a worker process on another machine: remove `async`, or remove `(remote)` to run this `async fn` on the async runtime",
+        ),
         _ => {}
     }
     check_streaming(options, function, &mut errors);
-    if let Mode::CpuBound = options.mode {
-        check_cpu_bound(function, &mut errors);
+    if options.mode.crosses() {
+        check_cpu_bound(options.mode.option(), function, &mut errors);
     }
     for param in &sig.generics.params {
         if let GenericParam::Lifetime(lifetime) = param {
@@ -126,9 +130,14 @@ fn check_streaming(options: &Options, function: &ItemFn, errors: &mut Errors) {
             streaming.ty,
             "#[unsync(parallel)] cannot drive a streaming function: its producer waits whenever it is `buffer` items ahead of its reader, and would hold one of rayon's few threads meanwhile (stalling the pool's other work, or deadlocking it when the reader is a rayon job too). Remove `(parallel)` to drive the iterator on the blocking pool, and do each item's CPU work with rayon inside it (`par_iter` over a chunk, or an `#[unsync(parallel)]` helper per item); or return a `Vec` to keep `parallel`",
         ),
-        Mode::CpuBound => errors.push(
+        Mode::CpuBound if streaming.kind == crate::stream::Kind::Stream => errors.push(
             streaming.ty,
-            "#[unsync(cpu_bound)] cannot stream yet: a worker process does not send items as they are produced. Remove `(cpu_bound)` to drive the iterator on the blocking pool (calling `#[unsync(cpu_bound)]` functions for its heavy parts), or return a `Vec` to keep `cpu_bound`",
+            "#[unsync(cpu_bound)] streams an iterator: a worker process has no async runtime to drive a `Stream`. Return `impl Iterator<Item = T>`, or remove `(cpu_bound)` to drive the `Stream` on the async runtime",
+        ),
+        Mode::CpuBound => {}
+        Mode::Remote(_) => errors.push(
+            streaming.ty,
+            "#[unsync(remote)] cannot stream yet: a remote worker does not send items as they are produced. Remove `(remote)` to drive the iterator on the blocking pool (calling `#[unsync(remote)]` functions for its heavy parts), or return a `Vec` to keep `remote`",
         ),
         Mode::Default => {
             if let (Some(token), crate::stream::Kind::Iterator) =
@@ -143,7 +152,9 @@ fn check_streaming(options: &Options, function: &ItemFn, errors: &mut Errors) {
     }
 }
 
-fn check_cpu_bound(function: &ItemFn, errors: &mut Errors) {
+/// The rules of a function that runs in another process: `#[unsync(cpu_bound)]` and
+/// `#[unsync(remote)]` (`option` names which, in the errors).
+fn check_cpu_bound(option: &str, function: &ItemFn, errors: &mut Errors) {
     let sig = &function.sig;
     let type_params = sig
         .generics
@@ -153,20 +164,26 @@ fn check_cpu_bound(function: &ItemFn, errors: &mut Errors) {
     for param in type_params {
         errors.push(
             param,
-            "#[unsync(cpu_bound)] functions cannot be generic: the worker process looks the function up by name, and every instance would need an entry of its own. Write one non-generic function per type",
+            format!(
+                "#[unsync({option})] functions cannot be generic: the worker process looks the function up by name, and every instance would need an entry of its own. Write one non-generic function per type"
+            ),
         );
     }
     for input in &sig.inputs {
         match input {
             FnArg::Receiver(receiver) => errors.push(
                 receiver,
-                "#[unsync(cpu_bound)] functions cannot be methods: `self` would have to be sent to another process. Make it a free function that takes the value as an argument",
+                format!(
+                    "#[unsync({option})] functions cannot be methods: `self` would have to be sent to another process. Make it a free function that takes the value as an argument"
+                ),
             ),
             FnArg::Typed(arg) => {
                 if let Type::ImplTrait(ty) = &*arg.ty {
                     errors.push(
                         ty,
-                        "#[unsync(cpu_bound)] functions cannot take `impl Trait` (a hidden generic): name the concrete type, which must be `Serialize + DeserializeOwned`",
+                        format!(
+                            "#[unsync({option})] functions cannot take `impl Trait` (a hidden generic): name the concrete type, which must be `Serialize + DeserializeOwned`"
+                        ),
                     );
                 }
             }
@@ -177,7 +194,9 @@ fn check_cpu_bound(function: &ItemFn, errors: &mut Errors) {
         if let (Type::ImplTrait(ty), None) = (&**ty, crate::stream::streaming(&sig.output)) {
             errors.push(
                 ty,
-                "#[unsync(cpu_bound)] functions cannot return `impl Trait`: the parent process must know the concrete type to decode the result",
+                format!(
+                    "#[unsync({option})] functions cannot return `impl Trait`: the parent process must know the concrete type to decode the result"
+                ),
             );
         }
     }

@@ -163,9 +163,10 @@ impl<T: Send + 'static> Unfinished<T> {
 
     /// Give the task `after` to finish: resolves to `Ok(value)`, to `Err(error)` if the task
     /// failed (as [`catch`](Unfinished::catch) would), or to `Err(`[`Error::TimedOut`]`)` once
-    /// `after` has passed, in which case the task is cancelled (every clone of its handle then
-    /// resolves to [`Error::Cancelled`]; see [`cancel`](Unfinished::cancel) for what stops in
-    /// each mode).
+    /// `after` has passed, in which case the task is stopped as by
+    /// [`cancel`](Unfinished::cancel) (see there what stops in each mode), except that every
+    /// clone of its handle resolves to that [`Error::TimedOut`], and
+    /// [`stats`](crate::stats()) counts the task as failed, not cancelled.
     ///
     /// The clock starts now, on the async runtime's timer.
     ///
@@ -196,7 +197,7 @@ impl<T: Send + 'static> Unfinished<T> {
             match tokio::time::timeout(after, &mut upstream).await {
                 Ok(outcome) => outcome,
                 Err(_elapsed) => {
-                    upstream.handle.cancel();
+                    upstream.handle.stop(|task| Error::TimedOut { task, after });
                     Err(Error::TimedOut { task, after })
                 }
             }

@@ -333,6 +333,6 @@ mod tests {
             );
             sum += i;
         }
-        assert_eq!(sum, (0..JOBS).sum());
+        assert_eq!(sum, (0..JOBS).sum::<usize>());
     }
 }

@@ -7,6 +7,7 @@
 //! | blocking pool that grows while its threads block | `#[unsync] fn`, [`spawn_blocking`](crate::spawn_blocking) | `blocking` |
 //! | rayon pool, one thread per core | `#[unsync(parallel)] fn`, [`spawn_parallel`](crate::spawn_parallel) | `parallel` |
 //! | pool of worker processes (this executable re-executed) | `#[unsync(cpu_bound)] fn` | `process` |
+//! | a Temporal cluster's remote workers (local worker processes when none is set) | `#[unsync(remote)] fn` | `remote` |
 //!
 //! `stream` drives a streaming function's producer on the first two (an iterator on the
 //! blocking pool, a `Stream` on the runtime) into an
@@ -25,6 +26,7 @@ pub(crate) mod inflight;
 pub(crate) mod panic_site;
 pub(crate) mod parallel;
 pub(crate) mod process;
+pub(crate) mod remote;
 pub(crate) mod runtime;
 pub(crate) mod stats;
 pub(crate) mod stream;

@@ -8,8 +8,8 @@
 
 use std::cell::Cell;
 use std::future::Future;
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
 
 use crate::error::Error;
 use crate::exec::context::Carried;
@@ -33,6 +33,7 @@ pub(crate) fn handle() -> &'static tokio::runtime::Handle {
     HANDLE.get_or_init(|| {
         crate::exec::panic_site::install();
         crate::handle::lone_reader::set_forward(forward);
+        crate::handle::lone_reader::set_mark_timed_out(mark_timed_out);
         let settings = crate::config::settings();
         if let Some(handle) = &settings.runtime {
             return handle.clone();
@@ -127,6 +128,41 @@ where
         runtime.spawn(Carrying::new(future, carried, token))
     };
     Unfinished::from_spawned(Spawned::new(join, task))
+}
+
+/// Async tasks being aborted because their time ran out, until their future is dropped (then
+/// `stats` counts them as failed, not cancelled). A task that finished just before its abort
+/// leaves its id behind: the oldest go once there are [`MAX_TIMED_OUT`].
+static TIMED_OUT: Mutex<Vec<tokio::task::Id>> = Mutex::new(Vec::new());
+/// `TIMED_OUT`'s length, read without the lock.
+static TIMED_OUT_LEN: AtomicUsize = AtomicUsize::new(0);
+const MAX_TIMED_OUT: usize = 1024;
+
+fn mark_timed_out(id: tokio::task::Id) {
+    let mut ids = crate::exec::lock(&TIMED_OUT);
+    if ids.len() == MAX_TIMED_OUT {
+        ids.remove(0);
+    }
+    ids.push(id);
+    TIMED_OUT_LEN.store(ids.len(), Ordering::Relaxed);
+}
+
+/// Whether the task being dropped now was aborted by a timeout (once per task).
+pub(crate) fn take_timed_out() -> bool {
+    // The abort that drops the task came after the mark, through tokio's own synchronisation.
+    if TIMED_OUT_LEN.load(Ordering::Relaxed) == 0 {
+        return false;
+    }
+    let Some(id) = tokio::task::try_id() else {
+        return false;
+    };
+    let mut ids = crate::exec::lock(&TIMED_OUT);
+    let Some(at) = ids.iter().position(|marked| *marked == id) else {
+        return false;
+    };
+    ids.swap_remove(at);
+    TIMED_OUT_LEN.store(ids.len(), Ordering::Relaxed);
+    true
 }
 
 /// Async tasks in flight, not counting the one calling (when called from inside one).

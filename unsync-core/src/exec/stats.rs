@@ -12,6 +12,7 @@
 //! its body starts (given to a worker, for a process call); then exactly one [`ended`], with
 //! its [`Outcome`] and whether it had started.
 
+use crate::handle::completion::Stop;
 use std::cell::Cell;
 use std::fmt;
 use std::sync::OnceLock;
@@ -22,7 +23,7 @@ const STRIPES: usize = 16;
 /// Log2 buckets of microseconds: bucket 0 holds 0 µs, bucket `i` holds `[2^(i-1), 2^i)` µs, the
 /// last everything above (about 36 minutes).
 const BUCKETS: usize = 33;
-const MODES: usize = 4;
+const MODES: usize = 5;
 
 /// An executor, as [`Stats::mode`] names it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -35,20 +36,30 @@ pub enum Mode {
     Parallel,
     /// `#[unsync(cpu_bound)] fn`: the worker processes.
     Process,
+    /// `#[unsync(remote)] fn` sent to a Temporal cluster (`UNSYNC_REMOTE`); run locally, a
+    /// `remote` call counts as `Process`. Started is when the server accepted the call.
+    Remote,
 }
 
 impl Mode {
     /// Every mode, in the order [`Stats`]' table shows them.
-    pub const ALL: [Mode; MODES] = [Mode::Async, Mode::Thread, Mode::Parallel, Mode::Process];
+    pub const ALL: [Mode; MODES] = [
+        Mode::Async,
+        Mode::Thread,
+        Mode::Parallel,
+        Mode::Process,
+        Mode::Remote,
+    ];
 
     /// The mode's name in lower case, as in the table and the `mode` label of the metrics:
-    /// `async`, `thread`, `parallel`, `process`.
+    /// `async`, `thread`, `parallel`, `process`, `remote`.
     pub fn name(self) -> &'static str {
         match self {
             Mode::Async => "async",
             Mode::Thread => "thread",
             Mode::Parallel => "parallel",
             Mode::Process => "process",
+            Mode::Remote => "remote",
         }
     }
 }
@@ -68,6 +79,14 @@ pub(crate) enum Outcome {
 }
 
 impl Outcome {
+    /// A task stopped before it ended by itself: a timeout is a failure.
+    pub(crate) fn stopped(why: Stop) -> Outcome {
+        match why {
+            Stop::TimedOut => Outcome::Failed,
+            Stop::Cancelled => Outcome::Cancelled,
+        }
+    }
+
     #[cfg(feature = "metrics")]
     fn name(self) -> &'static str {
         match self {
@@ -275,14 +294,14 @@ pub struct ModeStats {
     pub running: u64,
     /// Tasks that returned a value.
     pub succeeded: u64,
-    /// Tasks that failed: panicked, or (`cpu_bound`) lost their worker process, or could not
-    /// cross the pipe, or found no worker able to start.
+    /// Tasks that failed: panicked, ran out of time (a [`timeout`](crate::Unfinished::timeout)
+    /// that fired), or (`cpu_bound`) lost their worker process, or could not cross the pipe,
+    /// or found no worker able to start.
     pub failed: u64,
-    /// Tasks cancelled: by [`cancel`](crate::Unfinished::cancel), a
-    /// [`timeout`](crate::Unfinished::timeout) that fired, a dropped
+    /// Tasks cancelled: by [`cancel`](crate::Unfinished::cancel), a dropped
     /// [`cancel_on_drop`](crate::Unfinished::cancel_on_drop) handle, or a
-    /// [`shutdown`](crate::shutdown()) that stopped them. A task cancelled while it runs in a
-    /// thread counts here even if its body goes on to return.
+    /// [`shutdown`](crate::shutdown()) that stopped them. A task cancelled (or timed out) while
+    /// it runs in a thread counts as such even if its body goes on to return.
     pub cancelled: u64,
     wait: Histogram,
     run: Histogram,

@@ -14,7 +14,7 @@ use crate::exec::context::Carried;
 use crate::exec::inflight::Token;
 use crate::exec::panic_site;
 use crate::exec::stats::{self, Mode};
-use crate::handle::completion::Completion;
+use crate::handle::completion::{Completion, Stop};
 use crate::handle::lone_reader::Outcome;
 use crate::handle::sync::{AtomicBool, Ordering};
 
@@ -82,7 +82,7 @@ pub(crate) fn run<T, P>(
     body: impl FnOnce() -> T,
 ) {
     if cell.is_cancelled() {
-        stats::ended(mode, stats::Outcome::Cancelled, None);
+        stats::ended(mode, stats::Outcome::stopped(cell.stopped_by()), None);
         return;
     }
     let started = stats::started(mode, since);
@@ -96,7 +96,7 @@ pub(crate) fn run<T, P>(
     // Counted before the handle resolves, so that a reader who saw the outcome sees it
     // counted. A cell already done was cancelled while the body ran.
     let ended = match &outcome {
-        _ if cell.is_done() => stats::Outcome::Cancelled,
+        _ if cell.is_done() => stats::Outcome::stopped(cell.stopped_by()),
         Ok(_) => stats::Outcome::Succeeded,
         Err(_) => stats::Outcome::Failed,
     };
@@ -155,11 +155,13 @@ pin_project_lite::pin_project! {
         fn drop(this: Pin<&mut Self>) {
             // Dropped before it finished: aborted (cancelled), or its runtime went away.
             let this = this.project();
+            let stopped = || {
+                let timed_out = crate::exec::runtime::take_timed_out();
+                stats::Outcome::stopped(if timed_out { Stop::TimedOut } else { Stop::Cancelled })
+            };
             match *this.phase {
-                Counted::Queued => stats::ended(Mode::Async, stats::Outcome::Cancelled, None),
-                Counted::Running => {
-                    stats::ended(Mode::Async, stats::Outcome::Cancelled, Some(*this.stamp));
-                }
+                Counted::Queued => stats::ended(Mode::Async, stopped(), None),
+                Counted::Running => stats::ended(Mode::Async, stopped(), Some(*this.stamp)),
                 Counted::Ended | Counted::Not => {}
             }
         }

@@ -29,15 +29,42 @@ use loom_tests::count_report as unobserved;
 /// How a completion stops the work behind it when it is cancelled, given by the executor that
 /// runs the task (abort a tokio task, kill a worker process). Run at most once; dropped unrun
 /// when the task finishes first.
-pub(crate) struct Abort(Box<dyn FnOnce() + Send>);
+pub(crate) struct Abort(Box<dyn FnOnce(Stop) + Send>);
 
 impl Abort {
     pub(crate) fn new(stop: impl FnOnce() + Send + 'static) -> Abort {
+        Abort(Box::new(move |_| stop()))
+    }
+
+    /// An abort that is told why the task stops (the async runtime's, for `stats`).
+    pub(crate) fn knowing_why(stop: impl FnOnce(Stop) + Send + 'static) -> Abort {
         Abort(Box::new(stop))
     }
 
     pub(crate) fn run(self) {
-        (self.0)()
+        self.run_because(Stop::Cancelled)
+    }
+
+    pub(crate) fn run_because(self, why: Stop) {
+        (self.0)(why)
+    }
+}
+
+/// Why a task was stopped before it finished: `stats` counts a timeout as a failure, any other
+/// stop as a cancellation.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Stop {
+    Cancelled,
+    TimedOut,
+}
+
+impl Stop {
+    /// The stop that resolves a handle to `reason`.
+    pub(crate) fn of(reason: &Error) -> Stop {
+        match reason {
+            Error::TimedOut { .. } => Stop::TimedOut,
+            _ => Stop::Cancelled,
+        }
     }
 }
 
@@ -137,6 +164,8 @@ pub(crate) struct Completion<T, P = ()> {
     task: &'static str,
     done: AtomicBool,
     cancelled: AtomicBool,
+    /// Cancelled by a timeout (written and read under the `inner` lock).
+    timed_out: AtomicBool,
     inner: Mutex<Inner<T>>,
     payload: P,
 }
@@ -163,6 +192,7 @@ impl<T, P> Completion<T, P> {
             task,
             done: AtomicBool::new(false),
             cancelled: AtomicBool::new(false),
+            timed_out: AtomicBool::new(false),
             inner: Mutex::new(Inner {
                 state: State::Pending,
                 waiters: Waiters::new(),
@@ -191,6 +221,16 @@ impl<T, P> Completion<T, P> {
 
     pub(crate) fn is_cancelled(&self) -> bool {
         self.cancelled.load(Ordering::Relaxed)
+    }
+
+    /// Why a cancelled cell was stopped. Locks: for the executor's rare paths only.
+    pub(crate) fn stopped_by(&self) -> Stop {
+        let _inner = lock(&self.inner);
+        if self.timed_out.load(Ordering::Relaxed) {
+            Stop::TimedOut
+        } else {
+            Stop::Cancelled
+        }
     }
 
     /// The flag a running task reads through [`is_cancelled`](crate::is_cancelled).
@@ -232,10 +272,14 @@ impl<T, P> Completion<T, P> {
     /// Resolve the cell to `reason` and stop the work behind it. Returns false only when the
     /// task had already finished by itself.
     pub(crate) fn cancel(&self, reason: Error) -> bool {
+        let why = Stop::of(&reason);
         let (waiters, abort) = {
             let mut inner = lock(&self.inner);
             if !matches!(inner.state, State::Pending) {
                 return self.cancelled.load(Ordering::Relaxed);
+            }
+            if why == Stop::TimedOut {
+                self.timed_out.store(true, Ordering::Relaxed);
             }
             inner.state = if inner.readers == 0 {
                 State::Taken
@@ -251,7 +295,7 @@ impl<T, P> Completion<T, P> {
         };
         waiters.wake_all();
         if let Some(abort) = abort {
-            abort.run();
+            abort.run_because(why);
         }
         true
     }
@@ -265,7 +309,7 @@ impl<T, P> Completion<T, P> {
             let cancelled = self.is_cancelled();
             drop(inner);
             if cancelled {
-                abort.run();
+                abort.run_because(self.stopped_by());
             }
         }
     }

@@ -17,7 +17,7 @@ use std::task::{Context, Poll, Waker};
 use tokio::task::JoinHandle;
 
 use crate::error::Error;
-use crate::handle::completion::{Abort, Completer, Completion, Source};
+use crate::handle::completion::{Abort, Completer, Completion, Source, Stop};
 use crate::handle::sync::Arc;
 
 /// An async task's outcome as its tokio task keeps it. Dropped unread (every handle to the task
@@ -56,11 +56,33 @@ pub(crate) fn set_forward(forward: Forward) {
     let _ = FORWARD.set(forward);
 }
 
+/// What the runtime is told before a task is aborted because its time ran out (its `stats`
+/// count a timeout as a failure, not a cancellation).
+pub(crate) type MarkTimedOut = fn(tokio::task::Id);
+
+static MARK_TIMED_OUT: OnceLock<MarkTimedOut> = OnceLock::new();
+
+/// Register the runtime's [`MarkTimedOut`] (when it starts).
+pub(crate) fn set_mark_timed_out(mark: MarkTimedOut) {
+    let _ = MARK_TIMED_OUT.set(mark);
+}
+
+/// Abort `abort`'s task, telling the runtime first if it is for a timeout.
+fn abort_task(abort: &tokio::task::AbortHandle, why: Stop) {
+    if why == Stop::TimedOut
+        && let Some(mark) = MARK_TIMED_OUT.get()
+    {
+        mark(abort.id());
+    }
+    abort.abort();
+}
+
 /// The single reader of an async task. See the module docs.
 pub(crate) struct Spawned<T> {
     join: JoinHandle<Outcome<T>>,
     task: &'static str,
-    cancelled: bool,
+    /// What the handle resolves to once cancelled (boxed: a pending handle stays small).
+    stopped: Option<Box<Error>>,
     /// Abort the task when this reader is dropped before it finished.
     cancel_on_drop: bool,
 }
@@ -70,27 +92,27 @@ impl<T: Send + 'static> Spawned<T> {
         Spawned {
             join,
             task,
-            cancelled: false,
+            stopped: None,
             cancel_on_drop: false,
         }
     }
 
-    /// Abort the task at its next `.await`; from now on the outcome is `Cancelled`. False only
+    /// Abort the task at its next `.await`; from now on the outcome is `reason`. False only
     /// when the task had already finished.
-    pub(crate) fn cancel(&mut self) -> bool {
-        if !self.cancelled {
+    pub(crate) fn cancel(&mut self, reason: Error) -> bool {
+        if self.stopped.is_none() {
             if self.join.is_finished() {
                 return false;
             }
-            self.join.abort();
-            self.cancelled = true;
+            abort_task(&self.join.abort_handle(), Stop::of(&reason));
+            self.stopped = Some(Box::new(reason));
         }
         true
     }
 
     pub(crate) fn poll_outcome(&mut self, cx: &mut Context<'_>) -> Poll<Result<T, Error>> {
-        if self.cancelled {
-            return Poll::Ready(Err(Error::Cancelled { task: self.task }));
+        if let Some(reason) = &self.stopped {
+            return Poll::Ready(Err((**reason).clone()));
         }
         // Outside tokio's cooperative budget, as a completion cell is: a task blocked in
         // `.result()` never yields, so it would never get a spent budget back.
@@ -116,8 +138,8 @@ impl<T: Send + 'static> Spawned<T> {
         if std::mem::take(&mut self.cancel_on_drop) {
             cell.cancel_on_drop();
         }
-        if self.cancelled {
-            cell.cancel(Error::Cancelled { task });
+        if let Some(reason) = self.stopped.take() {
+            cell.cancel(*reason);
             return cell;
         }
         if self.join.is_finished() {
@@ -128,7 +150,7 @@ impl<T: Send + 'static> Spawned<T> {
             }
         }
         let abort = self.join.abort_handle();
-        cell.set_abort(Abort::new(move || abort.abort()));
+        cell.set_abort(Abort::knowing_why(move |why| abort_task(&abort, why)));
         let completer = Completer::new(cell.clone());
         let forward = FORWARD
             .get()
@@ -150,7 +172,7 @@ pub(crate) struct Caught<V>(pub(crate) Spawned<V>);
 pub(crate) trait LoneReader<T>: Send {
     fn task(&self) -> &'static str;
     fn is_done(&self) -> bool;
-    fn cancel(&mut self) -> bool;
+    fn cancel(&mut self, reason: Error) -> bool;
     fn poll_outcome(&mut self, cx: &mut Context<'_>) -> Poll<Result<T, Error>>;
     fn cancel_on_drop(&mut self);
     /// The same task behind a completion cell (see [`Spawned::into_cell`]).
@@ -164,8 +186,8 @@ impl<V: Send + 'static> LoneReader<Result<V, Error>> for Caught<V> {
     fn is_done(&self) -> bool {
         self.0.is_done()
     }
-    fn cancel(&mut self) -> bool {
-        self.0.cancel()
+    fn cancel(&mut self, reason: Error) -> bool {
+        self.0.cancel(reason)
     }
     fn cancel_on_drop(&mut self) {
         self.0.cancel_on_drop();
@@ -190,7 +212,7 @@ impl<T> Spawned<T> {
     }
 
     pub(crate) fn is_done(&self) -> bool {
-        self.cancelled || self.join.is_finished()
+        self.stopped.is_some() || self.join.is_finished()
     }
 
     /// Abort the task if this reader is dropped before it finished.
@@ -201,11 +223,11 @@ impl<T> Spawned<T> {
 
 impl<T> Drop for Spawned<T> {
     fn drop(&mut self) {
-        if self.cancel_on_drop && !self.cancelled && !self.join.is_finished() {
+        if self.cancel_on_drop && self.stopped.is_none() && !self.join.is_finished() {
             self.join.abort();
             return;
         }
-        if self.cancelled && self.join.is_finished() {
+        if self.stopped.is_some() && self.join.is_finished() {
             let mut cx = Context::from_waker(Waker::noop());
             let joined = Pin::new(&mut tokio::task::unconstrained(&mut self.join)).poll(&mut cx);
             if let Poll::Ready(Ok(mut outcome)) = joined {

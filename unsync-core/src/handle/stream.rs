@@ -5,7 +5,9 @@
 //! executor's [`Sender`]) waits while `buffer` items are unread, the reader waits while none
 //! is. The end of the stream (finished, failed, cancelled) is kept apart from the items, so
 //! that items produced before a failure are read before it. Like the rest of this layer it
-//! knows no executor: how to stop the producer reaches it as an [`Abort`].
+//! knows no executor: how to stop the producer reaches it as an [`Abort`], and a producer in
+//! another process, which cannot wait on this queue, is told what the reader took through an
+//! [`OnRead`] hook (its credit, see `exec::process::worker_stream`).
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -18,7 +20,7 @@ use futures::Stream;
 use futures::stream::FusedStream;
 
 use crate::error::Error;
-use crate::handle::completion::Abort;
+use crate::handle::completion::{Abort, Stop};
 
 /// How many items a producer may run ahead of its reader unless told otherwise.
 pub const DEFAULT_BUFFER: usize = 16;
@@ -44,13 +46,24 @@ struct State<T> {
     watchers: Vec<Waker>,
     /// What stops the producer, given by its executor.
     abort: Option<Abort>,
+    /// Told how many items the reader took, in steps of half the buffer.
+    on_read: Option<OnRead>,
+    /// Items taken since `on_read` was last told.
+    unreported: usize,
+    /// Why the stream was stopped, if it was (kept after the reader took the error).
+    stopped: Option<Stop>,
 }
+
+/// Told how many more items the reader took (at least half the buffer's worth at a time).
+pub(crate) type OnRead = Arc<dyn Fn(usize) + Send + Sync>;
 
 /// The queue between one producer and one reader.
 pub(crate) struct Shared<T> {
     state: Mutex<State<T>>,
     capacity: usize,
     task: &'static str,
+    /// Set with `on_read`: see [`Control::waits_alone`].
+    alone: std::sync::atomic::AtomicBool,
 }
 
 impl<T> Shared<T> {
@@ -67,6 +80,7 @@ impl<T> Shared<T> {
             if !matches!(state.end, End::Open) {
                 return false;
             }
+            state.stopped = Some(Stop::of(&reason));
             state.end = End::Failed(reason);
             items = std::mem::take(&mut state.items);
             abort = state.abort.take();
@@ -102,6 +116,9 @@ pub(crate) trait Control: Send + Sync {
     /// executor once the producer is started. Dropped unrun when the stream ended already.
     fn set_abort(&self, abort: Abort);
     fn task(&self) -> &'static str;
+    /// Whether a blocking reader should wait without running other rayon jobs (see
+    /// `next_blocking`).
+    fn waits_alone(&self) -> bool;
 }
 
 impl<T: Send> Control for Shared<T> {
@@ -129,6 +146,10 @@ impl<T: Send> Control for Shared<T> {
 
     fn task(&self) -> &'static str {
         self.task
+    }
+
+    fn waits_alone(&self) -> bool {
+        self.alone.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 
@@ -193,6 +214,35 @@ impl<T: Send + 'static> Sender<T> {
             .expect("a wait without deadline returns a value")
     }
 
+    /// Tell `on_read` how many items the reader takes, in steps of half the buffer (at least
+    /// one): for a producer that bounds itself with credit instead of waiting for room.
+    pub(crate) fn set_on_read(&self, on_read: OnRead) {
+        self.shared.lock().on_read = Some(on_read);
+        self.shared
+            .alone
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Queue `item` without waiting for room: for a producer that bounds itself (a worker
+    /// process, by credit). Fails (dropping `item`) when the stream was stopped.
+    pub(crate) fn push(&self, item: T) -> Result<(), Stopped> {
+        let reader;
+        {
+            let mut state = self.shared.lock();
+            if !matches!(state.end, End::Open) {
+                drop(state);
+                drop(item);
+                return Err(Stopped);
+            }
+            state.items.push_back(item);
+            reader = state.reader.take();
+        }
+        if let Some(reader) = reader {
+            reader.wake();
+        }
+        Ok(())
+    }
+
     /// Whether the stream was stopped (the reader dropped it, cancelled it, or it timed out).
     pub(crate) fn is_stopped(&self) -> bool {
         !matches!(self.shared.lock().end, End::Open)
@@ -219,6 +269,13 @@ impl<T: Send + 'static> Sender<T> {
     }
 }
 
+impl<T> Sender<T> {
+    /// Why the stream was stopped (by `cancel`, a drop, or a timeout), if it was.
+    pub(crate) fn stopped_by(&self) -> Option<Stop> {
+        self.shared.lock().stopped
+    }
+}
+
 impl<T> Drop for Sender<T> {
     fn drop(&mut self) {
         let task = self.shared.task;
@@ -236,7 +293,7 @@ struct Receiver<T> {
 
 impl<T> Receiver<T> {
     fn poll_outcome(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<T, Error>>> {
-        let (polled, producer) = {
+        let (polled, producer, read) = {
             let mut state = self.shared.lock();
             if let Some(item) = state.items.pop_front() {
                 // A waiting producer is woken once half the queue is free, not for every item:
@@ -246,7 +303,15 @@ impl<T> Receiver<T> {
                 } else {
                     None
                 };
-                (Poll::Ready(Some(Ok(item))), producer)
+                let mut read = None;
+                if state.on_read.is_some() {
+                    state.unreported += 1;
+                    if state.unreported >= (self.shared.capacity / 2).max(1) {
+                        let n = std::mem::take(&mut state.unreported);
+                        read = state.on_read.clone().map(|on_read| (on_read, n));
+                    }
+                }
+                (Poll::Ready(Some(Ok(item))), producer, read)
             } else {
                 let polled = match std::mem::replace(&mut state.end, End::Finished) {
                     End::Open => {
@@ -263,11 +328,14 @@ impl<T> Receiver<T> {
                     End::Finished => Poll::Ready(None),
                     End::Failed(error) => Poll::Ready(Some(Err(error))),
                 };
-                (polled, None)
+                (polled, None, None)
             }
         };
         if let Some(producer) = producer {
             producer.wake();
+        }
+        if let Some((on_read, n)) = read {
+            on_read(n);
         }
         polled
     }
@@ -369,9 +437,13 @@ pub(crate) fn channel<T: Send + 'static>(
             producer: None,
             watchers: Vec::new(),
             abort: None,
+            on_read: None,
+            unreported: 0,
+            stopped: None,
         }),
         capacity,
         task,
+        alone: std::sync::atomic::AtomicBool::new(false),
     });
     let stream = UnfinishedStream {
         repr: Repr::Direct(Receiver {
@@ -423,8 +495,15 @@ impl<T: Send + 'static> UnfinishedStream<T> {
     }
 
     fn next_blocking(&mut self) -> Option<T> {
-        let outcome = crate::handle::wait::block_on(|cx| self.poll_outcome(cx), None)
-            .expect("a wait without deadline returns a value");
+        // A producer in another process (told by `on_read`) needs nothing from this process's
+        // rayon pool; a rayon reader that ran other jobs while it waited could start, below
+        // this read, another stream's read that waits for the worker this stream holds.
+        let outcome = if self.control.waits_alone() {
+            crate::handle::wait::block_on_alone(|cx| self.poll_outcome(cx))
+        } else {
+            crate::handle::wait::block_on(|cx| self.poll_outcome(cx), None)
+                .expect("a wait without deadline returns a value")
+        };
         outcome.map(|o| o.unwrap_or_else(|error| reraise(error)))
     }
 

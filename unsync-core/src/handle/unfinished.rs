@@ -315,16 +315,22 @@ impl<T: Send + 'static> Unfinished<T> {
     /// assert_eq!(error, unsync::Error::Cancelled { task: "spawn" });
     /// ```
     pub fn cancel(&self) -> bool {
+        self.stop(|task| Error::Cancelled { task })
+    }
+
+    /// Cancel, resolving every clone to `reason(task)` (a timeout's [`Error::TimedOut`]).
+    pub(crate) fn stop(&self, reason: impl FnOnce(&'static str) -> Error) -> bool {
         let source = match &mut *self.repr() {
-            Repr::Spawned(spawned) => return spawned.cancel(),
-            Repr::Caught(caught) => return caught.cancel(),
+            Repr::Spawned(spawned) => return spawned.cancel(reason(spawned.task())),
+            Repr::Caught(caught) => {
+                let reason = reason(caught.task());
+                return caught.cancel(reason);
+            }
             Repr::Shared { source, .. } => source.clone(),
             Repr::Returned => return false,
         };
         // Outside the lock: cancelling wakes waiters and stops the work behind the cell.
-        source.cancel(Error::Cancelled {
-            task: source.task(),
-        })
+        source.cancel(reason(source.task()))
     }
 
     /// Let the task run on without this handle: the explicit way to fire and forget (a handle

@@ -5,7 +5,7 @@
 //! |---|---|
 //! | a plain thread, or a current-thread tokio runtime | parks the thread |
 //! | a worker of a multi-threaded tokio runtime | `block_in_place`, so the runtime moves its other tasks to another thread |
-//! | a rayon worker (unsync's pool or any other) | runs other rayon jobs while it waits, so nesting deeper than the pool has threads still finishes |
+//! | a rayon worker (unsync's pool or any other) | runs other rayon jobs while it waits, so nesting deeper than the pool has threads still finishes (except for [`block_on_alone`]) |
 //! | a thread with a [`BlockingHook`] (a blocking-pool thread) | tells its pool, which starts another thread if none is idle |
 
 use std::sync::Arc;
@@ -132,6 +132,28 @@ pub(crate) fn block_on<R>(
     deadline: Option<Instant>,
 ) -> Option<R> {
     block_on_ticking(poll, deadline, None)
+}
+
+/// [`block_on`] without ever running other rayon jobs meanwhile, even on a rayon worker: for a
+/// wait that nothing on this process's rayon pool can speed up (a stream fed by a worker
+/// process), where a job run meanwhile could wait, below this one on the same stack, for
+/// something this wait holds (the worker).
+pub(crate) fn block_on_alone<R>(poll: impl FnMut(&mut Context<'_>) -> Poll<R>) -> R {
+    let waker = THREAD_WAKER.with(Waker::clone);
+    let mut cx = Context::from_waker(&waker);
+    let mut poll = poll;
+    if let Poll::Ready(r) = poll(&mut cx) {
+        return r;
+    }
+    let _blocking = Blocking::enter();
+    let on_tokio_worker = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    let parked = if on_tokio_worker {
+        tokio::task::block_in_place(|| park_until(&mut poll, &mut cx, None, None))
+    } else {
+        park_until(&mut poll, &mut cx, None, None)
+    };
+    parked.expect("a wait without deadline returns a value")
 }
 
 /// Block until `done()` holds, checking it every `tick` (for conditions nothing wakes us

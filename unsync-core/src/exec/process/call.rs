@@ -26,6 +26,9 @@ pub(crate) trait Job: Send + Sync {
     fn dispatched(&self);
     /// The call-site span, kept when the parent records `tracing` events (see `worker_log`).
     fn span(&self) -> Option<&tracing::Span>;
+    /// The items of an `ITEMS` frame (each sized). The pool gives them only to a stream's job
+    /// (`stream::StreamJob`); a call has none.
+    fn items(&self, _items: &[u8]) {}
 }
 
 /// A call whose result crosses the pipe as `W` and is handed over as `R`.
@@ -78,7 +81,7 @@ impl<W, R> ProcessJob<W, R> {
 impl<W, R> Drop for ProcessJob<W, R> {
     fn drop(&mut self) {
         if !*self.ended.get_mut() {
-            self.ended(stats::Outcome::Cancelled);
+            self.ended(stats::Outcome::stopped(self.cell.stopped_by()));
         }
     }
 }
@@ -97,7 +100,7 @@ where
         // Counted before the handle resolves (see `task::run`); a cell already done was
         // cancelled.
         self.ended(match &outcome {
-            _ if self.cell.is_done() => stats::Outcome::Cancelled,
+            _ if self.cell.is_done() => stats::Outcome::stopped(self.cell.stopped_by()),
             Ok(_) => stats::Outcome::Succeeded,
             Err(Error::Cancelled { .. }) => stats::Outcome::Cancelled,
             Err(_) => stats::Outcome::Failed,
@@ -117,6 +120,82 @@ where
                 .store(STARTED | u64::from(stamp), Ordering::Release);
         }
     }
+}
+
+/// A call whose arguments arrived encoded and whose result leaves encoded (a remote worker
+/// forwarding a call it took from the cluster): the handle yields the result's bytes as the
+/// worker wrote them.
+#[cfg_attr(not(feature = "remote"), allow(dead_code))]
+pub(crate) struct EncodedJob {
+    frame: Vec<u8>,
+    cell: Arc<Completion<Vec<u8>>>,
+    started: AtomicBool,
+}
+
+#[cfg_attr(not(feature = "remote"), allow(dead_code))]
+impl EncodedJob {
+    pub(crate) fn new(frame: Vec<u8>, cell: Arc<Completion<Vec<u8>>>) -> EncodedJob {
+        stats::submitted(Mode::Process);
+        EncodedJob {
+            frame,
+            cell,
+            started: AtomicBool::new(false),
+        }
+    }
+}
+
+impl Job for EncodedJob {
+    fn frame(&self) -> &[u8] {
+        &self.frame
+    }
+    fn finish(&self, outcome: Result<&[u8], Error>) {
+        let ended = match &outcome {
+            _ if self.cell.is_done() => stats::Outcome::Cancelled,
+            Ok(_) => stats::Outcome::Succeeded,
+            Err(Error::Cancelled { .. }) => stats::Outcome::Cancelled,
+            Err(_) => stats::Outcome::Failed,
+        };
+        stats::ended(Mode::Process, ended, None);
+        self.cell.complete(outcome.map(<[u8]>::to_vec));
+    }
+    fn is_cancelled(&self) -> bool {
+        self.cell.is_cancelled()
+    }
+    fn span(&self) -> Option<&tracing::Span> {
+        None
+    }
+    fn dispatched(&self) {
+        if !self.started.swap(true, Ordering::Relaxed) {
+            stats::started(Mode::Process, stats::stamp());
+        }
+    }
+}
+
+/// The `CALL` frame numbered `id` of `entry` with arguments already encoded (`args`), refused
+/// when its body would exceed `limit` bytes ([`Error::TooLarge`]).
+#[cfg_attr(not(feature = "remote"), allow(dead_code))]
+pub(crate) fn encode_encoded_call(
+    entry: &WorkerFn,
+    id: u64,
+    args: &[u8],
+    limit: usize,
+) -> Result<Vec<u8>, Error> {
+    let mut frame = Vec::with_capacity(args.len() + 64);
+    let Ok(()) =
+        protocol::encode_call::<std::convert::Infallible>(&mut frame, id, entry.key, 0, |out| {
+            out.extend_from_slice(args);
+            Ok(())
+        });
+    let bytes = frame.len() - protocol::PREFIX;
+    if bytes > limit {
+        return Err(Error::TooLarge {
+            task: entry.name,
+            payload: Payload::Arguments,
+            bytes,
+            limit,
+        });
+    }
+    Ok(frame)
 }
 
 /// The `CALL` frame numbered `id` of `entry` with `args`; refused when the arguments do not

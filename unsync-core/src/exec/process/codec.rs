@@ -35,6 +35,11 @@ impl CodecError {
         }
     }
 
+    /// A streaming function asked for one result (only a confused peer does).
+    pub(crate) fn not_a_call() -> CodecError {
+        CodecError::decoding("a streaming function was called for one result")
+    }
+
     /// Whether [`decode`] failed (rather than [`encode`]).
     pub(crate) fn is_decoding(&self) -> bool {
         self.decoding

@@ -9,6 +9,8 @@
 //! | kind | direction | fields |
 //! |---|---|---|
 //! | `CALL` | parent → worker | call id `u64`, function key `u64`, the most verbose `tracing` level the parent records `u8` (0: none, 1: ERROR ... 5: TRACE), encoded arguments |
+//! | `STREAM` | parent → worker | call id, function key, level `u8`, initial credit `u32` (items the worker may send), encoded arguments |
+//! | `CREDIT` | parent → worker | call id, items `u32` the worker may send beyond what it was granted |
 //! | `HELLO` | worker → parent | protocol version `u32`, build fingerprint `u64`, pid `u32` |
 //! | `REFUSED` | worker → parent | why the worker will not serve this parent (UTF-8) |
 //! | `RETURNED` | worker → parent | call id, microseconds the body ran `u32`, encoded result |
@@ -17,16 +19,25 @@
 //! | `OVERSIZED` | worker → parent | call id, body length `u64` of the result's frame, which was over the limit and not sent |
 //! | `SPAN` | worker → parent | call id, span id `u64`, parent span id `u64` (0: the call's), level `u8`, name (sized UTF-8), fields `k=v ...` (UTF-8) |
 //! | `EVENT` | worker → parent | call id, parent span id `u64` (0: the call's), level `u8`, target (sized UTF-8), fields (sized UTF-8), message (UTF-8) |
+//! | `ITEMS` | worker → parent | call id, count `u32`, then each item's encoding after its `u32` length |
 //!
 //! `SPAN` and `EVENT` frames come before the answer to their call (see `worker_log`).
+//!
+//! A stream (`STREAM`) is answered by `ITEMS` frames, never carrying more items in all than the
+//! credit granted so far (the `STREAM` frame's, plus every `CREDIT` frame's), then by one
+//! answer as a call's: `RETURNED` (empty payload) after the last item, or `PANICKED`,
+//! `FAILED`, `OVERSIZED` (see `worker_stream`). A worker ignores `CREDIT` frames of a stream
+//! that has ended.
 
 use std::io::{self, Read};
 use std::ops::Range;
 
 /// Bumped whenever a frame's layout changes.
-pub(crate) const PROTOCOL_VERSION: u32 = 4;
+pub(crate) const PROTOCOL_VERSION: u32 = 5;
 
 const CALL: u8 = 1;
+const STREAM: u8 = 2;
+const CREDIT: u8 = 3;
 const HELLO: u8 = 0x10;
 const REFUSED: u8 = 0x11;
 const RETURNED: u8 = 0x12;
@@ -35,6 +46,7 @@ const FAILED: u8 = 0x14;
 const OVERSIZED: u8 = 0x15;
 const SPAN: u8 = 0x16;
 const EVENT: u8 = 0x17;
+const ITEMS: u8 = 0x18;
 
 /// Bytes of the length prefix.
 pub(crate) const PREFIX: usize = 4;
@@ -53,6 +65,25 @@ pub(crate) enum Message<'a> {
         /// The most verbose `tracing` level the parent records (0: none, 1: ERROR ... 5: TRACE).
         level: u8,
         args: &'a [u8],
+    },
+    /// A streaming call: `credit` items may be sent before more is granted.
+    Stream {
+        id: u64,
+        key: u64,
+        level: u8,
+        credit: u32,
+        args: &'a [u8],
+    },
+    /// `items` more items of stream `id` may be sent.
+    Credit {
+        id: u64,
+        items: u32,
+    },
+    /// `count` items of stream `id`, each sized (checked when decoded: see [`items`]).
+    Items {
+        id: u64,
+        count: u32,
+        items: &'a [u8],
     },
     Hello {
         version: u32,
@@ -164,6 +195,31 @@ impl Message<'_> {
                 out.push(level);
                 out.extend_from_slice(args);
             }
+            Message::Stream {
+                id,
+                key,
+                level,
+                credit,
+                args,
+            } => {
+                out.push(STREAM);
+                out.extend_from_slice(&id.to_le_bytes());
+                out.extend_from_slice(&key.to_le_bytes());
+                out.push(level);
+                out.extend_from_slice(&credit.to_le_bytes());
+                out.extend_from_slice(args);
+            }
+            Message::Credit { id, items } => {
+                out.push(CREDIT);
+                out.extend_from_slice(&id.to_le_bytes());
+                out.extend_from_slice(&items.to_le_bytes());
+            }
+            Message::Items { id, count, items } => {
+                out.push(ITEMS);
+                out.extend_from_slice(&id.to_le_bytes());
+                out.extend_from_slice(&count.to_le_bytes());
+                out.extend_from_slice(items);
+            }
             Message::Hello {
                 version,
                 fingerprint,
@@ -265,6 +321,28 @@ impl Message<'_> {
                 level: fields.u8()?,
                 args: fields.rest(),
             },
+            STREAM => Message::Stream {
+                id: fields.u64()?,
+                key: fields.u64()?,
+                level: fields.u8()?,
+                credit: fields.u32()?,
+                args: fields.rest(),
+            },
+            CREDIT => Message::Credit {
+                id: fields.u64()?,
+                items: fields.u32()?,
+            },
+            ITEMS => {
+                let id = fields.u64()?;
+                let count = fields.u32()?;
+                let items = fields.rest();
+                if items_in(items)? != count {
+                    return Err(ProtocolError::Malformed(
+                        "an items frame holds another number of items than it says",
+                    ));
+                }
+                Message::Items { id, count, items }
+            }
             HELLO => Message::Hello {
                 version: fields.u32()?,
                 fingerprint: fields.u64()?,
@@ -354,6 +432,83 @@ pub(crate) fn encode_returned<E>(
     out[micros_at..micros_at + 4].copy_from_slice(&micros.to_le_bytes());
     end_frame(out, start);
     Ok(())
+}
+
+/// Append a `STREAM` frame whose arguments `encode_args` appends in place.
+pub(crate) fn encode_stream<E>(
+    out: &mut Vec<u8>,
+    id: u64,
+    key: u64,
+    level: u8,
+    credit: u32,
+    encode_args: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
+) -> Result<(), E> {
+    let start = begin_frame(out);
+    out.push(STREAM);
+    out.extend_from_slice(&id.to_le_bytes());
+    out.extend_from_slice(&key.to_le_bytes());
+    out.push(level);
+    out.extend_from_slice(&credit.to_le_bytes());
+    encode_args(out)?;
+    end_frame(out, start);
+    Ok(())
+}
+
+/// Bytes of an `ITEMS` frame before its items: prefix, kind, id, count.
+pub(crate) const ITEMS_HEADER: usize = PREFIX + 1 + 8 + 4;
+/// Bytes before each item in an `ITEMS` frame.
+pub(crate) const ITEM_PREFIX: usize = 4;
+
+/// Begin an `ITEMS` frame of stream `id` (its count is written by [`end_items`]).
+pub(crate) fn begin_items(out: &mut Vec<u8>, id: u64) -> usize {
+    let start = begin_frame(out);
+    out.push(ITEMS);
+    out.extend_from_slice(&id.to_le_bytes());
+    out.extend_from_slice(&[0; 4]);
+    start
+}
+
+/// Append one encoded item to the `ITEMS` frame being built.
+pub(crate) fn push_item(out: &mut Vec<u8>, item: &[u8]) {
+    let len = u32::try_from(item.len()).unwrap_or(u32::MAX);
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(item);
+}
+
+/// Close the `ITEMS` frame begun at `start`, holding `count` items.
+pub(crate) fn end_items(out: &mut [u8], start: usize, count: u32) {
+    let at = start + PREFIX + 1 + 8;
+    out[at..at + 4].copy_from_slice(&count.to_le_bytes());
+    end_frame(out, start);
+}
+
+/// How many sized items `bytes` holds, exactly, or why it is malformed.
+fn items_in(mut bytes: &[u8]) -> Result<u32, ProtocolError> {
+    let mut count = 0_u32;
+    while !bytes.is_empty() {
+        let mut fields = Fields(bytes);
+        let len = fields.u32()? as usize;
+        let rest = fields.rest();
+        if len > rest.len() {
+            return Err(ProtocolError::Malformed("an item longer than its frame"));
+        }
+        bytes = &rest[len..];
+        count = count
+            .checked_add(1)
+            .ok_or(ProtocolError::Malformed("too many items"))?;
+    }
+    Ok(count)
+}
+
+/// The items of a decoded `ITEMS` frame, each one's encoding.
+pub(crate) fn items(mut bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
+    std::iter::from_fn(move || {
+        let (len, rest) = bytes.split_first_chunk::<ITEM_PREFIX>()?;
+        let len = (u32::from_le_bytes(*len) as usize).min(rest.len());
+        let (item, rest) = rest.split_at(len);
+        bytes = rest;
+        Some(item)
+    })
 }
 
 /// Reserve the length prefix of a frame about to be appended; returns where it starts.
@@ -616,6 +771,24 @@ mod tests {
                 fields: "n=3 ok=true",
                 message: "done",
             },
+            Message::Stream {
+                id: 11,
+                key: 5,
+                level: 0,
+                credit: 16,
+                args: b"xs",
+            },
+            Message::Credit { id: 11, items: 8 },
+            Message::Items {
+                id: 11,
+                count: 2,
+                items: &[1, 0, 0, 0, 7, 0, 0, 0, 0],
+            },
+            Message::Items {
+                id: 11,
+                count: 0,
+                items: &[],
+            },
             Message::Hello {
                 version: PROTOCOL_VERSION,
                 fingerprint: 42,
@@ -658,6 +831,55 @@ mod tests {
             assert_eq!(&Message::decode(body).unwrap(), expected);
         }
         assert!(reader.next_frame().unwrap().is_none());
+    }
+
+    #[test]
+    fn items_are_built_in_place_and_read_back() {
+        let mut out = Vec::new();
+        let start = begin_items(&mut out, 3);
+        assert_eq!(out.len(), ITEMS_HEADER);
+        for item in [&b"a"[..], b"", b"xyz"] {
+            push_item(&mut out, item);
+        }
+        end_items(&mut out, start, 3);
+        let Message::Items {
+            id,
+            count,
+            items: bytes,
+        } = Message::decode(&out[PREFIX..]).unwrap()
+        else {
+            panic!("not an items frame")
+        };
+        assert_eq!((id, count), (3, 3));
+        assert_eq!(items(bytes).collect::<Vec<_>>(), [&b"a"[..], b"", b"xyz"]);
+    }
+
+    /// A count that is not the number of items, or an item's length past the frame's end.
+    #[test]
+    fn lying_items_frames_are_malformed() {
+        let frame = |count: u32, items: &[u8]| {
+            let mut body = vec![ITEMS];
+            body.extend_from_slice(&1_u64.to_le_bytes());
+            body.extend_from_slice(&count.to_le_bytes());
+            body.extend_from_slice(items);
+            body
+        };
+        let one = [1, 0, 0, 0, 9];
+        assert!(Message::decode(&frame(1, &one)).is_ok());
+        for (count, items) in [
+            (2, &one[..]),
+            (0, &one[..]),
+            (1, &[5, 0, 0, 0, 9][..]),
+            (1, &[1, 0][..]),
+        ] {
+            assert!(
+                matches!(
+                    Message::decode(&frame(count, items)),
+                    Err(ProtocolError::Malformed(_))
+                ),
+                "{count} {items:?}"
+            );
+        }
     }
 
     #[test]

@@ -21,6 +21,14 @@ use crate::error::Error;
 /// Decode the arguments from the first slice, run the function, append the encoded result.
 pub type Shim = fn(&[u8], &mut Vec<u8>) -> Result<(), CodecError>;
 
+/// Decode the arguments, call a streaming function: its items, each appended encoded by one
+/// call of the returned [`NextItem`].
+pub type StreamShim = fn(&[u8]) -> Result<NextItem, CodecError>;
+
+/// A streaming function's iterator, type-erased: appends the next item's encoding and returns
+/// `Ok(true)`, or returns `Ok(false)` at the end.
+pub type NextItem = Box<dyn FnMut(&mut Vec<u8>) -> Result<bool, CodecError>>;
+
 /// One `cpu_bound` function, as registered by `#[unsync(cpu_bound)]`.
 pub struct WorkerFn {
     /// `module::path::name`: the task name in errors.
@@ -29,6 +37,8 @@ pub struct WorkerFn {
     /// changed signature is another function.
     pub(crate) key: u64,
     pub(crate) shim: Shim,
+    /// A streaming function's shim (its `shim` then refuses to run as a call).
+    pub(crate) stream: Option<StreamShim>,
 }
 
 impl WorkerFn {
@@ -38,8 +48,24 @@ impl WorkerFn {
             name,
             key: fnv1a(name.as_bytes(), signature),
             shim,
+            stream: None,
         }
     }
+
+    /// Describe a streaming function (one returning `impl Iterator<Item = T>`).
+    pub const fn streaming(name: &'static str, signature: u64, stream: StreamShim) -> WorkerFn {
+        WorkerFn {
+            name,
+            key: fnv1a(name.as_bytes(), signature),
+            shim: not_a_call,
+            stream: Some(stream),
+        }
+    }
+}
+
+/// The `shim` of a streaming function: asked for one result, it has none to give.
+fn not_a_call(_: &[u8], _: &mut Vec<u8>) -> Result<(), CodecError> {
+    Err(CodecError::not_a_call())
 }
 
 /// Every `cpu_bound` function linked into this executable.

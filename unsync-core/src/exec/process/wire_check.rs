@@ -12,9 +12,11 @@ use std::marker::PhantomData;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::pool::spawn_process;
-use super::registry::WorkerFn;
+use super::codec::encode;
+use super::pool::{spawn_process, spawn_process_stream};
+use super::registry::{NextItem, WorkerFn};
 use crate::Unfinished;
+use crate::handle::stream::UnfinishedStream;
 
 /// The marker of the impl that applies: `T` is `Serialize + DeserializeOwned`.
 pub struct Valid;
@@ -24,7 +26,7 @@ pub struct Never;
 pub trait Unimplemented {}
 
 #[diagnostic::on_unimplemented(
-    message = "`{Self}` cannot cross to a worker process: the arguments and result of a `#[unsync(cpu_bound)]` function must implement `serde::Serialize` and `serde::Deserialize`",
+    message = "`{Self}` cannot cross to a worker process: the arguments, result and streamed items of a `#[unsync(cpu_bound)]` or `#[unsync(remote)]` function must implement `serde::Serialize` and `serde::Deserialize`",
     label = "`{Self}` must implement `serde::Serialize` and `serde::Deserialize`",
     note = "add `#[derive(serde::Serialize, serde::Deserialize)]` to the type's definition (for a type from another crate, look for a `serde` feature of that crate), or use `#[unsync]` or `#[unsync(parallel)]` to run the function in this process"
 )]
@@ -91,4 +93,38 @@ where
     R: Send + 'static,
 {
     spawn_process::<<Witness<R, M> as Cross<R>>::Same, R>(entry, args)
+}
+
+/// `spawn_process_stream` for an item type `T` with a witness.
+#[inline(always)]
+pub fn spawn_stream_checked<T, M>(
+    _: Witness<T, M>,
+    entry: &'static WorkerFn,
+    buffer: usize,
+    args: &impl Serialize,
+) -> UnfinishedStream<T>
+where
+    Witness<T, M>: Cross<T>,
+    <Witness<T, M> as Cross<T>>::Same: DeserializeOwned + Into<T> + 'static,
+    T: Send + 'static,
+{
+    spawn_process_stream::<<Witness<T, M> as Cross<T>>::Same, T>(entry, buffer, args)
+}
+
+/// A streaming function's iterator in a worker, its items encoded one by one (see
+/// [`NextItem`]).
+pub fn next_item<T, M, I>(witness: Witness<T, M>, items: I) -> NextItem
+where
+    Witness<T, M>: Cross<T>,
+    <Witness<T, M> as Cross<T>>::Same: Serialize,
+    I: IntoIterator<Item = T>,
+    I::IntoIter: 'static,
+    T: 'static,
+    M: 'static,
+{
+    let mut items = items.into_iter();
+    Box::new(move |out| match items.next() {
+        Some(item) => encode(witness.lend(&item), out).map(|()| true),
+        None => Ok(false),
+    })
 }

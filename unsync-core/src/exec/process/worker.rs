@@ -11,7 +11,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::protocol::{self, Failure, FrameReader, Message, ProtocolError};
-use super::{handshake, launch, parent_death, registry, sys};
+use super::{handshake, launch, parent_death, registry, sys, worker_stream};
 
 /// Set by the pool in a worker's environment: `<request fd>,<response fd>,<parent pid>,<fingerprint hex>,<max frame>`.
 pub(crate) const WORKER_ENV: &str = "UNSYNC_WORKER";
@@ -39,6 +39,11 @@ pub(super) fn take_over_if_worker() {
     HOOK_RAN.store(true, Ordering::Release);
     if let Some(spec) = std::env::var_os(WORKER_ENV) {
         become_worker(&spec);
+    }
+    if let Some(mode) = std::env::var_os(crate::exec::remote::SERVE_ENV) {
+        // Still before any thread: the worker processes this server starts must not serve too.
+        sys::remove_env_var_before_threads(crate::exec::remote::SERVE_ENV);
+        crate::exec::remote::serve_from_hook(&mode);
     }
 }
 
@@ -234,6 +239,43 @@ fn serve(spec: WorkerSpec) -> i32 {
                 return 4;
             }
         };
+        match Message::decode(body) {
+            // Credit for a stream that has ended.
+            Ok(Message::Credit { .. }) => continue,
+            Ok(Message::Stream {
+                id,
+                key,
+                level,
+                credit,
+                args,
+            }) => {
+                let args = args.to_vec();
+                if responses.flush().is_err() {
+                    return 0;
+                }
+                let request = worker_stream::Request {
+                    id,
+                    key,
+                    level,
+                    credit,
+                    args: &args,
+                };
+                match worker_stream::serve_stream(
+                    &mut requests,
+                    &mut responses,
+                    request,
+                    spec.max_frame,
+                ) {
+                    Ok(()) => continue,
+                    Err(worker_stream::Stop::ParentGone) => return 0,
+                    Err(worker_stream::Stop::Broken(e)) => {
+                        eprintln!("unsync worker {}: {e}; exiting", std::process::id());
+                        return 4;
+                    }
+                }
+            }
+            _ => {}
+        }
         frame.clear();
         if let Err(e) = handle_request(body, &mut frame, spec.max_frame) {
             eprintln!("unsync worker {}: {e}; exiting", std::process::id());
@@ -318,21 +360,27 @@ fn answer(id: u64, key: u64, args: &[u8], out: &mut Vec<u8>, max_frame: usize) {
         .encode(out),
         Err(panic) => {
             out.truncate(start);
-            let message = crate::error::panic_message(&*panic);
-            let site = crate::exec::panic_site::take();
-            // A payload whose `drop` panics would otherwise unwind out of here.
-            if let Err(again) = catch_unwind(AssertUnwindSafe(|| drop(panic))) {
-                std::mem::forget(again);
-            }
-            Message::Panicked {
-                id,
-                message: &message,
-                location: site.as_ref().map_or("", |s| s.location()),
-                backtrace: site.as_ref().and_then(|s| s.backtrace()).unwrap_or(""),
-            }
-            .encode(out);
+            encode_panic(id, panic, out);
         }
     }
+}
+
+/// Append the `PANICKED` answer to call `id` for `panic`, with the panic's site if it was
+/// recorded, and drop the payload.
+pub(super) fn encode_panic(id: u64, panic: Box<dyn std::any::Any + Send>, out: &mut Vec<u8>) {
+    let message = crate::error::panic_message(&*panic);
+    let site = crate::exec::panic_site::take();
+    // A payload whose `drop` panics would otherwise unwind out of here.
+    if let Err(again) = catch_unwind(AssertUnwindSafe(|| drop(panic))) {
+        std::mem::forget(again);
+    }
+    Message::Panicked {
+        id,
+        message: &message,
+        location: site.as_ref().map_or("", |s| s.location()),
+        backtrace: site.as_ref().and_then(|s| s.backtrace()).unwrap_or(""),
+    }
+    .encode(out);
 }
 
 /// The spec a worker is started with.

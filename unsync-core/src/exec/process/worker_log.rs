@@ -76,6 +76,14 @@ pub(crate) fn begin(id: u64, level: u8) {
     LEVEL.store(level, Ordering::Release);
 }
 
+/// The records of the running call so far, as frames (a stream sends them with its items).
+pub(crate) fn take() -> Vec<u8> {
+    if LEVEL.load(Ordering::Acquire) == 0 {
+        return Vec::new();
+    }
+    std::mem::take(&mut *crate::exec::lock(&BUFFER))
+}
+
 /// The call ended: its records, as frames (empty when none).
 pub(crate) fn end() -> Vec<u8> {
     if LEVEL.swap(0, Ordering::AcqRel) == 0 {

@@ -7,20 +7,22 @@
 //! not end, more memory held than the frame limit allows, a wrong or oversized answer.
 //!
 //! The checks drive the same `pub(crate)` functions the pool and the worker use (`protocol`,
-//! `codec`, `call`, `worker::handle_request`), on the sample functions of `samples`.
+//! `codec`, `call`, `worker::handle_request`, `worker_stream::serve_stream`), on the sample
+//! functions of `samples`.
 
 // The samples are `linkme` entries: `link_section` statics, which trip `unsafe_code`.
 #[allow(unsafe_code)]
-mod samples;
+pub(crate) mod samples;
 pub(crate) mod stream;
 
 use std::collections::BTreeMap;
 
 use super::call::{call_outcome, decode_result};
 use super::codec::{Bulk, decode, encode};
-use super::protocol::{FrameReader, Message, PREFIX, body_len};
+use super::protocol::{self, FrameReader, Message, PREFIX, body_len};
 use super::registry;
 use super::worker::handle_request;
+use super::worker_stream::{Request, Stop, serve_stream};
 use crate::error::{Error, Payload};
 use samples::ADD;
 use stream::{Ending, Trickle, read_like_the_pool};
@@ -84,21 +86,130 @@ pub fn frame_decoder(data: &[u8]) {
 }
 
 /// The first byte chooses the request: odd, a call of the registered function it picks
-/// (`byte >> 1`, modulo their number) with the rest as argument bytes; even, the rest is the
-/// whole frame body. See [`check_request`].
+/// (`byte >> 2`, modulo their number) with the rest as argument bytes, as a `STREAM` when bit 1
+/// is set too; even, the rest is the whole frame body. See [`check_request`] and
+/// [`check_stream`].
 pub fn worker_request(data: &[u8]) {
     let body = match data.split_first() {
         Some((&selector, args)) if selector & 1 == 1 => {
-            let index = usize::from(selector >> 1) % registry::count();
+            let index = usize::from(selector >> 2) % registry::count();
             let function = registry::entries()
                 .nth(index)
                 .expect("index below the count");
-            call_body(u64::from(selector), function.key, args)
+            if selector & 2 == 2 {
+                stream_body(
+                    u64::from(selector),
+                    function.key,
+                    u32::from(selector >> 2),
+                    args,
+                )
+            } else {
+                call_body(u64::from(selector), function.key, args)
+            }
         }
         Some((_, body)) => body.to_vec(),
         None => Vec::new(),
     };
-    check_request(&body, LIMIT);
+    if matches!(Message::decode(&body), Ok(Message::Stream { .. })) {
+        check_stream(&body, LIMIT);
+    } else {
+        check_request(&body, LIMIT);
+    }
+}
+
+/// The body of a stream frame.
+pub(crate) fn stream_body(id: u64, key: u64, credit: u32, args: &[u8]) -> Vec<u8> {
+    let mut frame = Vec::new();
+    Message::Stream {
+        id,
+        key,
+        level: 0,
+        credit,
+        args,
+    }
+    .encode(&mut frame);
+    frame.split_off(PREFIX)
+}
+
+/// Credit the check grants a stream after its first (at most [`MAX_FIRST_CREDIT`]), in
+/// frames of [`GRANT`] items: an endless sample stream then stops, as when its parent goes.
+const GRANTS: u32 = 3;
+const GRANT: u32 = 16;
+const MAX_FIRST_CREDIT: u32 = 64;
+
+/// Drive one `STREAM` request (its credit cut to [`MAX_FIRST_CREDIT`]) as the worker does,
+/// with [`GRANTS`] more credit frames and then a closed pipe: the worker writes only `ITEMS`
+/// frames of that stream, each within `max_frame`, never more items than it was granted,
+/// then exactly one answer to it, unless it ran out of credit and stopped (the closed pipe).
+pub(crate) fn check_stream(body: &[u8], max_frame: usize) {
+    let Ok(Message::Stream {
+        id,
+        key,
+        level,
+        credit,
+        args,
+    }) = Message::decode(body)
+    else {
+        panic!("not a stream frame");
+    };
+    let credit = credit % (MAX_FIRST_CREDIT + 1);
+    let mut grants = Vec::new();
+    for _ in 0..GRANTS {
+        Message::Credit { id, items: GRANT }.encode(&mut grants);
+    }
+    let mut requests = FrameReader::new(&grants[..], LIMIT);
+    let mut out = Vec::new();
+    let request = Request {
+        id,
+        key,
+        level,
+        credit,
+        args,
+    };
+    let served = serve_stream(&mut requests, &mut out, request, max_frame);
+    let mut reader = FrameReader::new(&out[..], LIMIT.max(max_frame));
+    let mut items = 0_u64;
+    let mut answered = false;
+    while let Some(frame) = reader.next_frame().expect("the worker writes whole frames") {
+        assert!(!answered, "a frame after the stream's answer");
+        match Message::decode(frame).expect("the worker writes frames that decode") {
+            Message::Items {
+                id: of,
+                count,
+                items: bytes,
+            } => {
+                assert_eq!(of, id);
+                assert!(frame.len() <= max_frame, "an items frame over the limit");
+                assert_eq!(protocol::items(bytes).count(), count as usize);
+                items += u64::from(count);
+            }
+            Message::Returned { id: of, .. }
+            | Message::Panicked { id: of, .. }
+            | Message::Failed { id: of, .. }
+            | Message::Oversized { id: of, .. } => {
+                assert_eq!(of, id);
+                answered = true;
+            }
+            other => panic!("a stream wrote {other:?}"),
+        }
+    }
+    assert!(
+        items <= u64::from(credit + GRANTS * GRANT),
+        "{items} items sent on credit for {}",
+        credit + GRANTS * GRANT
+    );
+    match served {
+        Ok(()) => assert!(answered, "a stream ended without its answer"),
+        Err(Stop::ParentGone) => {
+            assert!(!answered);
+            assert_eq!(
+                items,
+                u64::from(credit + GRANTS * GRANT),
+                "stopped with credit left"
+            );
+        }
+        Err(Stop::Broken(why)) => panic!("a stream broke on valid credit: {why}"),
+    }
 }
 
 /// The frame limit of the checks.
@@ -190,9 +301,10 @@ fn only_frame(out: &[u8]) -> Message<'_> {
 /// The task name the parent-side checks settle calls for.
 const TASK: &str = "fuzz::task";
 
-/// A byte choosing the type results decode as, then a stream of frames from a worker. Each
-/// answer is settled as the pool settles the call it answers: a value or an error for that
-/// call, never a panic.
+/// A byte choosing the type results (and a stream's items) decode as, then a stream of frames
+/// from a worker. Each answer is settled as the pool settles the call it answers, and each
+/// item of an `ITEMS` frame as a stream's job does: a value or an error for that call, never
+/// a panic.
 pub fn response(data: &[u8]) {
     let Some((&kind, stream)) = data.split_first() else {
         return;
@@ -204,6 +316,13 @@ pub fn response(data: &[u8]) {
             break;
         };
         let returned = match answer {
+            // A stream's items, settled one by one as the stream's job does.
+            Message::Items { items, .. } => {
+                for item in protocol::items(items) {
+                    settle(kind, item);
+                }
+                continue;
+            }
             Message::Returned { .. } => true,
             Message::Panicked { .. } | Message::Failed { .. } | Message::Oversized { .. } => false,
             _ => break,
@@ -263,7 +382,7 @@ fn settle_as<W: serde::de::DeserializeOwned + Into<R>, R>(payload: &[u8]) {
 mod tests {
     use super::samples::*;
     use super::*;
-    use crate::exec::process::protocol::Failure;
+    use crate::exec::process::protocol::{Failure, ITEMS_HEADER};
     use crate::exec::process::registry;
     use proptest::prelude::*;
     use serde::Serialize;
@@ -456,22 +575,49 @@ mod tests {
             }
         }
 
+        /// Streams of every sample, with any first credit, spoiled or not: never more items
+        /// than the credit, one answer at the end.
+        #[test]
+        fn streams_stay_within_their_credit(
+            which in 0..3_u8,
+            n in 0_u64..400,
+            credit: u32,
+            words in prop::collection::vec("[a-z]{0,6}", 0..100),
+            spoil in spoil(),
+            limit in prop_oneof![Just(LIMIT), (ITEMS_HEADER - PREFIX + 4)..200],
+        ) {
+            let (key, valid) = match which {
+                0 => (COUNT_TO.key, args(&(n,))),
+                1 => (PANICS_AT.key, args(&(n,))),
+                _ => (WORDS.key, args(&(words.join(" "),))),
+            };
+            check_stream(&stream_body(5, key, credit, &spoil.apply(valid)), limit);
+        }
+
         #[test]
         fn response_on_random_bytes(data in prop::collection::vec(any::<u8>(), 0..300)) {
             response(&data);
         }
 
-        /// Answers carrying valid or spoiled results of each type the check decodes as.
+        /// Answers carrying valid or spoiled results of each type the check decodes as, and
+        /// items frames carrying them as items.
         #[test]
         fn spoiled_results_fail_only_their_call(
             kind: u8,
-            answers in prop::collection::vec((0..3_u8, any::<u64>(), any::<u32>(), sample_call(), spoil()), 1..6),
+            answers in prop::collection::vec((0..4_u8, any::<u64>(), any::<u32>(), sample_call(), spoil()), 1..6),
         ) {
             let mut stream = vec![kind];
             for (what, id, micros, (_, _, result), spoil) in &answers {
                 let payload = spoil.apply(result.clone());
                 let text = String::from_utf8_lossy(&payload);
                 match what {
+                    3 => {
+                        let start = protocol::begin_items(&mut stream, *id);
+                        protocol::push_item(&mut stream, &payload);
+                        protocol::push_item(&mut stream, result);
+                        protocol::end_items(&mut stream, start, 2);
+                        continue;
+                    }
                     0 => Message::Returned { id: *id, micros: *micros, payload: &payload },
                     1 => Message::Panicked { id: *id, message: &text, location: &text, backtrace: "" },
                     _ => Message::Failed { id: *id, failure: failure(*micros), message: &text },
@@ -490,7 +636,7 @@ mod tests {
         #[test]
         fn frame_decoder_on_spoiled_frames(
             settings in prop::array::uniform5(any::<u8>()),
-            frames in prop::collection::vec((0..7_u8, any::<u64>(), any::<u32>(), prop::collection::vec(any::<u8>(), 0..40)), 0..8),
+            frames in prop::collection::vec((0..10_u8, any::<u64>(), any::<u32>(), prop::collection::vec(any::<u8>(), 0..40)), 0..8),
             spoil in spoil(),
         ) {
             let mut stream = Vec::new();
@@ -503,7 +649,17 @@ mod tests {
                     3 => Message::Returned { id: *n, micros: *m, payload: bytes },
                     4 => Message::Panicked { id: *n, message: &text, location: "", backtrace: &text },
                     5 => Message::Failed { id: *n, failure: failure(*m), message: &text },
-                    _ => Message::Oversized { id: *n, bytes: u64::from(*m) },
+                    6 => Message::Oversized { id: *n, bytes: u64::from(*m) },
+                    7 => Message::Stream { id: *n, key: !*n, level: 1, credit: *m, args: bytes },
+                    8 => Message::Credit { id: *n, items: *m },
+                    _ => {
+                        let start = protocol::begin_items(&mut stream, *n);
+                        for item in bytes.chunks(3) {
+                            protocol::push_item(&mut stream, item);
+                        }
+                        protocol::end_items(&mut stream, start, bytes.chunks(3).count() as u32);
+                        continue;
+                    }
                 }
                 .encode(&mut stream);
             }

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use crate::exec::process::codec::{Bulk, CodecError, decode, encode};
 #[cfg(not(windows))]
 use crate::exec::process::registry::WORKER_FNS;
-use crate::exec::process::registry::WorkerFn;
+use crate::exec::process::registry::{NextItem, WorkerFn};
 
 /// Registers `fn $name` as `#[unsync(cpu_bound)]` would: a shim that decodes the argument
 /// tuple, runs the function and encodes its result.
@@ -28,6 +28,35 @@ macro_rules! sample {
         crate::__register_worker_fn!($entry);
     };
 }
+
+/// Registers `fn $name` as `#[unsync(cpu_bound)]` registers a streaming function.
+macro_rules! stream_sample {
+    ($entry:ident: fn $name:ident($($arg:ident: $ty:ty),* $(,)?) -> $item:ty $body:block) => {
+        pub(crate) fn $name($($arg: $ty),*) -> impl Iterator<Item = $item> + 'static $body
+
+        #[cfg_attr(not(windows), linkme::distributed_slice(WORKER_FNS))]
+        pub(crate) static $entry: WorkerFn = WorkerFn::streaming(concat!(module_path!(), "::", stringify!($name)), 0, {
+            fn shim(args: &[u8]) -> Result<NextItem, CodecError> {
+                let ($($arg,)*): ($($ty,)*) = decode(args)?;
+                let mut items = $name($($arg),*);
+                Ok(Box::new(move |out| match items.next() {
+                    Some(item) => encode(&item, out).map(|()| true),
+                    None => Ok(false),
+                }))
+            }
+            shim
+        });
+        crate::__register_worker_fn!($entry);
+    };
+}
+
+stream_sample!(COUNT_TO: fn count_to(n: u64) -> u64 { 0..n });
+stream_sample!(PANICS_AT: fn panics_at(n: u64) -> u64 {
+    (0..).map(move |i| if i == n { panic!("stopped at {n}") } else { i })
+});
+stream_sample!(WORDS: fn words(text: String) -> String {
+    text.split_whitespace().map(str::to_owned).collect::<Vec<_>>().into_iter()
+});
 
 // Every sample's encoded result is at most a few bytes longer than its encoded arguments, so
 // the checks can bound an answer's size by the request's.

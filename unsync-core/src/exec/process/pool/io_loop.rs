@@ -28,12 +28,15 @@ enum Taken<'m> {
     Answer(Answered<&'m [u8]>),
     /// A `SPAN` or `EVENT` record of the running call (see `worker_log`).
     Record(Arc<dyn Job>),
+    /// Items of the running stream, where they lie in the frame.
+    Items(Arc<dyn Job>, &'m [u8]),
 }
 
 /// What `take_answers` settles once the lock is released, in the order the frames came: a
 /// record to re-emit (the frame's place in the buffer) or an answered call.
 enum Settle {
     Record(Arc<dyn Job>, Range<usize>),
+    Items(Arc<dyn Job>, Range<usize>),
     Finished(Finished),
 }
 
@@ -143,6 +146,9 @@ impl Pool {
             match self.take(&mut state, index, io, message) {
                 Ok(Taken::Nothing) => {}
                 Ok(Taken::Record(job)) => finished.push(Settle::Record(job, range)),
+                Ok(Taken::Items(job, items)) => {
+                    finished.push(Settle::Items(job, offset_in(range.start, body, items)));
+                }
                 Ok(Taken::Answer((job, outcome))) => {
                     finished.push(Settle::Finished((
                         job,
@@ -169,6 +175,7 @@ impl Pool {
                         replay.replay(&message, span, io.pid);
                     }
                 }
+                Settle::Items(job, range) => job.items(reader.slice(range)),
                 Settle::Finished((job, outcome)) => {
                     replay.call_ended();
                     job.finish(outcome.map(|range| reader.slice(range)));
@@ -207,6 +214,26 @@ impl Pool {
                 let call = slot.in_flight.front().expect("front exists");
                 Ok(Taken::Record(call.job.clone()))
             }
+            Message::Items { id, count, items }
+                if slot.phase == Phase::Ready
+                    && slot.in_flight.front().is_some_and(|c| c.id == id) =>
+            {
+                let call = slot.in_flight.front_mut().expect("front exists");
+                let Some(credit) = call.stream.as_mut() else {
+                    return Err(Death::Broken(
+                        "the worker broke the protocol: items for a call that is not a stream"
+                            .into(),
+                    ));
+                };
+                credit.received += u64::from(count);
+                if credit.received > credit.granted {
+                    return Err(Death::Broken(format!(
+                        "the worker broke the protocol: it sent {} items of a stream granted {}",
+                        credit.received, credit.granted
+                    )));
+                }
+                Ok(Taken::Items(call.job.clone(), items))
+            }
             Message::Refused { reason } => Err(Death::Refused(reason.to_owned())),
             Message::Returned { id, .. }
             | Message::Panicked { id, .. }
@@ -225,8 +252,8 @@ impl Pool {
                         io.kill();
                     }
                 }
-                if let Message::Returned { micros, .. } = message {
-                    self.record_run_time(call.index, micros);
+                if let (Message::Returned { micros, .. }, None) = (&message, &call.stream) {
+                    self.record_run_time(call.index, *micros);
                 }
                 let outcome = call_outcome(call.entry.name, message, self.max_frame);
                 Ok(Taken::Answer((call.job, outcome)))

@@ -24,14 +24,16 @@ use crossbeam_channel::Sender;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::call::{self, Job, ProcessJob};
+use super::call::{self, EncodedJob, Job, ProcessJob};
 use super::os;
 use super::registry::{self, WorkerFn};
+use super::stream::{StreamJob, encode_stream};
 use crate::error::Error;
 use crate::exec::lock;
 use crate::exec::stats::{self, Mode};
 use crate::handle::Unfinished;
 use crate::handle::completion::{Abort, Completion};
+use crate::handle::stream::{UnfinishedStream, channel};
 
 /// A call in the pool: queued, or given to a worker.
 struct Call {
@@ -42,6 +44,16 @@ struct Call {
     job: Arc<dyn Job>,
     /// Expected run time in µs when given to a worker (the budget if not measured yet).
     cost: u32,
+    /// A stream's credit; `None` for a call.
+    stream: Option<Credit>,
+}
+
+/// What a stream's worker may send (see `worker_stream`): items granted in all, items
+/// received, and credit granted but not written to the worker yet.
+struct Credit {
+    granted: u64,
+    received: u64,
+    unsent: u32,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -198,6 +210,114 @@ where
         index,
         job,
         cost: 0,
+        stream: None,
+    });
+    Unfinished::from_cell(cell)
+}
+
+/// Run a registered streaming function in a worker process, `buffer` items of credit at a
+/// time. `W` is how an item crosses the pipe, `T` what the stream yields.
+#[doc(hidden)]
+pub fn spawn_process_stream<W, T>(
+    entry: &'static WorkerFn,
+    buffer: usize,
+    args: &impl Serialize,
+) -> UnfinishedStream<T>
+where
+    W: DeserializeOwned + Into<T> + 'static,
+    T: Send + 'static,
+{
+    let buffer = u32::try_from(buffer.max(1)).unwrap_or(u32::MAX);
+    let (sender, stream) = channel(entry.name, buffer as usize);
+    let refused = |sender: crate::handle::stream::Sender<T>, error| {
+        stats::submitted(Mode::Process);
+        stats::ended(Mode::Process, stats::Outcome::Failed, None);
+        sender.finish(Err(error));
+    };
+    let index = match registry::position(entry) {
+        Ok(index) => index,
+        Err(error) => {
+            refused(sender, error);
+            return stream;
+        }
+    };
+    let pool = pool();
+    let id = pool.next_id.fetch_add(1, Ordering::Relaxed);
+    let level = super::worker_log::wanted();
+    let frame = match encode_stream(entry, id, level, buffer, args, pool.max_frame) {
+        Ok(frame) => frame,
+        Err(error) => {
+            refused(sender, error);
+            return stream;
+        }
+    };
+    let span = (level > 0).then(tracing::Span::current);
+    sender.set_on_read(Arc::new(move |items| grant(id, items)));
+    let job = Arc::new(StreamJob::<W, T>::new(id, frame, sender, entry.name, span));
+    stream.control().set_abort(Abort::new(move || cancel(id)));
+    pool.submit(Call {
+        id,
+        entry,
+        index,
+        job,
+        cost: 0,
+        stream: Some(Credit {
+            granted: u64::from(buffer),
+            received: 0,
+            unsent: 0,
+        }),
+    });
+    stream
+}
+
+/// The reader of stream `id` took `items` more: let its worker send as many more.
+fn grant(id: u64, items: usize) {
+    let Some(pool) = POOL.get() else { return };
+    let mut state = lock(&pool.state);
+    let Some(index) = state
+        .slots
+        .iter()
+        .position(|s| s.in_flight.front().is_some_and(|c| c.id == id))
+    else {
+        // Ended, or its worker died: nothing to grant.
+        return;
+    };
+    let slot = &mut state.slots[index];
+    let Some(credit) = slot.in_flight.front_mut().and_then(|c| c.stream.as_mut()) else {
+        return;
+    };
+    let items = u32::try_from(items).unwrap_or(u32::MAX);
+    credit.granted += u64::from(items);
+    credit.unsent = credit.unsent.saturating_add(items);
+    drop(pool.flush(state, index));
+}
+
+/// Run a registered function in a worker process with arguments already encoded (as
+/// `spawn_process` would encode them), yielding the result still encoded: the seam for an
+/// executor that receives calls as bytes (the remote worker). Cancelling the handle kills the
+/// worker running it, as for any call.
+#[cfg_attr(not(feature = "remote"), allow(dead_code))]
+pub(crate) fn spawn_encoded(entry: &'static WorkerFn, args: &[u8]) -> Unfinished<Vec<u8>> {
+    let index = match registry::position(entry) {
+        Ok(index) => index,
+        Err(error) => return Unfinished::failed(error),
+    };
+    let pool = pool();
+    let id = pool.next_id.fetch_add(1, Ordering::Relaxed);
+    let frame = match call::encode_encoded_call(entry, id, args, pool.max_frame) {
+        Ok(frame) => frame,
+        Err(error) => return Unfinished::failed(error),
+    };
+    let cell = Completion::pending(entry.name);
+    let job = Arc::new(EncodedJob::new(frame, cell.clone()));
+    cell.set_abort(Abort::new(move || cancel(id)));
+    pool.submit(Call {
+        id,
+        entry,
+        index,
+        job,
+        cost: 0,
+        stream: None,
     });
     Unfinished::from_cell(cell)
 }

@@ -1,7 +1,7 @@
 //! Where a call waits and which worker gets it: the queue, and how many calls a worker may
 //! hold at once. That depth adapts per function: a function that runs in microseconds is
 //! pipelined up to [`MAX_DEPTH`] deep, one that runs for milliseconds goes one at a time, so
-//! that a free worker always takes the next call.
+//! that a free worker always takes the next call. A stream takes a worker for itself.
 
 use std::sync::MutexGuard;
 use std::sync::atomic::Ordering;
@@ -65,6 +65,9 @@ impl Pool {
                 continue;
             }
             let cost = self.cost(call.index);
+            // A stream holds its worker alone: it goes only to an idle worker, and nothing is
+            // pipelined behind it (the worker reads only credit while it streams).
+            let stream = call.stream.is_some();
             let chosen = state
                 .slots
                 .iter()
@@ -73,7 +76,9 @@ impl Pool {
                     s.phase == Phase::Ready
                         && s.kill.is_none()
                         && (s.in_flight.is_empty()
-                            || (s.in_flight.len() < MAX_DEPTH as usize
+                            || (!stream
+                                && s.in_flight.front().is_some_and(|c| c.stream.is_none())
+                                && s.in_flight.len() < MAX_DEPTH as usize
                                 && s.load + u64::from(cost) <= u64::from(DEPTH_BUDGET_MICROS)))
                 })
                 .min_by_key(|(_, s)| s.load)

@@ -1,6 +1,10 @@
 //! Writing calls to a worker's request pipe without blocking: as many whole frames as the pipe
 //! takes, the rest (from the exact byte where a write stopped) once its I/O thread sees the
 //! pipe writable again. The lock is released during each write.
+//!
+//! A streaming worker's credit goes the same way, once its `STREAM` frame is written: one
+//! `CREDIT` frame for all the credit granted since the last, written whole or not at all (it is
+//! far below `PIPE_BUF`, so a pipe takes it atomically).
 
 use std::io::{self, IoSlice};
 use std::sync::{Arc, MutexGuard};
@@ -10,6 +14,7 @@ use super::{Phase, Pool, Slot, State};
 use crate::exec::lock;
 use crate::exec::process::call::Job;
 use crate::exec::process::os;
+use crate::exec::process::protocol::Message;
 
 impl Pool {
     /// Write this worker's unsent calls without blocking; what does not fit is written by
@@ -20,7 +25,11 @@ impl Pool {
         index: usize,
     ) -> MutexGuard<'a, State> {
         let slot = &mut state.slots[index];
-        if slot.writing || slot.phase != Phase::Ready || !slot.has_unwritten() {
+        if slot.writing || slot.phase != Phase::Ready {
+            return state;
+        }
+        if !slot.has_unwritten() {
+            slot.write_credit();
             return state;
         }
         let Some(io) = slot.io.clone() else {
@@ -62,6 +71,7 @@ impl Pool {
                     advance(slot, &jobs, n);
                     if !slot.has_unwritten() {
                         slot.writing = false;
+                        slot.write_credit();
                         return state;
                     }
                 }
@@ -85,6 +95,41 @@ impl Pool {
 impl Slot {
     fn has_unwritten(&self) -> bool {
         self.answered + self.in_flight.len() as u64 > self.written
+    }
+
+    /// Write the credit granted to this worker's stream and not sent yet, if its `STREAM`
+    /// frame is out; when the pipe is full, once it has room.
+    fn write_credit(&mut self) {
+        let Some(io) = self.io.clone() else { return };
+        let Some(call) = self.in_flight.front_mut() else {
+            return;
+        };
+        let Some(credit) = call.stream.as_mut().filter(|c| c.unsent > 0) else {
+            return;
+        };
+        let mut frame = Vec::with_capacity(32);
+        Message::Credit {
+            id: call.id,
+            items: credit.unsent,
+        }
+        .encode(&mut frame);
+        loop {
+            match rustix::io::write(&io.requests, &frame) {
+                Ok(n) => {
+                    debug_assert_eq!(n, frame.len(), "a pipe takes a small write whole");
+                    credit.unsent = 0;
+                    return;
+                }
+                Err(rustix::io::Errno::INTR) => {}
+                Err(rustix::io::Errno::AGAIN) => {
+                    self.want_writable = true;
+                    io.wake();
+                    return;
+                }
+                // The worker is gone; its I/O thread sees the end of its pipe.
+                Err(_) => return,
+            }
+        }
     }
 }
 
