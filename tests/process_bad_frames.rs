@@ -86,19 +86,24 @@ fn writable_pipes() -> Vec<std::fs::File> {
     pipes
 }
 
-/// Write `frame` to this worker's response pipe, ahead of the real answer, and return
-/// how many pipes it went to (one, in a worker).
-#[unsync(cpu_bound)]
-fn inject(frame: Vec<u8>) -> usize {
+/// Write `frame` to every [`writable_pipes`] (in a worker, its response pipe); how many.
+fn write_to_writable_pipes(frame: &[u8]) -> usize {
     let pipes = writable_pipes();
     for mut pipe in &pipes {
-        pipe.write_all(&frame).unwrap();
+        pipe.write_all(frame).unwrap();
     }
     let found = pipes.len();
     // On Windows the `File`s borrow the worker's own handles: not theirs to close.
     #[cfg(windows)]
     pipes.into_iter().for_each(std::mem::forget);
     found
+}
+
+/// Write `frame` to this worker's response pipe, ahead of the real answer, and return
+/// how many pipes it went to (one, in a worker).
+#[unsync(cpu_bound)]
+fn inject(frame: Vec<u8>) -> usize {
+    write_to_writable_pipes(&frame)
 }
 
 #[unsync(cpu_bound)]
@@ -202,10 +207,7 @@ fn inject_first(frame: Vec<u8>) -> impl Iterator<Item = u64> {
 fn inject_mid_stream_at(frame: Vec<u8>, at: u64) -> impl Iterator<Item = u64> {
     (0..).inspect(move |&i| {
         if i == at {
-            for pipe in writable_pipes() {
-                let mut out = std::fs::OpenOptions::new().write(true).open(pipe).unwrap();
-                out.write_all(&frame).unwrap();
-            }
+            write_to_writable_pipes(&frame);
         }
     })
 }

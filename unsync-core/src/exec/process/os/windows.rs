@@ -285,8 +285,11 @@ impl Read for &Responses {
     }
 }
 
+/// Writes up to this size are taken whole or not at all, as a Unix pipe takes `PIPE_BUF`.
+const ATOMIC_WRITE: usize = 4096;
+
 /// Give the writer thread as much of `slices` as the outbox has room for (`WouldBlock` when
-/// it is full).
+/// it is full, or when a write of at most [`ATOMIC_WRITE`] bytes does not fit whole).
 pub(in crate::exec::process) fn write_vectored(
     requests: &Requests,
     slices: &[IoSlice<'_>],
@@ -296,7 +299,8 @@ pub(in crate::exec::process) fn write_vectored(
         return Err(io::ErrorKind::BrokenPipe.into());
     }
     let room = BUFFERED.saturating_sub(pipes.outbox.len());
-    if room == 0 && slices.iter().any(|s| !s.is_empty()) {
+    let total: usize = slices.iter().map(|s| s.len()).sum();
+    if total > 0 && (room == 0 || (total <= ATOMIC_WRITE && total > room)) {
         return Err(io::ErrorKind::WouldBlock.into());
     }
     let mut written = 0;

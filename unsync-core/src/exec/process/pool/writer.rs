@@ -114,14 +114,14 @@ impl Slot {
         }
         .encode(&mut frame);
         loop {
-            match rustix::io::write(&io.requests, &frame) {
+            match os::write_vectored(&io.requests, &[IoSlice::new(&frame)]) {
                 Ok(n) => {
                     debug_assert_eq!(n, frame.len(), "a pipe takes a small write whole");
                     credit.unsent = 0;
                     return;
                 }
-                Err(rustix::io::Errno::INTR) => {}
-                Err(rustix::io::Errno::AGAIN) => {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.want_writable = true;
                     io.wake();
                     return;
