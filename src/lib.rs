@@ -652,7 +652,8 @@
 //! **Windows** (x86_64, `-msvc` and `-gnu`): every mode works, `cpu_bound` with the same
 //! promises. CI builds the tests and examples for `x86_64-pc-windows-gnu` and runs them under
 //! Wine, and checks that the library builds for `x86_64-pc-windows-msvc`; nothing has run on a
-//! real Windows machine yet. What differs:
+//! real Windows machine yet, and two things have no test there yet: the Ctrl-C handling (Wine
+//! gives the tests no console) and the `cpu_bound` streams' own test file. What differs:
 //! - A worker is the executable (`current_exe`) started again, its two pipes passed as
 //!   inherited handles. Workers go into a Job Object that kills them when the program ends,
 //!   however it ends, and each also watches its parent process. A worker whose start the
