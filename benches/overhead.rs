@@ -273,6 +273,7 @@ struct Latency {
 }
 
 /// CPU time used so far by every thread of this process, in µs.
+#[cfg(unix)]
 fn process_cpu_micros() -> f64 {
     // SAFETY: `getrusage` only writes the struct it is given, which is zeroed and ours.
     let usage = unsafe {
@@ -282,6 +283,12 @@ fn process_cpu_micros() -> f64 {
     };
     let micros = |t: libc::timeval| t.tv_sec as f64 * 1e6 + t.tv_usec as f64;
     micros(usage.ru_utime) + micros(usage.ru_stime)
+}
+
+/// Not measured on Windows (the figures in `benches/README.md` come from Linux).
+#[cfg(windows)]
+fn process_cpu_micros() -> f64 {
+    f64::NAN
 }
 
 /// Round-trip latency of `raw` and `lib`, measured in alternating blocks so that drift in the

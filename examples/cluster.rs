@@ -33,7 +33,16 @@ use unsync::unsync;
 /// that took the call: the remote worker (the parent of the worker process that ran it).
 #[unsync(remote, retries = 1)]
 fn simulate(seed: u64, steps: u64) -> (u64, u32) {
-    (work(seed, steps), std::os::unix::process::parent_id())
+    (work(seed, steps), taker())
+}
+
+/// The remote worker that took a call: the parent of the worker process running it. (Windows
+/// has no `parent_id`: there, the worker process itself.)
+fn taker() -> u32 {
+    #[cfg(unix)]
+    return std::os::unix::process::parent_id();
+    #[cfg(not(unix))]
+    return std::process::id();
 }
 
 fn work(seed: u64, steps: u64) -> u64 {
@@ -206,7 +215,13 @@ fn on_a_cluster(claims: &mut Claims) {
     for mut worker in workers {
         // SIGTERM: a worker finishes what it runs, then exits 0.
         // SAFETY: kill(2) on a child this example started and has not reaped.
-        unsafe { libc::kill(worker.child.id() as i32, libc::SIGTERM) };
+        #[cfg(unix)]
+        unsafe {
+            libc::kill(worker.child.id() as i32, libc::SIGTERM)
+        };
+        // Windows has no SIGTERM: the worker is stopped outright.
+        #[cfg(not(unix))]
+        let _ = worker.child.kill();
         let _ = worker.child.wait();
     }
 }

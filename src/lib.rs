@@ -393,7 +393,8 @@
 //! ```
 //!
 //! **How it works.** A worker is the current executable started again (`/proc/self/exe` on
-//! Linux, so a binary rebuilt or deleted on disk does not matter), lazily on the first call,
+//! Linux, so a binary rebuilt or deleted on disk does not matter; see *Platforms* for
+//! Windows), lazily on the first call,
 //! then kept warm and reused: one per core by default ([`Config::processes`]). Calls beyond
 //! what the workers hold wait in the caller's process; none is lost. A hook that runs before
 //! `main` (a `ctor` constructor) finds the worker's environment variable and turns the process
@@ -647,7 +648,30 @@
 //! `eventfd` to wake a worker's I/O thread, and, instead of `PR_SET_PDEATHSIG`, a thread in
 //! each worker that exits it within 100 ms of its parent's death. CI runs the process tests on
 //! Linux through those replacements (`--cfg unsync_portable`), but nothing has run on a real
-//! Mac or BSD machine yet. Windows is not supported (no Unix file descriptors or signals).
+//! Mac or BSD machine yet.
+//!
+//! **Windows** (x86_64, `-msvc` and `-gnu`): every mode works, `cpu_bound` with the same
+//! promises. CI builds the tests and examples for `x86_64-pc-windows-gnu` and runs them under
+//! Wine, and checks that the library builds for `x86_64-pc-windows-msvc`; nothing has run on a
+//! real Windows machine yet, and two things have no test there yet: the Ctrl-C handling (Wine
+//! gives the tests no console) and the `cpu_bound` streams' own test file. What differs:
+//! - A worker is the executable (`current_exe`) started again, its two pipes passed as
+//!   inherited handles. Workers go into a Job Object that kills them when the program ends,
+//!   however it ends, and each also watches its parent process. A worker whose start the
+//!   program's exit interrupts is stopped when `main` returns, but not after
+//!   `std::process::exit`.
+//! - The registry is filled by one constructor per `cpu_bound` function (Windows linkers drop
+//!   `linkme` entries), and the start-up hook runs after all of them.
+//! - A dead worker's [`Error::WorkerDied`] names its exit code or its exception ("crashed
+//!   with exception 0xC0000005 (STATUS_ACCESS_VIOLATION)"; Rust's `abort` is
+//!   `0xC0000409`), never a signal. A worker killed from outside (`taskkill /F`, the Task
+//!   Manager) exits with status 1, which the pool takes for an outside kill while a worker
+//!   starts.
+//! - Workers ignore the console's Ctrl-C and Ctrl-Break (the program decides, as on Unix).
+//! - Anonymous pipes cannot be polled, so each worker also has a reader and a writer thread
+//!   in the parent.
+//! - The Task Manager shows a worker under the program's own name and command line, without
+//!   the `(unsync worker)` mark.
 //!
 //! ## Configuration
 //!

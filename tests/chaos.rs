@@ -13,10 +13,16 @@
 //!
 //! A binary of its own: it configures the pool size, and its kills must not hit the workers of
 //! other tests.
+//!
+//! On Windows the killer uses `TerminateProcess` (exit code 1), as `taskkill /F` does, ten
+//! times less often, and picks only workers that have answered a call: under Wine, a process
+//! killed before its parent's `CreateProcess` returns makes that call fail, which the pool must
+//! count as a worker that cannot start (`tests/chaos_startup.rs`, Unix only, covers kills
+//! during start-up), and Wine's server crashed under a kill every few milliseconds.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use unsync::{Config, Error, unsync};
@@ -51,6 +57,7 @@ fn worker_pid(i: u32) -> (u64, u32) {
 
 /// The live worker processes of this process: its children (of every thread: the pool's
 /// supervisor thread starts them), minus the zombies of killed workers not reaped yet.
+#[cfg(unix)]
 fn live_workers() -> BTreeSet<i32> {
     let mut pids = BTreeSet::new();
     for task in std::fs::read_dir("/proc/self/task").unwrap() {
@@ -69,6 +76,51 @@ fn live_workers() -> BTreeSet<i32> {
     pids
 }
 
+/// The live worker processes of this process: its children (all of them are workers).
+#[cfg(windows)]
+fn live_workers() -> BTreeSet<i32> {
+    common::live_children()
+        .into_iter()
+        .map(|pid| i32::try_from(pid).unwrap())
+        .collect()
+}
+
+/// Kill `pid` at once; whether it worked.
+#[cfg(unix)]
+fn kill(pid: i32) -> bool {
+    // SAFETY: `kill` has no memory-safety preconditions. The pid is a child of this process
+    // read from /proc a moment ago; it could have died, been reaped by the pool and the pid
+    // reused by an unrelated process in between, but that race (microseconds, needing a pid
+    // wrap-around) is acceptable in a test.
+    unsafe { libc::kill(pid, libc::SIGKILL) == 0 }
+}
+
+/// Kill `pid` at once, as `taskkill /F` does; whether it worked.
+#[cfg(windows)]
+fn kill(pid: i32) -> bool {
+    use windows_sys::Win32::Foundation::CloseHandle;
+    use windows_sys::Win32::System::Threading::{OpenProcess, PROCESS_TERMINATE, TerminateProcess};
+    // SAFETY: a handle opened here, used once, then closed. The pid is a child of this
+    // process listed a moment ago (the same reuse race as on Unix).
+    unsafe {
+        let process = OpenProcess(PROCESS_TERMINATE, 0, u32::try_from(pid).unwrap());
+        if process.is_null() {
+            return false;
+        }
+        let killed = TerminateProcess(process, 1) != 0;
+        CloseHandle(process);
+        killed
+    }
+}
+
+/// How a call whose worker the killer hit ends.
+const KILLED: &str = if cfg!(windows) {
+    "exited with status 1"
+} else {
+    "killed by signal 9 (SIGKILL)"
+};
+
+#[cfg(unix)]
 fn is_live_worker(pid: i32) -> bool {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
         return false;
@@ -111,33 +163,37 @@ fn killed_workers_fail_only_their_calls_and_the_pool_recovers() {
         eprintln!("chaos seed {seed} (set UNSYNC_TEST_SEED to replay)");
         let mut rng = Rng::seeded(seed);
 
+        // Workers seen answering (the only ones the killer picks on Windows).
+        let answered = Arc::new(Mutex::new(BTreeSet::new()));
         // Warm up: the pool at full size before the chaos starts.
         for i in 0..20 {
-            assert_eq!(work(i, 0).result().0, value(i));
+            let (v, pid) = work(i, 0).result();
+            assert_eq!(v, value(i));
+            answered.lock().unwrap().insert(pid as i32);
         }
         let before = wait_for_workers(PROCESSES);
 
         let stop = Arc::new(AtomicBool::new(false));
         let kills = Arc::new(AtomicUsize::new(0));
         let killer = {
-            let (stop, kills) = (stop.clone(), kills.clone());
+            let (stop, kills, answered) = (stop.clone(), kills.clone(), answered.clone());
             let mut rng = Rng::seeded(rng.next());
             std::thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
-                    let live: Vec<i32> = live_workers().into_iter().collect();
+                    let live: Vec<i32> = live_workers()
+                        .into_iter()
+                        .filter(|pid| !cfg!(windows) || answered.lock().unwrap().contains(pid))
+                        .collect();
                     if !live.is_empty() {
                         let pid = live[(rng.next() % live.len() as u64) as usize];
-                        // SAFETY: `kill` has no memory-safety preconditions. The pid is a
-                        // child of this process read from /proc a moment ago; it could have
-                        // died, been reaped by the pool and the pid reused by an unrelated
-                        // process in between, but that race (microseconds, needing a pid
-                        // wrap-around) is acceptable in a test.
-                        if unsafe { libc::kill(pid, libc::SIGKILL) } == 0 {
+                        if kill(pid) {
                             kills.fetch_add(1, Ordering::Relaxed);
                         }
                     }
-                    // The chaos itself: a kill every 1 to 8 ms.
-                    std::thread::sleep(Duration::from_micros(1000 + rng.next() % 7000));
+                    // The chaos itself: a kill every 1 to 8 ms (10 to 80 ms on Windows, where
+                    // starting a replacement takes far longer).
+                    let pause = Duration::from_micros(1000 + rng.next() % 7000);
+                    std::thread::sleep(if cfg!(windows) { pause * 10 } else { pause });
                 }
             })
         };
@@ -151,14 +207,12 @@ fn killed_workers_fail_only_their_calls_and_the_pool_recovers() {
         for (i, outcome) in unsync::as_completed(handles) {
             ended[i as usize] += 1;
             match outcome {
-                Ok((v, _pid)) => {
+                Ok((v, pid)) => {
                     assert_eq!(v, value(i), "call {i} returned another call's value");
+                    answered.lock().unwrap().insert(pid as i32);
                 }
                 Err(Error::WorkerDied { detail, .. }) => {
-                    assert!(
-                        detail.contains("killed by signal 9 (SIGKILL)"),
-                        "call {i}: {detail}"
-                    );
+                    assert!(detail.contains(KILLED), "call {i}: {detail}");
                     died += 1;
                 }
                 Err(other) => panic!("call {i}: unexpected {other:?}"),

@@ -15,6 +15,9 @@
 //! count as start failures; kills from outside are replaced, with a pause that doubles while
 //! they continue.
 
+// Unix only: it stops and kills workers with signals (SIGSTOP has no Windows equivalent).
+#![cfg(unix)]
+
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 

@@ -23,6 +23,10 @@
 //! would print the harness's `running 0 tests` on stdout (and never recurse into these
 //! tests); each must end within a deadline, or it is killed and the test fails.
 
+// Unix only: it hands a worker raw fds and inspects them (`fcntl`); the Windows start-up
+// checks (a handle that is not a pipe) are unit-tested in `unsync-core`.
+#![cfg(unix)]
+
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, RawFd};

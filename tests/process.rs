@@ -60,9 +60,30 @@ fn exits(code: i32) -> u8 {
 #[unsync(cpu_bound)]
 fn segfaults() -> u8 {
     // SAFETY: none: this deliberately crashes the worker process with SIGSEGV.
-    unsafe { libc::raise(libc::SIGSEGV) };
+    #[cfg(unix)]
+    unsafe {
+        libc::raise(libc::SIGSEGV)
+    };
+    // SAFETY: none: this deliberately crashes the worker process with an access violation
+    // (Windows's C runtime turns `raise(SIGSEGV)` into a plain exit).
+    #[cfg(windows)]
+    unsafe {
+        std::ptr::write_volatile(std::ptr::without_provenance_mut::<u8>(8), 1)
+    };
     unreachable!()
 }
+
+/// How a crash reads in `Error::WorkerDied` (Windows has exception codes, not signals).
+const ABORTED: &str = if cfg!(windows) {
+    "crashed with exception 0xC0000409"
+} else {
+    "SIGABRT"
+};
+const SEGFAULTED: &str = if cfg!(windows) {
+    "crashed with exception 0xC0000005 (STATUS_ACCESS_VIOLATION)"
+} else {
+    "SIGSEGV"
+};
 
 #[unsync(cpu_bound)]
 fn spins_forever() -> u8 {
@@ -251,13 +272,13 @@ fn assert_died(error: Error, expect: &str) {
 #[test]
 fn crashes_cost_one_worker_and_later_calls_succeed() {
     watchdog(LIMIT, || {
-        assert_died(aborts().catch().result().unwrap_err(), "SIGABRT");
+        assert_died(aborts().catch().result().unwrap_err(), ABORTED);
         assert_eq!(add(2, 2).result(), 4);
         assert_died(
             exits(7).catch().result().unwrap_err(),
             "exited with status 7",
         );
-        assert_died(segfaults().catch().result().unwrap_err(), "SIGSEGV");
+        assert_died(segfaults().catch().result().unwrap_err(), SEGFAULTED);
         assert_eq!(add(3, 3).result(), 6);
     });
 }

@@ -14,7 +14,8 @@ use common::{LIMIT, watchdog};
 
 /// The pipes this process may write to, beyond stdin/stdout/stderr: in a worker, the response
 /// pipe (the request pipe is open read-only).
-fn writable_pipes() -> Vec<std::path::PathBuf> {
+#[cfg(unix)]
+fn writable_pipes() -> Vec<std::fs::File> {
     let mut pipes = Vec::new();
     for entry in std::fs::read_dir("/proc/self/fd").unwrap().flatten() {
         let Ok(fd) = entry.file_name().to_string_lossy().parse::<u32>() else {
@@ -32,22 +33,77 @@ fn writable_pipes() -> Vec<std::path::PathBuf> {
             })
             .is_some_and(|flags| flags & 0o3 == 1);
         if fd > 2 && is_pipe && write_only {
-            pipes.push(entry.path());
+            pipes.push(
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(entry.path())
+                    .unwrap(),
+            );
         }
     }
     pipes
+}
+
+/// The pipes this process may write to, beyond stdin/stdout/stderr: in a worker, the response
+/// pipe. Windows lists no handles, so this tries the small handle values: a pipe handle that
+/// takes an empty write (the request pipe's read end refuses it).
+#[cfg(windows)]
+fn writable_pipes() -> Vec<std::fs::File> {
+    use std::os::windows::io::{FromRawHandle, RawHandle};
+    use windows_sys::Win32::Storage::FileSystem::{FILE_TYPE_PIPE, GetFileType, WriteFile};
+    use windows_sys::Win32::System::Console::{
+        GetStdHandle, STD_ERROR_HANDLE, STD_INPUT_HANDLE, STD_OUTPUT_HANDLE,
+    };
+    // SAFETY: `GetStdHandle` only reads this process's standard handles.
+    let standard = unsafe {
+        [STD_INPUT_HANDLE, STD_OUTPUT_HANDLE, STD_ERROR_HANDLE].map(|h| GetStdHandle(h) as usize)
+    };
+    let mut pipes = Vec::new();
+    for value in (4..=16384_usize).step_by(4) {
+        if standard.contains(&value) {
+            continue;
+        }
+        let handle = value as RawHandle;
+        let mut written = 0;
+        // SAFETY: `GetFileType` and an empty `WriteFile` fail on a value that is not an open
+        // handle, and write nothing on one that is.
+        let writable_pipe = unsafe {
+            GetFileType(handle) == FILE_TYPE_PIPE
+                && WriteFile(
+                    handle,
+                    [0_u8].as_ptr(),
+                    0,
+                    &mut written,
+                    std::ptr::null_mut(),
+                ) != 0
+        };
+        if writable_pipe {
+            // SAFETY: an open pipe handle of this worker; the `File` is forgotten, not closed,
+            // since the worker still owns the handle.
+            pipes.push(unsafe { std::fs::File::from_raw_handle(handle) });
+        }
+    }
+    pipes
+}
+
+/// Write `frame` to every [`writable_pipes`] (in a worker, its response pipe); how many.
+fn write_to_writable_pipes(frame: &[u8]) -> usize {
+    let pipes = writable_pipes();
+    for mut pipe in &pipes {
+        pipe.write_all(frame).unwrap();
+    }
+    let found = pipes.len();
+    // On Windows the `File`s borrow the worker's own handles: not theirs to close.
+    #[cfg(windows)]
+    pipes.into_iter().for_each(std::mem::forget);
+    found
 }
 
 /// Write `frame` to this worker's response pipe, ahead of the real answer, and return
 /// how many pipes it went to (one, in a worker).
 #[unsync(cpu_bound)]
 fn inject(frame: Vec<u8>) -> usize {
-    let pipes = writable_pipes();
-    for pipe in &pipes {
-        let mut out = std::fs::OpenOptions::new().write(true).open(pipe).unwrap();
-        out.write_all(&frame).unwrap();
-    }
-    pipes.len()
+    write_to_writable_pipes(&frame)
 }
 
 #[unsync(cpu_bound)]
@@ -151,10 +207,7 @@ fn inject_first(frame: Vec<u8>) -> impl Iterator<Item = u64> {
 fn inject_mid_stream_at(frame: Vec<u8>, at: u64) -> impl Iterator<Item = u64> {
     (0..).inspect(move |&i| {
         if i == at {
-            for pipe in writable_pipes() {
-                let mut out = std::fs::OpenOptions::new().write(true).open(pipe).unwrap();
-                out.write_all(&frame).unwrap();
-            }
+            write_to_writable_pipes(&frame);
         }
     })
 }

@@ -23,17 +23,6 @@ fn forever() -> u32 {
     }
 }
 
-fn exists(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-        !stat
-            .rsplit(')')
-            .next()
-            .unwrap_or("")
-            .trim_start()
-            .starts_with('Z')
-    })
-}
-
 #[test]
 fn shutdown_waits_then_reaps_and_the_pool_restarts() {
     unsync::Config::new().processes(1).install().unwrap();
@@ -43,7 +32,7 @@ fn shutdown_waits_then_reaps_and_the_pool_restarts() {
         let pending = pid_after(50);
         assert_eq!(unsync::shutdown(Duration::from_secs(30)), 0);
         assert_eq!(pending.result(), first);
-        assert!(!exists(first), "worker {first} was reaped");
+        assert!(!common::is_alive(first), "worker {first} was reaped");
 
         // The pool starts again, lazily, with new processes.
         let second = pid_after(0).result();
@@ -56,6 +45,6 @@ fn shutdown_waits_then_reaps_and_the_pool_restarts() {
             stuck.catch().result(),
             Err(unsync::Error::Cancelled { .. })
         ));
-        assert!(!exists(second));
+        assert!(!common::is_alive(second));
     });
 }

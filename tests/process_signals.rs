@@ -1,6 +1,10 @@
 //! Worker processes as the operating system sees them: a Ctrl-C meant for the program does not
 //! kill its workers mid-call, and a worker is named after its program.
 
+// Unix only: signals and process groups. Windows has no signals; the console's Ctrl-C is
+// ignored by workers through `SetConsoleCtrlHandler` (see the user guide's Platforms section).
+#![cfg(unix)]
+
 use std::io::{Read, Write};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};

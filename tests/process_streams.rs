@@ -4,6 +4,10 @@
 //! worker, cancel, timeout, sync and async readers, nesting, and the pool's other calls
 //! meanwhile.
 
+// Unix only for now: it shares a file between processes with `pwrite`/`pread` and kills a
+// worker with SIGKILL; the Windows twin is missing (see the user guide's Platforms section).
+#![cfg(unix)]
+
 use std::os::unix::fs::FileExt;
 use std::time::Duration;
 

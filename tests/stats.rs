@@ -305,12 +305,30 @@ fn process_calls_and_workers_are_counted() {
     });
 }
 
+#[cfg(unix)]
 fn kill_worker(pid: u32) -> i32 {
     let pid = i32::try_from(pid).unwrap();
     std::process::Command::new("kill")
         .args(["-KILL", &pid.to_string()])
         .status()
         .map_or(-1, |s| if s.success() { 0 } else { -1 })
+}
+
+/// `TerminateProcess`, as `taskkill /F` does.
+#[cfg(windows)]
+fn kill_worker(pid: u32) -> i32 {
+    use windows_sys::Win32::Foundation::CloseHandle;
+    use windows_sys::Win32::System::Threading::{OpenProcess, PROCESS_TERMINATE, TerminateProcess};
+    // SAFETY: a handle opened here, used once, then closed.
+    unsafe {
+        let process = OpenProcess(PROCESS_TERMINATE, 0, pid);
+        if process.is_null() {
+            return -1;
+        }
+        let killed = TerminateProcess(process, 1);
+        CloseHandle(process);
+        if killed != 0 { 0 } else { -1 }
+    }
 }
 
 /// A `cpu_bound` stream is one process task: read to its end it succeeded, ended by a panic

@@ -244,6 +244,7 @@ fn finish_child_test(name: &str, command: &mut std::process::Command) -> std::pr
 
 /// Whether process `pid` is running. A zombie has exited (only its entry remains until its
 /// parent reaps it), so it counts as gone.
+#[cfg(unix)]
 pub fn is_alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Ok(stat) => !stat
@@ -251,6 +252,26 @@ pub fn is_alive(pid: u32) -> bool {
             .next()
             .is_some_and(|rest| rest.trim_start().starts_with('Z')),
         Err(_) => false,
+    }
+}
+
+/// Whether process `pid` is running: it can be opened and has not exited.
+#[cfg(windows)]
+pub fn is_alive(pid: u32) -> bool {
+    use windows_sys::Win32::Foundation::{CloseHandle, WAIT_TIMEOUT};
+    use windows_sys::Win32::System::Threading::{
+        OpenProcess, PROCESS_SYNCHRONIZE, WaitForSingleObject,
+    };
+    // SAFETY: `OpenProcess` has no memory preconditions.
+    let process = unsafe { OpenProcess(PROCESS_SYNCHRONIZE, 0, pid) };
+    if process.is_null() {
+        return false;
+    }
+    // SAFETY: `process` is a handle this function opened, waited on once, then closed.
+    unsafe {
+        let running = WaitForSingleObject(process, 0) == WAIT_TIMEOUT;
+        CloseHandle(process);
+        running
     }
 }
 
@@ -271,6 +292,7 @@ pub fn wait_until_gone(pid: u32, limit: Duration) -> Option<Duration> {
 }
 
 /// This process's live (not zombie) children, of every thread.
+#[cfg(unix)]
 pub fn live_children() -> Vec<u32> {
     let mut pids = Vec::new();
     for task in std::fs::read_dir("/proc/self/task").unwrap() {
@@ -282,6 +304,35 @@ pub fn live_children() -> Vec<u32> {
                 .map(|pid| pid.parse::<u32>().unwrap())
                 .filter(|&pid| is_alive(pid)),
         );
+    }
+    pids
+}
+
+/// This process's live children.
+#[cfg(windows)]
+pub fn live_children() -> Vec<u32> {
+    use windows_sys::Win32::Foundation::CloseHandle;
+    use windows_sys::Win32::System::Diagnostics::ToolHelp::{
+        CreateToolhelp32Snapshot, PROCESSENTRY32W, Process32FirstW, Process32NextW,
+        TH32CS_SNAPPROCESS,
+    };
+    let mut pids = Vec::new();
+    // SAFETY: a snapshot of all processes, read entry by entry into `entry` (its size set as
+    // the API requires), then closed.
+    unsafe {
+        let snapshot = CreateToolhelp32Snapshot(TH32CS_SNAPPROCESS, 0);
+        let mut entry = PROCESSENTRY32W {
+            dwSize: std::mem::size_of::<PROCESSENTRY32W>() as u32,
+            ..Default::default()
+        };
+        let mut more = Process32FirstW(snapshot, &mut entry) != 0;
+        while more {
+            if entry.th32ParentProcessID == std::process::id() && is_alive(entry.th32ProcessID) {
+                pids.push(entry.th32ProcessID);
+            }
+            more = Process32NextW(snapshot, &mut entry) != 0;
+        }
+        CloseHandle(snapshot);
     }
     pids
 }

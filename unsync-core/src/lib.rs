@@ -91,6 +91,7 @@ pub mod __private {
         spawn_iter_task as spawn_iter, spawn_stream_task as spawn_stream,
     };
     pub use crate::handle::stream::DEFAULT_BUFFER;
+    #[cfg(not(windows))]
     pub use linkme;
     pub use serde;
 

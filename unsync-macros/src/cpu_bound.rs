@@ -1,6 +1,6 @@
 //! The rewrite for `#[unsync(cpu_bound)]`: the body becomes a nested function, registered (with
 //! a shim that decodes the arguments and encodes the result) in the link-time registry that
-//! worker processes look functions up in; the outer function encodes its arguments and hands
+//! worker processes look functions up in (a `linkme` entry, or on Windows a constructor); the outer function encodes its arguments and hands
 //! them to the process pool.
 //!
 //! A streaming function (`-> impl Iterator<Item = T>`) registers a stream shim instead, which
@@ -226,9 +226,14 @@ pub(crate) fn expand(options: &Options, mut function: ItemFn) -> TokenStream {
             #[allow(clippy::too_many_arguments)]
             #body_fn
             #shim
+            #[cfg(not(windows))]
             #[#private::linkme::distributed_slice(#private::WORKER_FNS)]
             #[linkme(crate = #private::linkme)]
             static __UNSYNC_WORKER_FN: #private::WorkerFn = #entry;
+            // Windows linkers drop `linkme` entries: a constructor registers the function.
+            #[cfg(windows)]
+            static __UNSYNC_WORKER_FN: #private::WorkerFn = #entry;
+            #private::register_worker_fn!(__UNSYNC_WORKER_FN);
             if #private::in_worker() {
                 return #inline;
             }

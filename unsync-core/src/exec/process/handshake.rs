@@ -13,7 +13,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use super::protocol::{Message, PROTOCOL_VERSION};
-use super::registry::{WORKER_FNS, fnv1a};
+use super::registry::{self, fnv1a};
 
 /// How long a new worker has to answer the handshake.
 pub(crate) const TIMEOUT: Duration = Duration::from_secs(10);
@@ -22,7 +22,7 @@ pub(crate) const TIMEOUT: Duration = Duration::from_secs(10);
 pub(crate) fn fingerprint() -> u64 {
     static FINGERPRINT: OnceLock<u64> = OnceLock::new();
     *FINGERPRINT.get_or_init(|| {
-        let mut keys: Vec<u64> = WORKER_FNS.iter().map(|f| f.key).collect();
+        let mut keys: Vec<u64> = registry::entries().map(|f| f.key).collect();
         keys.sort_unstable();
         let mut hash = fnv1a(env!("CARGO_PKG_VERSION").as_bytes(), 0);
         hash = fnv1a(&PROTOCOL_VERSION.to_le_bytes(), hash);

@@ -5,28 +5,39 @@
 //!
 //! Must be called from the pool's long-lived supervisor thread: `PR_SET_PDEATHSIG` (Linux)
 //! fires when the thread that forked the worker exits, not the process.
+//!
+//! On Windows (`os::windows::launch`): the executable's path, the pipe ends passed as inherited
+//! handles, and the worker put in a Job Object that kills it when the parent ends.
 
-use std::io;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 
-use super::{os, sys, worker};
+use super::os;
 
-/// A started worker: its process and the parent's ends of its pipes (non-blocking).
+/// A started worker: its process, the parent's ends of its pipes and its I/O thread's wake-up.
 pub(crate) struct Launched {
     pub(crate) child: Child,
-    pub(crate) requests: OwnedFd,
-    pub(crate) responses: OwnedFd,
+    pub(crate) requests: os::Requests,
+    pub(crate) responses: os::Responses,
+    pub(crate) wake: os::Wake,
 }
 
 /// What the pool appends to the program's name in a worker's `argv[0]`.
 pub(crate) const ARG0_SUFFIX: &str = " (unsync worker)";
 
 /// Pipe capacity asked for: large frames cross with fewer context switches.
-const PIPE_SIZE: usize = 1 << 20;
+pub(crate) const PIPE_SIZE: usize = 1 << 20;
 
-pub(crate) fn launch(fingerprint: u64, max_frame: usize) -> io::Result<Launched> {
+#[cfg(windows)]
+pub(super) use os::launch;
+
+#[cfg(unix)]
+pub(super) fn launch(fingerprint: u64, max_frame: usize) -> std::io::Result<Launched> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    use std::process::{Command, Stdio};
+
+    use super::{sys, worker};
+
     let (child_reads, requests) = os::pipe()?;
     let (responses, child_writes) = os::pipe()?;
     for fd in [&requests, &responses] {
@@ -54,12 +65,11 @@ pub(crate) fn launch(fingerprint: u64, max_frame: usize) -> io::Result<Launched>
     sys::inherit_fds_and_die_with_parent(&mut command, [child_in, child_out]);
     let child = command.spawn()?;
     drop((child_reads, child_writes));
-    for fd in [requests.as_fd(), responses.as_fd()] {
-        rustix::fs::fcntl_setfl(fd, rustix::fs::OFlags::NONBLOCK)?;
-    }
+    let (requests, responses, wake) = os::worker_pipes(requests, responses)?;
     Ok(Launched {
         child,
         requests,
         responses,
+        wake,
     })
 }

@@ -19,7 +19,8 @@
 //! - `worker`: the worker side, from the start-up hook to running calls; `worker_stream`: a
 //!   streaming call driven in the worker (credit, batches); `worker_log`: the `tracing`
 //!   records of a call's body, sent to the parent and re-emitted there;
-//! - `os`: what differs between Linux and other Unix systems; `sys`: the crate's only `unsafe`.
+//! - `os`: what differs between Unix systems and Windows, and between Linux and other Unix
+//!   systems; `sys` (`sys_windows.rs` on Windows): the crate's only `unsafe`.
 
 mod call;
 mod codec;
@@ -33,7 +34,12 @@ mod pool;
 mod protocol;
 mod registry;
 mod stream;
+#[cfg(unix)]
 #[allow(unsafe_code)]
+mod sys;
+#[cfg(windows)]
+#[allow(unsafe_code)]
+#[path = "sys_windows.rs"]
 mod sys;
 mod wire_check;
 mod worker;
@@ -51,10 +57,15 @@ pub(crate) use {call::decode_result, pool::spawn_encoded, registry::lookup, regi
 pub mod private {
     pub use super::codec::{Bulk, BulkElement, CodecError, decode, encode};
     pub use super::pool::{spawn_process, spawn_process_stream};
-    pub use super::registry::{NextItem, Shim, StreamShim, WORKER_FNS, WorkerFn};
+    #[cfg(not(windows))]
+    pub use super::registry::WORKER_FNS;
+    #[cfg(windows)]
+    pub use super::registry::register;
+    pub use super::registry::{NextItem, Shim, StreamShim, WorkerFn};
     pub use super::wire_check::{
         Cross, SerializeAndDeserialize, Witness, check_wire, next_item, spawn_checked,
         spawn_stream_checked,
     };
     pub use super::worker::{in_worker, run_inline};
+    pub use crate::__register_worker_fn as register_worker_fn;
 }

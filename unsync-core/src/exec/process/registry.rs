@@ -4,6 +4,11 @@
 //! is complete even before `main` (unlike `inventory`, which is filled by constructors that may
 //! run after ours).
 //!
+//! On Windows the GNU linker drops a `linkme` slice's entries (section GC), so there each
+//! function registers itself instead, from a constructor in `.CRT$XCU` ([`register`]), and the
+//! worker start-up hook runs after all of them, from `.CRT$XCV` (see `sys`): the C runtime runs
+//! those sections in name order, and both linkers keep them.
+//!
 //! The registry is shared by everything that runs these functions by key: this process pool's
 //! parent and worker sides, and (later) a remote executor.
 
@@ -64,8 +69,65 @@ fn not_a_call(_: &[u8], _: &mut Vec<u8>) -> Result<(), CodecError> {
 }
 
 /// Every `cpu_bound` function linked into this executable.
+#[cfg(not(windows))]
 #[linkme::distributed_slice]
 pub static WORKER_FNS: [WorkerFn];
+
+/// The functions registered so far, in the order their constructors ran (Windows).
+#[cfg(windows)]
+static REGISTERED: std::sync::Mutex<Vec<&'static WorkerFn>> = std::sync::Mutex::new(Vec::new());
+
+/// Add `entry` to the registry: what each `cpu_bound` function's constructor does on Windows.
+#[cfg(windows)]
+pub fn register(entry: &'static WorkerFn) {
+    crate::exec::lock(&REGISTERED).push(entry);
+}
+
+/// On Windows, a constructor in `.CRT$XCU` that [`register`]s the `WorkerFn` static `$entry`;
+/// elsewhere nothing (the static is a `linkme` entry). What `#[unsync(cpu_bound)]` emits: a
+/// `macro_rules!` of this crate, so that the `link_section` does not trip `unsafe_code` in
+/// crates that forbid it.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __register_worker_fn {
+    ($entry:ident) => {
+        #[cfg(windows)]
+        const _: () = {
+            #[used]
+            #[unsafe(link_section = ".CRT$XCU")]
+            static REGISTER: extern "C" fn() = {
+                extern "C" fn register() {
+                    $crate::__private::register(&$entry);
+                }
+                register
+            };
+        };
+    };
+}
+
+/// Every registered function, in registry order.
+#[cfg(not(windows))]
+pub(crate) fn entries() -> impl ExactSizeIterator<Item = &'static WorkerFn> {
+    WORKER_FNS.iter()
+}
+
+/// Every registered function, in registry order: those registered when first asked, which is
+/// after every constructor has run (in `main`, or in a worker's start-up hook).
+#[cfg(windows)]
+pub(crate) fn entries() -> impl ExactSizeIterator<Item = &'static WorkerFn> {
+    snapshot().iter().copied()
+}
+
+#[cfg(windows)]
+fn snapshot() -> &'static [&'static WorkerFn] {
+    static SNAPSHOT: OnceLock<Vec<&'static WorkerFn>> = OnceLock::new();
+    SNAPSHOT.get_or_init(|| crate::exec::lock(&REGISTERED).clone())
+}
+
+/// How many functions are registered.
+pub(crate) fn count() -> usize {
+    entries().len()
+}
 
 /// 64-bit FNV-1a, seeded, usable in constants.
 pub(crate) const fn fnv1a(bytes: &[u8], seed: u64) -> u64 {
@@ -83,8 +145,8 @@ pub(crate) const fn fnv1a(bytes: &[u8], seed: u64) -> u64 {
 fn by_key() -> &'static HashMap<u64, Option<&'static WorkerFn>> {
     static BY_KEY: OnceLock<HashMap<u64, Option<&'static WorkerFn>>> = OnceLock::new();
     BY_KEY.get_or_init(|| {
-        let mut by_key = HashMap::with_capacity(WORKER_FNS.len());
-        for f in WORKER_FNS.iter() {
+        let mut by_key = HashMap::with_capacity(count());
+        for f in entries() {
             by_key
                 .entry(f.key)
                 .and_modify(|shared| *shared = None)
@@ -121,6 +183,7 @@ pub(crate) fn position(entry: &WorkerFn) -> Result<usize, Error> {
 }
 
 /// Where `entry` sits in the registry, or `None` if the linker dropped it.
+#[cfg(not(windows))]
 fn index_of(entry: &WorkerFn) -> Option<usize> {
     let start = WORKER_FNS.as_ptr() as usize;
     let at = entry as *const WorkerFn as usize;
@@ -128,6 +191,12 @@ fn index_of(entry: &WorkerFn) -> Option<usize> {
     let offset = at.checked_sub(start)?;
     let index = offset / size;
     (offset % size == 0 && index < WORKER_FNS.len()).then_some(index)
+}
+
+/// Where `entry` sits in the registry, or `None` if it never registered.
+#[cfg(windows)]
+fn index_of(entry: &WorkerFn) -> Option<usize> {
+    snapshot().iter().position(|f| std::ptr::eq(*f, entry))
 }
 
 #[cfg(test)]

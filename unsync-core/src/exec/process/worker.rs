@@ -7,7 +7,6 @@
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io::{BufWriter, Write};
-use std::os::fd::{OwnedFd, RawFd};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -134,9 +133,15 @@ fn process_name(arg0: Option<&OsStr>) -> Option<std::ffi::CString> {
     std::ffi::CString::new(format!("{}{SUFFIX}", &program[..cut])).ok()
 }
 
+/// A pipe end as the spec names it: an fd, or on Windows a handle's value.
+#[cfg(unix)]
+type RawFd = std::os::fd::RawFd;
+#[cfg(windows)]
+type RawFd = usize;
+
 struct WorkerSpec {
-    requests: OwnedFd,
-    responses: OwnedFd,
+    requests: File,
+    responses: File,
     fingerprint: u64,
     max_frame: usize,
 }
@@ -180,7 +185,8 @@ impl WorkerSpec {
 }
 
 /// Take ownership of an inherited pipe end, after checking that it is one, the right one.
-fn pipe_fd(fd: RawFd, which: &str, end: sys::PipeEnd) -> Result<OwnedFd, String> {
+#[cfg(unix)]
+fn pipe_fd(fd: RawFd, which: &str, end: sys::PipeEnd) -> Result<File, String> {
     if fd < 3 {
         return Err(format!("the {which} fd {fd} is a standard stream"));
     }
@@ -195,15 +201,27 @@ fn pipe_fd(fd: RawFd, which: &str, end: sys::PipeEnd) -> Result<OwnedFd, String>
     }
     // The pool passed this fd to this process for its sole use, it is open (checked above),
     // and nothing else in this process refers to it.
-    Ok(sys::adopt_inherited_fd(fd))
+    Ok(File::from(sys::adopt_inherited_fd(fd)))
+}
+
+/// Take ownership of an inherited pipe handle, after checking that it is one (Windows cannot
+/// tell which end).
+#[cfg(windows)]
+fn pipe_fd(handle: RawFd, which: &str, _end: sys::PipeEnd) -> Result<File, String> {
+    if !sys::is_pipe(handle) {
+        return Err(format!("the {which} handle {handle} is not an open pipe"));
+    }
+    // The pool passed this handle to this process for its sole use, it is an open pipe
+    // (checked above), and nothing else in this process refers to it.
+    Ok(File::from(sys::adopt_inherited_handle(handle)))
 }
 
 fn serve(spec: WorkerSpec) -> i32 {
-    let mut requests = FrameReader::new(File::from(spec.requests), spec.max_frame);
+    let mut requests = FrameReader::new(spec.requests, spec.max_frame);
     // Shared with the thread that sends a running call's `tracing` records (`worker_log`).
     let shared = Arc::new(Mutex::new(BufWriter::with_capacity(
         64 << 10,
-        File::from(spec.responses),
+        spec.responses,
     )));
     let responses = || crate::exec::lock(&shared);
     let mut frame = Vec::with_capacity(1024);

@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 use super::call::{call_outcome, decode_result};
 use super::codec::{Bulk, decode, encode};
 use super::protocol::{self, FrameReader, Message, PREFIX, body_len};
-use super::registry::WORKER_FNS;
+use super::registry;
 use super::worker::handle_request;
 use super::worker_stream::{Request, Stop, serve_stream};
 use crate::error::{Error, Payload};
@@ -92,7 +92,10 @@ pub fn frame_decoder(data: &[u8]) {
 pub fn worker_request(data: &[u8]) {
     let body = match data.split_first() {
         Some((&selector, args)) if selector & 1 == 1 => {
-            let function = &WORKER_FNS[usize::from(selector >> 2) % WORKER_FNS.len()];
+            let index = usize::from(selector >> 2) % registry::count();
+            let function = registry::entries()
+                .nth(index)
+                .expect("index below the count");
             if selector & 2 == 2 {
                 stream_body(
                     u64::from(selector),

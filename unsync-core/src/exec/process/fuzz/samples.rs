@@ -1,12 +1,15 @@
 //! Sample functions registered the way `#[unsync(cpu_bound)]` registers a function (a `linkme`
-//! entry, which is a `link_section` static and so trips `unsafe_code`), so that the checks
+//! entry, or on Windows a constructor: `link_section` statics, which trip `unsafe_code`), so
+//! that the checks
 //! exercise real argument decoding. They exist only in unsync-core's tests and in executables
 //! built with the `fuzzing` feature.
 
 use std::collections::BTreeMap;
 
 use crate::exec::process::codec::{Bulk, CodecError, decode, encode};
-use crate::exec::process::registry::{NextItem, WORKER_FNS, WorkerFn};
+#[cfg(not(windows))]
+use crate::exec::process::registry::WORKER_FNS;
+use crate::exec::process::registry::{NextItem, WorkerFn};
 
 /// Registers `fn $name` as `#[unsync(cpu_bound)]` would: a shim that decodes the argument
 /// tuple, runs the function and encodes its result.
@@ -14,7 +17,7 @@ macro_rules! sample {
     ($entry:ident: fn $name:ident($($arg:ident: $ty:ty),* $(,)?) -> $out:ty $body:block) => {
         pub(crate) fn $name($($arg: $ty),*) -> $out $body
 
-        #[linkme::distributed_slice(WORKER_FNS)]
+        #[cfg_attr(not(windows), linkme::distributed_slice(WORKER_FNS))]
         pub(crate) static $entry: WorkerFn = WorkerFn::new(concat!(module_path!(), "::", stringify!($name)), 0, {
             fn shim(args: &[u8], out: &mut Vec<u8>) -> Result<(), CodecError> {
                 let ($($arg,)*): ($($ty,)*) = decode(args)?;
@@ -22,6 +25,7 @@ macro_rules! sample {
             }
             shim
         });
+        crate::__register_worker_fn!($entry);
     };
 }
 
@@ -30,7 +34,7 @@ macro_rules! stream_sample {
     ($entry:ident: fn $name:ident($($arg:ident: $ty:ty),* $(,)?) -> $item:ty $body:block) => {
         pub(crate) fn $name($($arg: $ty),*) -> impl Iterator<Item = $item> + 'static $body
 
-        #[linkme::distributed_slice(WORKER_FNS)]
+        #[cfg_attr(not(windows), linkme::distributed_slice(WORKER_FNS))]
         pub(crate) static $entry: WorkerFn = WorkerFn::streaming(concat!(module_path!(), "::", stringify!($name)), 0, {
             fn shim(args: &[u8]) -> Result<NextItem, CodecError> {
                 let ($($arg,)*): ($($ty,)*) = decode(args)?;
@@ -42,6 +46,7 @@ macro_rules! stream_sample {
             }
             shim
         });
+        crate::__register_worker_fn!($entry);
     };
 }
 

@@ -3,21 +3,19 @@
 //! call's handle, refills the worker from the queue, and finishes writes that did not fit in
 //! the request pipe. When the worker ends (or must be given up on), it hands it to `bury`.
 
-use std::fs::File;
+use std::io;
 use std::ops::Range;
 use std::sync::{Arc, MutexGuard};
 use std::time::Instant;
-
-use rustix::event::{PollFd, PollFlags, Timespec};
 
 use super::supervisor::Death;
 use super::{Kill, Phase, Pool, State, WorkerIo};
 use crate::error::Error;
 use crate::exec::lock;
 use crate::exec::process::call::{Job, call_outcome};
-use crate::exec::process::handshake;
 use crate::exec::process::protocol::{FrameReader, Message, ProtocolError};
 use crate::exec::process::worker_log::Replay;
+use crate::exec::process::{handshake, os};
 
 /// An answered call and its outcome: the result's bytes (`T`) or the error.
 type Answered<T> = (Arc<dyn Job>, Result<T, Error>);
@@ -64,7 +62,7 @@ impl Pool {
         &'static self,
         index: usize,
         io: &WorkerIo,
-        reader: &mut FrameReader<&File>,
+        reader: &mut FrameReader<&os::Responses>,
         started: Instant,
         finished: &mut Vec<Settle>,
         replay: &mut Replay,
@@ -91,30 +89,27 @@ impl Pool {
             let slot = &state.slots[index];
             (slot.phase, slot.want_writable)
         };
-        let timeout = (phase == Phase::Starting).then(|| {
-            let left = handshake::TIMEOUT.saturating_sub(started.elapsed());
-            Timespec::try_from(left).unwrap_or_default()
-        });
-        let mut fds = vec![
-            PollFd::new(&io.responses, PollFlags::IN),
-            PollFd::new(io.wake.fd(), PollFlags::IN),
-        ];
-        if want_writable {
-            fds.push(PollFd::new(&io.requests, PollFlags::OUT));
-        }
-        match rustix::event::poll(&mut fds, timeout.as_ref()) {
-            Ok(0) if phase == Phase::Starting => return Err(Death::Broken(handshake::timed_out())),
-            Ok(_) | Err(rustix::io::Errno::INTR) => {}
+        let timeout = (phase == Phase::Starting)
+            .then(|| handshake::TIMEOUT.saturating_sub(started.elapsed()));
+        let requests = want_writable.then_some(&io.requests);
+        let ready = match os::wait(&io.responses, &io.wake, requests, timeout) {
+            Ok(ready) if ready.timed_out && phase == Phase::Starting => {
+                return Err(Death::Broken(handshake::timed_out()));
+            }
+            Ok(ready) => ready,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => os::Ready::default(),
             Err(e) => {
                 return Err(Death::Broken(format!(
                     "cannot wait on the worker's pipe: {e}"
                 )));
             }
-        }
-        let readable = !fds[0].revents().is_empty();
-        let woken = !fds[1].revents().is_empty();
-        let writable = fds.get(2).is_some_and(|f| !f.revents().is_empty());
-        drop(fds);
+        };
+        let os::Ready {
+            readable,
+            woken,
+            writable,
+            ..
+        } = ready;
         if woken {
             io.wake.drain();
         }
@@ -132,7 +127,7 @@ impl Pool {
         &'static self,
         index: usize,
         io: &WorkerIo,
-        reader: &mut FrameReader<&File>,
+        reader: &mut FrameReader<&os::Responses>,
         finished: &mut Vec<Settle>,
         replay: &mut Replay,
     ) -> Result<(), Death> {

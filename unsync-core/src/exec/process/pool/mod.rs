@@ -15,7 +15,6 @@ mod supervisor;
 mod writer;
 
 use std::collections::VecDeque;
-use std::fs::File;
 use std::process::Child;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
@@ -75,8 +74,8 @@ enum Kill {
 /// A running worker process and the parent's ends of its pipes.
 struct WorkerIo {
     child: Mutex<Child>,
-    requests: File,
-    responses: File,
+    requests: os::Requests,
+    responses: os::Responses,
     wake: os::Wake,
     pid: u32,
 }
@@ -171,10 +170,7 @@ fn pool() -> &'static Pool {
             supervisor: OnceLock::new(),
             next_id: AtomicU64::new(1),
             max_frame: settings.max_frame_bytes,
-            speed: registry::WORKER_FNS
-                .iter()
-                .map(|_| AtomicU32::new(0))
-                .collect(),
+            speed: (0..registry::count()).map(|_| AtomicU32::new(0)).collect(),
         }
     })
 }

@@ -5,9 +5,7 @@
 //! Workers are started from one long-lived thread because `PR_SET_PDEATHSIG` (Linux) fires
 //! when the thread that forked the worker exits, not the process.
 
-use std::fs::File;
 use std::io;
-use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -95,15 +93,12 @@ impl Pool {
                 return;
             }
         }
-        let launched = launch(handshake::fingerprint(), self.max_frame).and_then(|l| {
-            let wake = os::Wake::new()?;
-            Ok(WorkerIo {
-                pid: l.child.id(),
-                child: Mutex::new(l.child),
-                requests: File::from(l.requests),
-                responses: File::from(l.responses),
-                wake,
-            })
+        let launched = launch(handshake::fingerprint(), self.max_frame).map(|l| WorkerIo {
+            pid: l.child.id(),
+            child: Mutex::new(l.child),
+            requests: l.requests,
+            responses: l.responses,
+            wake: l.wake,
         });
         let mut state = lock(&self.state);
         match launched {
@@ -163,10 +158,7 @@ impl Pool {
             ..Slot::new()
         };
         let killed_from_outside = matches!(death, Death::Exited)
-            && matches!(&status, Ok(s) if matches!(
-                s.signal(),
-                Some(libc::SIGKILL | libc::SIGTERM | libc::SIGINT | libc::SIGHUP | libc::SIGQUIT)
-            ));
+            && matches!(&status, Ok(s) if os::killed_from_outside(s));
         let detail = match &death {
             Death::Broken(why) | Death::Refused(why) => why.clone(),
             Death::Exited => describe_exit(status, io.pid, was_ready),
@@ -223,13 +215,7 @@ impl Pool {
 fn describe_exit(status: io::Result<ExitStatus>, pid: u32, was_ready: bool) -> String {
     let how = match status {
         Err(e) => format!("could not be reaped ({e})"),
-        Ok(status) => match (status.code(), status.signal()) {
-            (Some(code), _) => format!("exited with status {code}"),
-            (None, Some(signal)) => {
-                format!("was killed by signal {signal} ({})", signal_name(signal))
-            }
-            _ => format!("ended ({status})"),
-        },
+        Ok(status) => os::describe_status(status),
     };
     let when = if was_ready {
         "while running this call"
@@ -237,19 +223,4 @@ fn describe_exit(status: io::Result<ExitStatus>, pid: u32, was_ready: bool) -> S
         "while starting"
     };
     format!("the worker process {pid} {how} {when}")
-}
-
-fn signal_name(signal: i32) -> &'static str {
-    match signal {
-        libc::SIGABRT => "SIGABRT",
-        libc::SIGBUS => "SIGBUS",
-        libc::SIGFPE => "SIGFPE",
-        libc::SIGILL => "SIGILL",
-        libc::SIGKILL => "SIGKILL",
-        libc::SIGSEGV => "SIGSEGV",
-        libc::SIGTERM => "SIGTERM",
-        libc::SIGINT => "SIGINT",
-        libc::SIGPIPE => "SIGPIPE",
-        _ => "another signal",
-    }
 }

@@ -6,13 +6,14 @@
 //! `CREDIT` frame for all the credit granted since the last, written whole or not at all (it is
 //! far below `PIPE_BUF`, so a pipe takes it atomically).
 
-use std::io::IoSlice;
+use std::io::{self, IoSlice};
 use std::sync::{Arc, MutexGuard};
 
 use super::schedule::MAX_DEPTH;
 use super::{Phase, Pool, Slot, State};
 use crate::exec::lock;
 use crate::exec::process::call::Job;
+use crate::exec::process::os;
 use crate::exec::process::protocol::Message;
 
 impl Pool {
@@ -58,7 +59,7 @@ impl Pool {
                     })
                 })
                 .collect();
-            let written = rustix::io::writev(&io.requests, &slices);
+            let written = os::write_vectored(&io.requests, &slices);
             drop(slices);
             state = lock(&self.state);
             let slot = &mut state.slots[index];
@@ -74,8 +75,8 @@ impl Pool {
                         return state;
                     }
                 }
-                Err(rustix::io::Errno::INTR) => {}
-                Err(rustix::io::Errno::AGAIN) => {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     slot.writing = false;
                     slot.want_writable = true;
                     io.wake();
@@ -113,14 +114,14 @@ impl Slot {
         }
         .encode(&mut frame);
         loop {
-            match rustix::io::write(&io.requests, &frame) {
+            match os::write_vectored(&io.requests, &[IoSlice::new(&frame)]) {
                 Ok(n) => {
                     debug_assert_eq!(n, frame.len(), "a pipe takes a small write whole");
                     credit.unsent = 0;
                     return;
                 }
-                Err(rustix::io::Errno::INTR) => {}
-                Err(rustix::io::Errno::AGAIN) => {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.want_writable = true;
                     io.wake();
                     return;
