@@ -156,7 +156,9 @@ where
     let since = stats::stamp();
     let driven = cell.clone();
     let cluster = cluster.clone();
+    let counted = super::OnCluster::new();
     runtime().spawn(async move {
+        let _counted = counted;
         let outcome = drive(&cluster, task, payload, options, cancelled, since).await;
         let outcome =
             outcome.and_then(|bytes| crate::exec::process::decode_result::<W, R>(task, &bytes));
