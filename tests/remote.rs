@@ -63,31 +63,50 @@ fn a_call_round_trips_inside_a_tokio_runtime_and_by_await() {
 }
 
 #[test]
-fn calls_spread_over_two_servers() {
+fn calls_spread_over_two_and_three_servers() {
     let _serial = setup();
-    // One worker process each: a server takes one call at a time.
-    let servers = [Server::start(1), Server::start(1)];
-    let reports = Reports::bind();
-    let calls: Vec<_> = (0..4).map(|_| held(reports.addr())).collect();
-    // Two calls run at once, held: they can only be on two different servers.
-    let (first, second) = (reports.next(), reports.next());
-    assert_ne!(first.server, second.server);
-    let pids: Vec<u32> = servers.iter().map(Server::pid).collect();
-    assert!(pids.contains(&first.server) && pids.contains(&second.server));
-    first.release();
-    second.release();
-    let (third, fourth) = (reports.next(), reports.next());
-    third.release();
-    fourth.release();
-    let ran_on: Vec<u32> = watchdog(LIMIT, move || {
-        calls.into_iter().map(unsync::Unfinished::result).collect()
-    });
-    for pid in pids {
-        assert!(
-            ran_on.contains(&pid),
-            "server {pid} took none of {ran_on:?}"
-        );
+    for count in [2, 3] {
+        // One worker process each: a server takes one call at a time.
+        let servers: Vec<Server> = (0..count).map(|_| Server::start(1)).collect();
+        let pids: Vec<u32> = servers.iter().map(Server::pid).collect();
+        let reports = Reports::bind();
+        let calls: Vec<_> = (0..2 * count).map(|_| held(reports.addr())).collect();
+        // `count` calls run at once, held: they can only be on `count` different servers.
+        let running: Vec<_> = (0..count).map(|_| reports.next()).collect();
+        let mut on: Vec<u32> = running.iter().map(|r| r.server).collect();
+        on.sort_unstable();
+        on.dedup();
+        assert_eq!(on.len(), count, "{count} held calls on {on:?}");
+        assert!(on.iter().all(|pid| pids.contains(pid)));
+        running
+            .into_iter()
+            .for_each(remote_support::Running::release);
+        (0..count).for_each(|_| reports.next().release());
+        let ran_on: Vec<u32> = watchdog(LIMIT, move || {
+            calls.into_iter().map(unsync::Unfinished::result).collect()
+        });
+        for pid in pids {
+            assert!(
+                ran_on.contains(&pid),
+                "server {pid} took none of {ran_on:?}"
+            );
+        }
     }
+}
+
+#[test]
+fn shutdown_counts_the_calls_on_the_cluster() {
+    let _serial = setup();
+    let _server = Server::start(1);
+    let reports = Reports::bind();
+    let call = held(reports.addr());
+    let running = reports.next();
+    // Held on the server: still in flight when the (short) wait ends.
+    assert_eq!(unsync::shutdown(std::time::Duration::from_millis(100)), 1);
+    let server = running.server;
+    running.release();
+    assert_eq!(watchdog(LIMIT, move || call.result()), server);
+    assert_eq!(unsync::shutdown(LIMIT), 0);
 }
 
 #[test]

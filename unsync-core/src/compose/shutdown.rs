@@ -25,6 +25,7 @@ const TICK: Duration = Duration::from_millis(1);
 /// | `#[unsync] fn` (the blocking pool) | not cancelled, as above; [`is_cancelled`](crate::is_cancelled) stays false |
 /// | `#[unsync(parallel)] fn` (the rayon pool) | not cancelled, as above |
 /// | `#[unsync(cpu_bound)] fn` (worker processes) | a queued call is dropped; every worker is killed (SIGKILL) and reaped, so a running call is cut off; both resolve to [`Error::Cancelled`](crate::Error::Cancelled) |
+/// | `#[unsync(remote)] fn` on a cluster | not cancelled: the call goes on on the cluster, and its handle resolves while the process lives |
 ///
 /// The worker processes are stopped and reaped in any case, idle or not, after the deadline or
 /// as soon as every task has finished; `shutdown` returns once they are gone. Nothing else is
@@ -37,7 +38,8 @@ const TICK: Duration = Duration::from_millis(1);
 /// tasks behind [`then`](crate::Unfinished::then), [`map`](crate::Unfinished::map),
 /// [`join_all`](crate::join_all) and [`timeout`](crate::Unfinished::timeout) included; on a
 /// runtime given to [`Config::runtime`](crate::Config::runtime), only unsync's tasks), on the
-/// blocking pool, on the rayon pool, and on the worker processes.
+/// blocking pool, on the rayon pool, on the worker processes, and on the cluster (`remote`
+/// calls whose result has not come back).
 ///
 /// Safe to call from anywhere, and never panics:
 /// - from sync code, it blocks the calling thread (up to `timeout`);
@@ -72,6 +74,7 @@ fn in_process() -> usize {
     crate::exec::runtime::in_flight()
         + crate::exec::blocking::in_flight()
         + crate::exec::parallel::in_flight()
+        + crate::exec::remote::in_flight()
 }
 
 /// The process pool (`#[unsync(cpu_bound)]`): wait until `deadline` for the calls on worker

@@ -28,6 +28,9 @@ use crate::handle::Unfinished;
 use crate::handle::completion::{Abort, Completion};
 use crate::remote_config::Remote;
 
+/// After this long without a result, a call says (once per process) where it waits.
+const SLOW: Duration = Duration::from_secs(30);
+
 /// With no `timeout`, how long the server keeps a call before giving up on it.
 const NO_TIMEOUT: Duration = Duration::from_secs(365 * 24 * 3600);
 
@@ -156,7 +159,9 @@ where
     let since = stats::stamp();
     let driven = cell.clone();
     let cluster = cluster.clone();
+    let counted = super::OnCluster::new();
     runtime().spawn(async move {
+        let _counted = counted;
         let outcome = drive(&cluster, task, payload, options, cancelled, since).await;
         let outcome =
             outcome.and_then(|bytes| crate::exec::process::decode_result::<W, R>(task, &bytes));
@@ -210,12 +215,27 @@ async fn drive(
     // dropped sender is no cancel: the handle was dropped, and the call runs on.)
     let result = tokio::select! {
         result = handle.result() => result,
+        () = say_where_it_waits(task) => unreachable!("never finishes"),
         Ok(()) = &mut cancelled => {
             let _ = handle.cancel(ActivityCancelOptions::default()).await;
             return Err(Error::Cancelled { task });
         }
     };
     result.map_err(|e| settle(task, e, options, heartbeat))
+}
+
+/// After [`SLOW`], a warning (the first call only) for the most common mistake: no worker serves
+/// this build's task queue, so calls wait for one. Never finishes.
+async fn say_where_it_waits(task: &'static str) {
+    static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    tokio::time::sleep(SLOW).await;
+    if !SAID.swap(true, Ordering::Relaxed) {
+        tracing::warn!(
+            "the remote call `{task}` has not finished after {SLOW:?}; if no worker serves this build's task queue ({}), it waits for one: start this same program with UNSYNC_SERVE=remote and UNSYNC_REMOTE set (said once)",
+            envelope::task_queue()
+        );
+    }
+    std::future::pending().await
 }
 
 /// The error a call's failure on the cluster is.

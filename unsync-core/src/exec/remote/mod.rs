@@ -28,6 +28,7 @@ mod serve;
 
 use std::ffi::OsStr;
 use std::sync::Once;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -41,6 +42,32 @@ use crate::handle::Unfinished;
 
 /// Set in a process's environment, `UNSYNC_SERVE=remote` makes it a remote worker before `main`.
 pub(crate) const SERVE_ENV: &str = "UNSYNC_SERVE";
+
+/// Calls sent to the cluster whose result has not come back yet.
+static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
+
+/// How many calls are on the cluster (for `shutdown`).
+pub(crate) fn in_flight() -> usize {
+    IN_FLIGHT.load(Ordering::Acquire)
+}
+
+/// Counts one call on the cluster while it lives.
+#[cfg_attr(not(feature = "remote"), allow(dead_code))]
+pub(crate) struct OnCluster(());
+
+#[cfg_attr(not(feature = "remote"), allow(dead_code))]
+impl OnCluster {
+    pub(crate) fn new() -> OnCluster {
+        IN_FLIGHT.fetch_add(1, Ordering::AcqRel);
+        OnCluster(())
+    }
+}
+
+impl Drop for OnCluster {
+    fn drop(&mut self) {
+        IN_FLIGHT.fetch_sub(1, Ordering::AcqRel);
+    }
+}
 
 /// A `remote` function's settings, from `#[unsync(remote, retries = N, timeout = "30s")]`.
 #[doc(hidden)]
