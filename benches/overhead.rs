@@ -17,6 +17,7 @@
 //! | thread stream | `#[unsync] fn -> impl Iterator`, items read from a plain thread | std `sync_channel(16)` fed by a thread |
 //! | async stream | `#[unsync] fn -> impl Stream`, items read from a plain thread | tokio `mpsc::channel(16)` fed by a task |
 //! | process stream | `#[unsync(cpu_bound)] fn -> impl Iterator<Item = u64>` (buffer 16, and 1024) | this executable re-executed, writing the same postcard items to a pipe as fast as it is read |
+//! | large payloads | `#[unsync(cpu_bound)] fn` echo of a `Vec<u8>` of 1, 16 and 64 MiB (the call only: the argument is made before, the result dropped after) | one `copy_from_slice` of that size into a buffer already written once |
 
 use std::hint::black_box;
 use std::io::{BufReader, BufWriter, Read, Write};
@@ -698,6 +699,33 @@ fn bytes_per_pending_task(kind: &str) -> f64 {
     kib * 1024.0 / 1e6
 }
 
+/// Large payloads: for each size, (bytes, median ms of one memcpy of that size, median ms of a
+/// `cpu_bound` echo round trip of it), measured alternately.
+fn large_payloads(s: &Settings) -> Vec<(usize, f64, f64)> {
+    [(1 << 20, 40), (16 << 20, 16), (64 << 20, 8)]
+        .into_iter()
+        .map(|(size, rounds)| {
+            let rounds = if s.quick { rounds / 2 } else { rounds };
+            let payload: Vec<u8> = (0..size).map(|i| (i * 7) as u8).collect();
+            let mut target = vec![1_u8; size];
+            let _ = process_echo(payload.clone()).result();
+            let (mut copies, mut trips) = (Vec::new(), Vec::new());
+            for _ in 0..rounds {
+                let start = Instant::now();
+                target.copy_from_slice(black_box(&payload));
+                copies.push(start.elapsed().as_secs_f64() * 1e3);
+                black_box(&target);
+                let argument = payload.clone();
+                let start = Instant::now();
+                let echoed = process_echo(argument).result();
+                trips.push(start.elapsed().as_secs_f64() * 1e3);
+                assert_eq!(echoed.len(), size);
+            }
+            (size, median_of(copies), median_of(trips))
+        })
+        .collect()
+}
+
 fn median_of(mut samples: Vec<f64>) -> f64 {
     samples.sort_by(f64::total_cmp);
     samples[samples.len() / 2]
@@ -791,6 +819,7 @@ fn main() {
     };
     let streams = stream_rates(&s);
     let process_streams = process_stream_rates(&s);
+    let payloads = large_payloads(&s);
     let mem_raw = bytes_per_pending_task("raw");
     let mem_lib = bytes_per_pending_task("unsync");
     let load_after = load_average();
@@ -852,8 +881,20 @@ fn main() {
         );
     }
 
-    // The targets, all ratios against the raw executor in this run (or absolute rates).
     let row = |case: &str| rows.iter().find(|r| r.case == case).expect("measured case");
+    // A round trip of N bytes, less the 8-byte round trip's latency, in memcpys of N.
+    let small_trip_ms = row("process 8 B").lib.median / 1e3;
+    let payload_ratio = |(_, copy, trip): &(usize, f64, f64)| (trip - small_trip_ms) / copy;
+    for payload in &payloads {
+        let (size, copy, trip) = *payload;
+        println!(
+            "cpu_bound echo of {:>2} MiB: {trip:>7.2} ms, memcpy {copy:>6.2} ms: {:.2} memcpys beyond the 8 B round trip",
+            size >> 20,
+            payload_ratio(payload),
+        );
+    }
+
+    // The targets, all ratios against the raw executor in this run (or absolute rates).
     let lat = |case: &str| row(case).lib.median / row(case).raw.median;
     let thr = |case: &str| row(case).lib_burst / row(case).raw_burst;
     let targets: Vec<(String, f64, bool)> = vec![
@@ -933,6 +974,21 @@ fn main() {
             process_streams[1].1 >= 1_000_000.0,
         ),
         (
+            "echo of 1 MiB <= 5 memcpys + 8 B trip".into(),
+            payload_ratio(&payloads[0]),
+            payload_ratio(&payloads[0]) <= 5.0,
+        ),
+        (
+            "echo of 16 MiB <= 5 memcpys + 8 B trip".into(),
+            payload_ratio(&payloads[1]),
+            payload_ratio(&payloads[1]) <= 5.0,
+        ),
+        (
+            "echo of 64 MiB <= 5 memcpys + 8 B trip".into(),
+            payload_ratio(&payloads[2]),
+            payload_ratio(&payloads[2]) <= 5.0,
+        ),
+        (
             "memory per pending async handle <= 2x raw".into(),
             mem_lib / mem_raw,
             mem_lib / mem_raw <= 2.0,
@@ -959,8 +1015,15 @@ fn main() {
         .collect::<Vec<_>>()
         .join(",");
     let json = format!(
-        "{{\"quick\":{quick},\"cores\":{cores},\"load_before\":\"{load_before}\",\"load_after\":\"{load_after}\",\"cases\":[{}],\"process_cold_start_ms\":{cold_ms:.2},\"scaling\":{{\"rayon_2_vs_1\":{rayon_scaling:.3},\"processes_2_vs_1\":{process_scaling:.3}}},\"memory_bytes_per_pending_task\":{{\"unsync\":{mem_lib:.0},\"raw\":{mem_raw:.0},\"ratio\":{:.3}}},\"mixed_mode_s\":{mixed_s:.3},\"process_streams_items_per_s\":{{\"buffer_16\":{:.0},\"buffer_1024\":{:.0},\"raw_pipe\":{:.0}}},\"targets\":[{targets_json}]}}\n",
+        "{{\"quick\":{quick},\"cores\":{cores},\"load_before\":\"{load_before}\",\"load_after\":\"{load_after}\",\"cases\":[{}],\"process_cold_start_ms\":{cold_ms:.2},\"scaling\":{{\"rayon_2_vs_1\":{rayon_scaling:.3},\"processes_2_vs_1\":{process_scaling:.3}}},\"memory_bytes_per_pending_task\":{{\"unsync\":{mem_lib:.0},\"raw\":{mem_raw:.0},\"ratio\":{:.3}}},\"mixed_mode_s\":{mixed_s:.3},\"large_payloads_ms\":[{}],\"process_streams_items_per_s\":{{\"buffer_16\":{:.0},\"buffer_1024\":{:.0},\"raw_pipe\":{:.0}}},\"targets\":[{targets_json}]}}\n",
         rows.iter().map(Row::json).collect::<Vec<_>>().join(","),
+        payloads
+            .iter()
+            .map(|(size, copy, trip)| format!(
+                "{{\"bytes\":{size},\"memcpy\":{copy:.3},\"round_trip\":{trip:.3}}}"
+            ))
+            .collect::<Vec<_>>()
+            .join(","),
         mem_lib / mem_raw,
         process_streams[0].1,
         process_streams[1].1,

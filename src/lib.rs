@@ -415,7 +415,15 @@
 //! with [`Error::Encoding`].
 //! Arguments and results whose type is written `Vec<u8>`, `Vec<f64>`, ... (any primitive
 //! number) go as one block of bytes; inside your own types, `#[serde(with = "serde_bytes")]`
-//! does the same for bytes. Postcard is not self-describing, so `#[serde(flatten)]` and
+//! does the same for bytes. On Linux, such a block of 64 KiB or more skips the pipe: it is
+//! copied once into shared memory (a sealed `memfd` that parent and workers map, reused from
+//! call to call) and once out of it, so a 16 MiB round trip costs about five copies of 16 MiB
+//! (see the benchmark). It still counts towards the frame limit; a worker can neither shrink
+//! that memory nor write the arguments of other calls, and every block it points to is checked
+//! against the mapping before it is read. Streams' items, blocks that do not fit, and other
+//! platforms go through the pipe. The shared memory a large payload touched stays allocated
+//! for the next calls: the arguments' while the program runs, a worker's results' while that
+//! worker lives. Postcard is not self-describing, so `#[serde(flatten)]` and
 //! `#[serde(untagged)]` types do not round-trip. Generic functions (`impl Trait` arguments
 //! included), `async fn` and methods are compile errors: a worker can only run a function it
 //! can name.

@@ -206,9 +206,9 @@ pub(crate) fn expand(options: &Options, mut function: ItemFn) -> TokenStream {
                     __unsync_out: &mut ::std::vec::Vec<u8>,
                 ) -> ::core::result::Result<(), #private::CodecError> {
                     #(#checks)*
-                    let (#(#names,)*): (#(#decoded_types,)*) = #private::decode(__unsync_args)?;
+                    let (#(#names,)*): (#(#decoded_types,)*) = #private::decode_args(__unsync_args)?;
                     let __unsync_result = __unsync_body(#(#unwrap),*);
-                    #private::encode(#encode_output, __unsync_out)
+                    #private::encode_result(#encode_output, __unsync_out)
                 }
             },
             quote!(#private::WorkerFn::new(__UNSYNC_NAME, #signature, __unsync_shim)),

@@ -11,6 +11,7 @@ use serde::de::DeserializeOwned;
 use super::codec;
 use super::protocol::{self, Failure, Message};
 use super::registry::WorkerFn;
+use super::shared::{self, ArgsArena, ArgsBlocks};
 use crate::error::{Error, PanicSite, Payload};
 use crate::exec::stats::{self, Mode};
 use crate::handle::completion::Completion;
@@ -37,6 +38,8 @@ pub(crate) trait Job: Send + Sync {
 /// (a call cancelled before its worker answered is dropped by the pool, not finished).
 pub(crate) struct ProcessJob<W, R> {
     frame: Vec<u8>,
+    /// The arguments' blocks in shared memory, freed with the job.
+    _blocks: ArgsBlocks,
     cell: Arc<Completion<R>>,
     /// When submitted (`stats::stamp`).
     since: u32,
@@ -51,13 +54,14 @@ const STARTED: u64 = 1 << 32;
 
 impl<W, R> ProcessJob<W, R> {
     pub(crate) fn new(
-        frame: Vec<u8>,
+        (frame, blocks): (Vec<u8>, ArgsBlocks),
         cell: Arc<Completion<R>>,
         span: Option<tracing::Span>,
     ) -> ProcessJob<W, R> {
         stats::submitted(Mode::Process);
         ProcessJob {
             frame,
+            _blocks: blocks,
             cell,
             since: stats::stamp(),
             started: AtomicU64::new(0),
@@ -201,17 +205,23 @@ pub(crate) fn encode_encoded_call(
 /// The `CALL` frame numbered `id` of `entry` with `args`; refused when the arguments do not
 /// encode ([`Error::Encoding`]) or the frame's body would exceed `limit` bytes
 /// ([`Error::TooLarge`]).
+///
+/// With an `arena`, large blocks of the arguments go there (see `shared`), held until the
+/// returned [`ArgsBlocks`] drops; they count towards the limit as if they were in the frame.
 pub(crate) fn encode_call(
     entry: &WorkerFn,
     id: u64,
     level: u8,
     args: &impl Serialize,
+    arena: Option<&'static ArgsArena>,
     limit: usize,
-) -> Result<Vec<u8>, Error> {
+) -> Result<(Vec<u8>, ArgsBlocks), Error> {
     let task = entry.name;
     let mut frame = Vec::with_capacity(64);
+    let mut blocks = ArgsBlocks::default();
     if let Err(e) = protocol::encode_call(&mut frame, id, entry.key, level, |out| {
-        codec::encode(args, out)
+        blocks = shared::encode_args(arena, args, out)?;
+        Ok::<_, codec::CodecError>(())
     }) {
         return Err(Error::Encoding {
             task,
@@ -219,7 +229,7 @@ pub(crate) fn encode_call(
             detail: format!("encoding them in this process: {e}"),
         });
     }
-    let bytes = frame.len() - protocol::PREFIX;
+    let bytes = frame.len() - protocol::PREFIX + blocks.bytes();
     if bytes > limit {
         return Err(Error::TooLarge {
             task,
@@ -228,7 +238,7 @@ pub(crate) fn encode_call(
             limit,
         });
     }
-    Ok(frame)
+    Ok((frame, blocks))
 }
 
 /// What a worker's answer to a call of `task` means for that call: the result's bytes, or the

@@ -3,14 +3,22 @@
 //!
 //! serde hands a `Vec<u8>` or `Vec<f64>` to the serializer one element at a time; `#[unsync]`
 //! wraps arguments and results whose type is written `Vec<u8>`, `Vec<f64>`, `Vec<i32>`, ... in
-//! [`Bulk`], which sends them as one block of bytes (1 MiB: tens of µs instead of ms). Inside
-//! your own types, use `#[serde(with = "serde_bytes")]` for the same effect.
+//! [`Bulk`], which sends them as one block of bytes (1 MiB: tens of µs instead of ms), and on
+//! Linux a block of 64 KiB or more through shared memory (see `shared`). Inside your own types,
+//! `#[serde(with = "serde_bytes")]` gives the first (not the second) for `Vec<u8>`.
 //!
 //! Postcard is not self-describing: `#[serde(flatten)]`, `#[serde(untagged)]` and
 //! `serde_json::Value` do not round-trip. Wrap such values in a `String` of JSON.
 
-use serde::de::{DeserializeOwned, Deserializer, Error as _, Visitor};
+use std::marker::PhantomData;
+
+use serde::de::{
+    DeserializeOwned, DeserializeSeed, Deserializer, EnumAccess, Error as _, SeqAccess, Unexpected,
+    VariantAccess as _, Visitor,
+};
 use serde::ser::{Serialize, Serializer};
+
+use super::shared;
 
 /// Why a value could not be encoded or decoded.
 #[derive(Debug, thiserror::Error)]
@@ -98,54 +106,156 @@ impl<E: BulkElement> Serialize for Bulk<Vec<E>> {
     }
 }
 
+/// A block crosses as `Inline(bytes)`, or as `Shared(offset, len)` when it went into shared
+/// memory (see `shared`).
+const VARIANTS: &[&str] = &["Inline", "Shared"];
+
 fn serialize_block<E: BulkElement, S: Serializer>(
     values: &[E],
     serializer: S,
 ) -> Result<S::Ok, S::Error> {
-    if cfg!(target_endian = "little") {
-        serializer.serialize_bytes(bytemuck::cast_slice(values))
+    let swapped;
+    let bytes: &[u8] = if cfg!(target_endian = "little") {
+        bytemuck::cast_slice(values)
     } else {
-        let mut bytes = Vec::with_capacity(std::mem::size_of_val(values));
-        for v in values {
-            let mut le = bytemuck::bytes_of(v).to_vec();
-            le.reverse();
-            bytes.extend_from_slice(&le);
+        swapped = values
+            .iter()
+            .flat_map(|v| bytemuck::bytes_of(v).iter().rev().copied())
+            .collect::<Vec<u8>>();
+        &swapped
+    };
+    if bytes.len() >= shared::MIN_BLOCK {
+        if let Some(offset) = shared::put(bytes) {
+            use serde::ser::SerializeTupleVariant;
+            let mut shared = serializer.serialize_tuple_variant("Bulk", 1, "Shared", 2)?;
+            shared.serialize_field(&offset)?;
+            shared.serialize_field(&(bytes.len() as u64))?;
+            return shared.end();
         }
-        serializer.serialize_bytes(&bytes)
+    }
+    serializer.serialize_newtype_variant("Bulk", 0, "Inline", &InlineBytes(bytes))
+}
+
+struct InlineBytes<'a>(&'a [u8]);
+
+impl Serialize for InlineBytes<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(self.0)
     }
 }
 
 impl<'de, E: BulkElement> serde::Deserialize<'de> for Bulk<Vec<E>> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Block<E>(std::marker::PhantomData<E>);
-        impl<E: BulkElement> Visitor<'_> for Block<E> {
-            type Value = Vec<E>;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a block of bytes")
-            }
-            fn visit_bytes<Err: serde::de::Error>(self, bytes: &[u8]) -> Result<Vec<E>, Err> {
-                let size = std::mem::size_of::<E>();
-                if bytes.len() % size != 0 {
-                    return Err(Err::invalid_length(bytes.len(), &self));
-                }
-                if cfg!(target_endian = "little") {
-                    Ok(bytemuck::pod_collect_to_vec(bytes))
-                } else {
-                    Ok(bytes
-                        .chunks_exact(size)
-                        .map(|chunk| {
-                            let mut be = chunk.to_vec();
-                            be.reverse();
-                            bytemuck::pod_read_unaligned(&be)
-                        })
-                        .collect())
-                }
-            }
-        }
         deserializer
-            .deserialize_bytes(Block(std::marker::PhantomData))
+            .deserialize_enum("Bulk", VARIANTS, BlockVisitor(PhantomData))
             .map(Bulk)
-            .map_err(|e: D::Error| D::Error::custom(e))
+    }
+}
+
+struct BlockVisitor<E>(PhantomData<E>);
+
+impl<'de, E: BulkElement> Visitor<'de> for BlockVisitor<E> {
+    type Value = Vec<E>;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a block of numbers")
+    }
+    fn visit_enum<A: EnumAccess<'de>>(self, data: A) -> Result<Vec<E>, A::Error> {
+        let (shared, variant): (bool, _) = data.variant_seed(VariantSeed)?;
+        if shared {
+            variant.tuple_variant(2, SharedVisitor(PhantomData))
+        } else {
+            variant.newtype_variant_seed(InlineSeed(PhantomData))
+        }
+    }
+}
+
+/// Which variant: `false` for `Inline`, `true` for `Shared`.
+struct VariantSeed;
+
+impl<'de> DeserializeSeed<'de> for VariantSeed {
+    type Value = bool;
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<bool, D::Error> {
+        deserializer.deserialize_identifier(self)
+    }
+}
+
+impl Visitor<'_> for VariantSeed {
+    type Value = bool;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("`Inline` or `Shared`")
+    }
+    fn visit_u64<Err: serde::de::Error>(self, index: u64) -> Result<bool, Err> {
+        match index {
+            0 => Ok(false),
+            1 => Ok(true),
+            _ => Err(Err::invalid_value(Unexpected::Unsigned(index), &self)),
+        }
+    }
+    fn visit_str<Err: serde::de::Error>(self, name: &str) -> Result<bool, Err> {
+        match name {
+            "Inline" => Ok(false),
+            "Shared" => Ok(true),
+            _ => Err(Err::unknown_variant(name, VARIANTS)),
+        }
+    }
+}
+
+struct InlineSeed<E>(PhantomData<E>);
+
+impl<'de, E: BulkElement> DeserializeSeed<'de> for InlineSeed<E> {
+    type Value = Vec<E>;
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Vec<E>, D::Error> {
+        deserializer.deserialize_bytes(self)
+    }
+}
+
+impl<E: BulkElement> Visitor<'_> for InlineSeed<E> {
+    type Value = Vec<E>;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a block of bytes")
+    }
+    fn visit_bytes<Err: serde::de::Error>(self, bytes: &[u8]) -> Result<Vec<E>, Err> {
+        let size = std::mem::size_of::<E>();
+        if bytes.len() % size != 0 {
+            return Err(Err::invalid_length(bytes.len(), &self));
+        }
+        Ok(from_le_bytes(bytes))
+    }
+}
+
+struct SharedVisitor<E>(PhantomData<E>);
+
+impl<'de, E: BulkElement> Visitor<'de> for SharedVisitor<E> {
+    type Value = Vec<E>;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a shared block's offset and length")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<E>, A::Error> {
+        let missing = || A::Error::invalid_length(0, &self);
+        let offset: u64 = seq.next_element()?.ok_or_else(missing)?;
+        let len: u64 = seq.next_element()?.ok_or_else(missing)?;
+        let values: Vec<E> = shared::take(offset, len).map_err(A::Error::custom)?;
+        if cfg!(target_endian = "little") {
+            Ok(values)
+        } else {
+            Ok(from_le_bytes(bytemuck::cast_slice(&values)))
+        }
+    }
+}
+
+/// `E`s from their little-endian bytes (a whole number of them).
+fn from_le_bytes<E: BulkElement>(bytes: &[u8]) -> Vec<E> {
+    if cfg!(target_endian = "little") {
+        bytemuck::pod_collect_to_vec(bytes)
+    } else {
+        bytes
+            .chunks_exact(std::mem::size_of::<E>())
+            .map(|chunk| {
+                let mut be = chunk.to_vec();
+                be.reverse();
+                bytemuck::pod_read_unaligned(&be)
+            })
+            .collect()
     }
 }
 
@@ -164,7 +274,7 @@ mod tests {
         let values: Vec<u8> = (0..=255).collect();
         let mut bulk = Vec::new();
         encode(&Bulk(&values), &mut bulk).unwrap();
-        assert_eq!(bulk.len(), 2 + 256, "varint length + raw bytes");
+        assert_eq!(bulk.len(), 3 + 256, "variant, varint length, raw bytes");
         let back: Bulk<Vec<u8>> = decode(&bulk).unwrap();
         assert_eq!(back.0, values);
 

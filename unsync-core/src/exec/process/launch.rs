@@ -12,13 +12,16 @@
 use std::process::Child;
 
 use super::os;
+use super::shared::ResultsReader;
 
-/// A started worker: its process, the parent's ends of its pipes and its I/O thread's wake-up.
+/// A started worker: its process, the parent's ends of its pipes, its I/O thread's wake-up and
+/// its results arena (see `shared`).
 pub(crate) struct Launched {
     pub(crate) child: Child,
     pub(crate) requests: os::Requests,
     pub(crate) responses: os::Responses,
     pub(crate) wake: os::Wake,
+    pub(crate) results: Option<ResultsReader>,
 }
 
 /// What the pool appends to the program's name in a worker's `argv[0]`.
@@ -30,8 +33,14 @@ pub(crate) const PIPE_SIZE: usize = 1 << 20;
 #[cfg(windows)]
 pub(super) use os::launch;
 
+/// Start a worker. With an arguments arena, the worker maps it (read-only) and gets a results
+/// arena of its own, room for two results at the frame limit.
 #[cfg(unix)]
-pub(super) fn launch(fingerprint: u64, max_frame: usize) -> std::io::Result<Launched> {
+pub(super) fn launch(
+    fingerprint: u64,
+    max_frame: usize,
+    args: Option<&super::shared::ArgsArena>,
+) -> std::io::Result<Launched> {
     use std::os::fd::AsRawFd;
     use std::os::unix::process::CommandExt;
     use std::process::{Command, Stdio};
@@ -54,15 +63,19 @@ pub(super) fn launch(fingerprint: u64, max_frame: usize) -> std::io::Result<Laun
         .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
         .unwrap_or_else(|| "unsync".into());
     let (child_in, child_out) = (child_reads.as_raw_fd(), child_writes.as_raw_fd());
+    let results = args.and_then(|_| ResultsReader::create(max_frame.saturating_mul(2)));
+    let arenas = args.map(|a| (a.reader_fd(), results.as_ref().map(ResultsReader::fd)));
+    let mut inherited = vec![child_in, child_out];
+    inherited.extend(arenas.iter().flat_map(|&(a, r)| [Some(a), r]).flatten());
     let mut command = Command::new(exe);
     command
         .arg0(format!("{name}{ARG0_SUFFIX}"))
         .env(
             worker::WORKER_ENV,
-            worker::spec(child_in, child_out, fingerprint, max_frame),
+            worker::spec(child_in, child_out, fingerprint, max_frame, arenas),
         )
         .stdin(Stdio::null());
-    sys::inherit_fds_and_die_with_parent(&mut command, [child_in, child_out]);
+    sys::inherit_fds_and_die_with_parent(&mut command, inherited);
     let child = command.spawn()?;
     drop((child_reads, child_writes));
     let (requests, responses, wake) = os::worker_pipes(requests, responses)?;
@@ -71,5 +84,6 @@ pub(super) fn launch(fingerprint: u64, max_frame: usize) -> std::io::Result<Laun
         requests,
         responses,
         wake,
+        results,
     })
 }

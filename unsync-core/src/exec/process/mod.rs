@@ -6,7 +6,7 @@
 //!
 //! - `registry`: the `cpu_bound` functions, gathered at link time, found by key;
 //! - `codec`: how arguments and results are encoded (serde and postcard, [`Bulk`](private::Bulk));
-//!   `wire_check`: the compile-time check that they can be, one error per type;
+//!   `shared`: large blocks through shared memory instead of the pipe (Linux); `wire_check`: the compile-time check that they can be, one error per type;
 //! - `protocol`: the frames on the pipes and the messages they carry;
 //! - `call`: one typed call, from its arguments to the value or error of its handle;
 //!   `stream`: one typed streaming call, from its arguments to the items of its stream;
@@ -33,6 +33,7 @@ mod parent_death;
 mod pool;
 mod protocol;
 mod registry;
+mod shared;
 mod stream;
 #[cfg(unix)]
 #[allow(unsafe_code)]
@@ -62,6 +63,7 @@ pub mod private {
     #[cfg(windows)]
     pub use super::registry::register;
     pub use super::registry::{NextItem, Shim, StreamShim, WorkerFn};
+    pub use super::shared::{decode_args, encode_result};
     pub use super::wire_check::{
         Cross, SerializeAndDeserialize, Witness, check_wire, next_item, spawn_checked,
         spawn_stream_checked,

@@ -8,12 +8,13 @@
 //!
 //! | kind | direction | fields |
 //! |---|---|---|
-//! | `CALL` | parent → worker | call id `u64`, function key `u64`, the most verbose `tracing` level the parent records `u8` (0: none, 1: ERROR ... 5: TRACE), encoded arguments |
+//! | `CALL` | parent → worker | call id `u64`, function key `u64`, the most verbose `tracing` level the parent records `u8` (0: none, 1: ERROR ... 5: TRACE; plus [`SHARE_ANSWER`]), encoded arguments |
 //! | `STREAM` | parent → worker | call id, function key, level `u8`, initial credit `u32` (items the worker may send), encoded arguments |
 //! | `CREDIT` | parent → worker | call id, items `u32` the worker may send beyond what it was granted |
 //! | `HELLO` | worker → parent | protocol version `u32`, build fingerprint `u64`, pid `u32` |
 //! | `REFUSED` | worker → parent | why the worker will not serve this parent (UTF-8) |
 //! | `RETURNED` | worker → parent | call id, microseconds the body ran `u32`, encoded result |
+//! | `RETURNED_SHARED` | worker → parent | as `RETURNED`, but the result has blocks in the worker's results arena (see `shared`) |
 //! | `PANICKED` | worker → parent | call id, panic message (UTF-8) |
 //! | `FAILED` | worker → parent | call id, cause `u8` (see [`Failure`]), why the call could not run (UTF-8) |
 //! | `OVERSIZED` | worker → parent | call id, body length `u64` of the result's frame, which was over the limit and not sent |
@@ -33,7 +34,11 @@ use std::io::{self, Read};
 use std::ops::Range;
 
 /// Bumped whenever a frame's layout changes.
-pub(crate) const PROTOCOL_VERSION: u32 = 5;
+pub(crate) const PROTOCOL_VERSION: u32 = 6;
+
+/// Set in a `CALL` frame's level byte: the answer may keep blocks in the worker's results
+/// arena (the parent reads them from there; see `shared`).
+pub(crate) const SHARE_ANSWER: u8 = 0x80;
 
 const CALL: u8 = 1;
 const STREAM: u8 = 2;
@@ -47,6 +52,7 @@ const OVERSIZED: u8 = 0x15;
 const SPAN: u8 = 0x16;
 const EVENT: u8 = 0x17;
 const ITEMS: u8 = 0x18;
+const RETURNED_SHARED: u8 = 0x19;
 
 /// Bytes of the length prefix.
 pub(crate) const PREFIX: usize = 4;
@@ -96,6 +102,8 @@ pub(crate) enum Message<'a> {
     Returned {
         id: u64,
         micros: u32,
+        /// The payload has blocks in the worker's results arena (`RETURNED_SHARED`).
+        shared: bool,
         payload: &'a [u8],
     },
     /// `location` and `backtrace` are empty when unknown.
@@ -237,9 +245,10 @@ impl Message<'_> {
             Message::Returned {
                 id,
                 micros,
+                shared,
                 payload,
             } => {
-                out.push(RETURNED);
+                out.push(if shared { RETURNED_SHARED } else { RETURNED });
                 out.extend_from_slice(&id.to_le_bytes());
                 out.extend_from_slice(&micros.to_le_bytes());
                 out.extend_from_slice(payload);
@@ -351,9 +360,10 @@ impl Message<'_> {
             REFUSED => Message::Refused {
                 reason: fields.text()?,
             },
-            RETURNED => Message::Returned {
+            RETURNED | RETURNED_SHARED => Message::Returned {
                 id: fields.u64()?,
                 micros: fields.u32()?,
+                shared: kind == RETURNED_SHARED,
                 payload: fields.rest(),
             },
             PANICKED => Message::Panicked {
@@ -432,6 +442,12 @@ pub(crate) fn encode_returned<E>(
     out[micros_at..micros_at + 4].copy_from_slice(&micros.to_le_bytes());
     end_frame(out, start);
     Ok(())
+}
+
+/// Make the `RETURNED` frame that starts at `start` of `out` a `RETURNED_SHARED` one.
+pub(crate) fn mark_shared(out: &mut [u8], start: usize) {
+    debug_assert_eq!(out[start + PREFIX], RETURNED);
+    out[start + PREFIX] = RETURNED_SHARED;
 }
 
 /// Append a `STREAM` frame whose arguments `encode_args` appends in place.
@@ -800,6 +816,13 @@ mod tests {
             Message::Returned {
                 id: 7,
                 micros: 15,
+                shared: false,
+                payload: &[1, 2, 3],
+            },
+            Message::Returned {
+                id: 7,
+                micros: 15,
+                shared: true,
                 payload: &[1, 2, 3],
             },
             Message::Panicked {
@@ -953,6 +976,7 @@ mod tests {
         Message::Returned {
             id: 1,
             micros: 1,
+            shared: false,
             payload: &vec![0; 2 << 20],
         }
         .encode(&mut bytes);
@@ -972,6 +996,7 @@ mod tests {
             Message::Returned {
                 id,
                 micros: 1,
+                shared: false,
                 payload: &[9; 1024],
             }
             .encode(&mut bytes);
@@ -1004,7 +1029,7 @@ mod tests {
         /// an error, nothing panics.
         #[test]
         fn valid_frames_cut_anywhere(ids in proptest::collection::vec(any::<u64>(), 1..20), cut in any::<prop::sample::Index>()) {
-            let messages: Vec<_> = ids.iter().map(|&id| Message::Returned { id, micros: 1, payload: b"xyz" }).collect();
+            let messages: Vec<_> = ids.iter().map(|&id| Message::Returned { id, micros: 1, shared: false, payload: b"xyz" }).collect();
             let bytes = frames(&messages);
             let cut = cut.index(bytes.len() + 1);
             let mut reader = FrameReader::new(&bytes[..cut], 1 << 16);
@@ -1012,7 +1037,7 @@ mod tests {
             loop {
                 match reader.next_frame() {
                     Ok(Some(body)) => {
-                        prop_assert_eq!(Message::decode(body).unwrap(), Message::Returned { id: ids[seen], micros: 1, payload: b"xyz" });
+                        prop_assert_eq!(Message::decode(body).unwrap(), Message::Returned { id: ids[seen], micros: 1, shared: false, payload: b"xyz" });
                         seen += 1;
                     }
                     // A clean end only where a frame ends (all frames have the same length).

@@ -1,6 +1,6 @@
 //! The crate's only `unsafe` code: the few operating-system calls the process pool makes that
 //! have no safe wrapper (raw inherited fds, the environment before `main`, a signal
-//! disposition, a hook between `fork` and `exec`). Each is small and says why it is sound;
+//! disposition, a hook between `fork` and `exec`, shared memory mappings). Each is small and says why it is sound;
 //! everything else in the crate is `deny(unsafe_code)`.
 //!
 //! Miri cannot execute any of these (they are FFI or fork-time calls), which is why they are
@@ -91,12 +91,12 @@ pub(super) fn adopt_inherited_fd(fd: RawFd) -> OwnedFd {
 /// close-on-exec flag) and, on Linux, have it killed when the thread that spawns it exits.
 ///
 /// The fds must stay open in the parent until `command` has been spawned.
-pub(super) fn inherit_fds_and_die_with_parent(command: &mut Command, fds: [RawFd; 2]) {
+pub(super) fn inherit_fds_and_die_with_parent(command: &mut Command, fds: Vec<RawFd>) {
     // SAFETY: the closure runs in the forked child before `exec` and makes only
     // async-signal-safe system calls (`fcntl`, `prctl`) on fds that stay open until `exec`.
     unsafe {
         command.pre_exec(move || {
-            for fd in fds {
+            for &fd in &fds {
                 // SAFETY: the fd is open in the child: the parent closes it only after `spawn`.
                 let fd = BorrowedFd::borrow_raw(fd);
                 rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::empty())?;
@@ -106,4 +106,159 @@ pub(super) fn inherit_fds_and_die_with_parent(command: &mut Command, fds: [RawFd
             Ok(())
         });
     }
+}
+
+/// Whether `fd` is an open memfd that no one can shrink (the pool's shared memory).
+#[cfg(all(target_os = "linux", not(unsync_portable)))]
+pub(super) fn is_sealed_memfd(fd: RawFd) -> bool {
+    if fd < 0 {
+        return false;
+    }
+    // SAFETY: `fd` is not -1, and it is borrowed only for the `fcntl` below, which fails on a
+    // closed fd or one that is not a memfd.
+    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+    rustix::fs::fcntl_get_seals(borrowed)
+        .is_ok_and(|seals| seals.contains(rustix::fs::SealFlags::SHRINK))
+}
+
+/// A `MAP_SHARED` mapping of a whole memfd (Linux), which other processes map too: it is only
+/// ever read or written by copying, through raw pointers, never through references (another
+/// process may write it at any time), at offsets checked against its length.
+#[cfg(all(target_os = "linux", not(unsync_portable)))]
+pub(super) struct Mapping {
+    base: std::ptr::NonNull<u8>,
+    len: usize,
+    writable: bool,
+}
+
+// SAFETY: the mapping is plain memory that lives until `drop`; every access copies through raw
+// pointers at checked offsets, which is as sound from any thread as from the one that mapped it.
+#[cfg(all(target_os = "linux", not(unsync_portable)))]
+unsafe impl Send for Mapping {}
+// SAFETY: as for `Send`; no method hands out a reference into the mapping except
+// `counter`'s atomic, which is made for sharing.
+#[cfg(all(target_os = "linux", not(unsync_portable)))]
+unsafe impl Sync for Mapping {}
+
+#[cfg(all(target_os = "linux", not(unsync_portable)))]
+impl Mapping {
+    /// Map the first `len` bytes of `fd` (a memfd sealed against shrinking, so no page of the
+    /// mapping can vanish under a reader and raise `SIGBUS`).
+    pub(super) fn new(fd: BorrowedFd<'_>, len: usize, writable: bool) -> std::io::Result<Mapping> {
+        use rustix::mm::{MapFlags, ProtFlags};
+        let protection = if writable {
+            ProtFlags::READ | ProtFlags::WRITE
+        } else {
+            ProtFlags::READ
+        };
+        // SAFETY: a new mapping at an address the kernel picks (null hint), so it overlaps no
+        // existing Rust object; it is unmapped only by `drop`.
+        let base = unsafe {
+            rustix::mm::mmap(
+                std::ptr::null_mut(),
+                len,
+                protection,
+                MapFlags::SHARED,
+                fd,
+                0,
+            )
+        }?;
+        let base = std::ptr::NonNull::new(base.cast::<u8>())
+            .ok_or_else(|| std::io::Error::other("mmap returned a null address"))?;
+        Ok(Mapping {
+            base,
+            len,
+            writable,
+        })
+    }
+
+    /// Copy `bytes` to `offset`; `false` (and nothing written) when they do not fit or the
+    /// mapping is read-only.
+    pub(super) fn write(&self, offset: usize, bytes: &[u8]) -> bool {
+        if !self.writable
+            || offset
+                .checked_add(bytes.len())
+                .is_none_or(|end| end > self.len)
+        {
+            return false;
+        }
+        // SAFETY: `offset + bytes.len() <= len` (checked above), so the destination lies in
+        // the writable mapping, which `bytes` (private memory) cannot overlap.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                bytes.as_ptr(),
+                self.base.as_ptr().add(offset),
+                bytes.len(),
+            );
+        }
+        true
+    }
+
+    /// The `len` bytes at `offset` as a new vector of `E`, or `None` when they do not lie in
+    /// the mapping or are not a whole number of `E`s.
+    ///
+    /// Another process may be writing those bytes meanwhile (a broken worker): the copy then
+    /// holds garbage, which any bit pattern of a `Pod` type is allowed to be.
+    pub(super) fn read_vec<E: bytemuck::Pod>(&self, offset: usize, len: usize) -> Option<Vec<E>> {
+        let size = std::mem::size_of::<E>();
+        if size == 0 || len % size != 0 || offset.checked_add(len)? > self.len {
+            return None;
+        }
+        let mut out = Vec::<E>::with_capacity(len / size);
+        ask_for_huge_pages(out.as_mut_ptr().cast(), len);
+        // SAFETY: the source lies in the mapping (checked above); the destination is the
+        // vector's spare capacity, `len` bytes (`len / size` elements); they cannot overlap.
+        // Every bit pattern is a valid `E` (`Pod`), so the elements are initialised once
+        // copied, whatever the bytes were.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                self.base.as_ptr().add(offset),
+                out.as_mut_ptr().cast::<u8>(),
+                len,
+            );
+            out.set_len(len / size);
+        }
+        Some(out)
+    }
+
+    /// The `u64` counter at offset 0, shared with the other processes that map this memory.
+    pub(super) fn counter(&self) -> &std::sync::atomic::AtomicU64 {
+        assert!(self.len >= 8);
+        // SAFETY: the mapping is page-aligned and at least 8 bytes long (asserted), it lives
+        // as long as `&self`, and those 8 bytes are only ever accessed atomically, by this
+        // process through this method and by the others through theirs.
+        unsafe { std::sync::atomic::AtomicU64::from_ptr(self.base.as_ptr().cast::<u64>()) }
+    }
+}
+
+#[cfg(all(target_os = "linux", not(unsync_portable)))]
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: `base..base + len` is this mapping, which nothing refers to once it drops
+        // (`counter`'s borrows end with `&self`).
+        let _ = unsafe { rustix::mm::munmap(self.base.as_ptr().cast(), self.len) };
+    }
+}
+
+/// Ask the kernel to back the fresh allocation at `start..start + len` with huge pages when it
+/// is large (transparent huge pages in `madvise` mode, the common default): a 64 MiB result
+/// then takes 32 page faults instead of 16384. Advice only: it changes no byte.
+#[cfg(all(target_os = "linux", not(unsync_portable)))]
+fn ask_for_huge_pages(start: *mut u8, len: usize) {
+    const PAGE: usize = 4096;
+    if len < 4 << 20 {
+        return;
+    }
+    let first = (start as usize).next_multiple_of(PAGE);
+    let end = (start as usize + len) / PAGE * PAGE;
+    // SAFETY: `MADV_HUGEPAGE` is advice about how to back the pages of a range this process
+    // owns (inside the allocation, page-aligned); it changes no memory contents and fails
+    // harmlessly where transparent huge pages are unavailable.
+    let _ = unsafe {
+        rustix::mm::madvise(
+            first as *mut std::ffi::c_void,
+            end - first,
+            rustix::mm::Advice::LinuxHugepage,
+        )
+    };
 }

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::protocol::{self, Failure, FrameReader, Message, ProtocolError};
-use super::{handshake, launch, parent_death, registry, sys, worker_stream};
+use super::{handshake, launch, parent_death, registry, shared, sys, worker_stream};
 
 /// Set by the pool in a worker's environment: `<request fd>,<response fd>,<parent pid>,<fingerprint hex>,<max frame>`.
 pub(crate) const WORKER_ENV: &str = "UNSYNC_WORKER";
@@ -144,14 +144,22 @@ struct WorkerSpec {
     responses: File,
     fingerprint: u64,
     max_frame: usize,
+    arenas: shared::WorkerArenas,
 }
 
 impl WorkerSpec {
     fn parse(spec: &OsStr) -> Result<WorkerSpec, String> {
         let text = spec.to_str().ok_or("malformed worker spec")?;
         let fields: Vec<&str> = text.split(',').collect();
-        let [requests, responses, parent, fingerprint, max_frame] = fields[..] else {
+        let (&[requests, responses, parent, fingerprint, max_frame], arenas) =
+            fields.split_at(fields.len().min(5))
+        else {
             return Err(format!("malformed worker spec {text:?}"));
+        };
+        let arenas = match arenas {
+            [] => None,
+            &[args, results] => Some((args, results)),
+            _ => return Err(format!("malformed worker spec {text:?}")),
         };
         let number = |s: &str| {
             s.parse::<u64>()
@@ -175,11 +183,28 @@ impl WorkerSpec {
                 "the request and response fds are the same ({requests})"
             ));
         }
+        let requests = pipe_fd(requests, "request", sys::PipeEnd::Read)?;
+        let responses = pipe_fd(responses, "response", sys::PipeEnd::Write)?;
+        let arenas = match arenas {
+            #[cfg(unix)]
+            Some((args, results)) => {
+                let region = |text: &str, which: &str, writable: bool| match text {
+                    "-" => Ok(None),
+                    _ => shared::Region::inherit(fd(text, which)?, writable).map(Some),
+                };
+                shared::WorkerArenas::new(
+                    region(args, "arguments arena", false)?,
+                    region(results, "results arena", true)?,
+                )
+            }
+            _ => shared::WorkerArenas::default(),
+        };
         Ok(WorkerSpec {
-            requests: pipe_fd(requests, "request", sys::PipeEnd::Read)?,
-            responses: pipe_fd(responses, "response", sys::PipeEnd::Write)?,
+            requests,
+            responses,
             fingerprint,
             max_frame,
+            arenas,
         })
     }
 }
@@ -217,6 +242,7 @@ fn pipe_fd(handle: RawFd, which: &str, _end: sys::PipeEnd) -> Result<File, Strin
 }
 
 fn serve(spec: WorkerSpec) -> i32 {
+    shared::install_worker_arenas(spec.arenas);
     let mut requests = FrameReader::new(spec.requests, spec.max_frame);
     // Shared with the thread that sends a running call's `tracing` records (`worker_log`).
     let shared = Arc::new(Mutex::new(BufWriter::with_capacity(
@@ -327,8 +353,15 @@ pub(crate) fn handle_request(
     };
     // What the body records goes out before the answer (see `worker_log`).
     let records_at = out.len();
-    super::worker_log::begin(id, level);
-    answer(id, key, args, out, max_frame);
+    super::worker_log::begin(id, level & !protocol::SHARE_ANSWER);
+    answer(
+        id,
+        key,
+        args,
+        level & protocol::SHARE_ANSWER != 0,
+        out,
+        max_frame,
+    );
     let records = super::worker_log::end();
     if !records.is_empty() {
         out.splice(records_at..records_at, records);
@@ -336,8 +369,9 @@ pub(crate) fn handle_request(
     Ok(())
 }
 
-/// Append the answer to call `id` of function `key` (see [`handle_request`]).
-fn answer(id: u64, key: u64, args: &[u8], out: &mut Vec<u8>, max_frame: usize) {
+/// Append the answer to call `id` of function `key` (see [`handle_request`]); its result's
+/// large blocks may go into the results arena when `may_share`.
+fn answer(id: u64, key: u64, args: &[u8], may_share: bool, out: &mut Vec<u8>, max_frame: usize) {
     let Some(function) = registry::lookup(key) else {
         Message::Failed {
             id,
@@ -348,12 +382,18 @@ fn answer(id: u64, key: u64, args: &[u8], out: &mut Vec<u8>, max_frame: usize) {
         return;
     };
     let start = out.len();
-    let ran = catch_unwind(AssertUnwindSafe(|| {
-        protocol::encode_returned(out, id, |out| (function.shim)(args, out))
-    }));
+    let (ran, answered) = shared::answering(may_share, || {
+        catch_unwind(AssertUnwindSafe(|| {
+            protocol::encode_returned(out, id, |out| (function.shim)(args, out))
+        }))
+    });
     match ran {
         Ok(Ok(())) => {
-            let bytes = out.len() - start - protocol::PREFIX;
+            let bytes = out.len() - start - protocol::PREFIX + answered.shared_bytes;
+            if answered.shared_bytes > 0 && bytes <= max_frame {
+                protocol::mark_shared(out, start);
+                shared::sent_shared_answer();
+            }
             if bytes > max_frame {
                 // The parent would refuse the frame as a broken worker's: say why instead.
                 out.truncate(start);
@@ -401,17 +441,24 @@ pub(super) fn encode_panic(id: u64, panic: Box<dyn std::any::Any + Send>, out: &
 }
 
 /// The spec a worker is started with.
+/// The spec a worker is started with; `arenas`: the fds of the arguments arena and of the
+/// worker's results arena (see `shared`), when there are.
 pub(crate) fn spec(
     requests: RawFd,
     responses: RawFd,
     fingerprint: u64,
     max_frame: usize,
+    arenas: Option<(RawFd, Option<RawFd>)>,
 ) -> OsString {
-    format!(
+    let mut spec = format!(
         "{requests},{responses},{},{fingerprint:x},{max_frame}",
         std::process::id()
-    )
-    .into()
+    );
+    if let Some((args, results)) = arenas {
+        let results = results.map_or("-".into(), |fd| fd.to_string());
+        spec += &format!(",{args},{results}");
+    }
+    spec.into()
 }
 
 #[cfg(test)]

@@ -191,6 +191,7 @@ fn ending_frame(id: u64, ending: Ending, began: Instant) -> Vec<u8> {
         Ending::Returned => Message::Returned {
             id,
             micros: u32::try_from(began.elapsed().as_micros()).unwrap_or(u32::MAX),
+            shared: false,
             payload: &[],
         }
         .encode(&mut out),

@@ -346,8 +346,17 @@ pub fn response(data: &[u8]) {
     }
 }
 
-/// Decode a result as the type `kind` picks, as the pool does.
+/// Decode a result as the type `kind` picks, as the pool does (with a results arena of 64 KiB
+/// where shared memory is used, so that shared blocks at any offset are tried too).
 fn settle(kind: u8, payload: &[u8]) {
+    static RESULTS: std::sync::OnceLock<Option<super::shared::ResultsReader>> =
+        std::sync::OnceLock::new();
+    let results = RESULTS.get_or_init(|| super::shared::ResultsReader::create(64 << 10));
+    let region = results.as_ref().map(super::shared::ResultsReader::region);
+    super::shared::decoding_from(region, || settle_by_kind(kind, payload));
+}
+
+fn settle_by_kind(kind: u8, payload: &[u8]) {
     type Tuple = (u32, Option<String>, char);
     type Map = BTreeMap<String, Vec<u8>>;
     type Either = Result<(bool, i128), f32>;
@@ -618,7 +627,7 @@ mod tests {
                         protocol::end_items(&mut stream, start, 2);
                         continue;
                     }
-                    0 => Message::Returned { id: *id, micros: *micros, payload: &payload },
+                    0 => Message::Returned { id: *id, micros: *micros, shared: false, payload: &payload },
                     1 => Message::Panicked { id: *id, message: &text, location: &text, backtrace: "" },
                     _ => Message::Failed { id: *id, failure: failure(*micros), message: &text },
                 }
@@ -646,7 +655,7 @@ mod tests {
                     0 => Message::Call { id: *n, key: !*n, level: 0, args: bytes },
                     1 => Message::Hello { version: *m, fingerprint: *n, pid: *m },
                     2 => Message::Refused { reason: &text },
-                    3 => Message::Returned { id: *n, micros: *m, payload: bytes },
+                    3 => Message::Returned { id: *n, micros: *m, shared: *m % 2 == 0, payload: bytes },
                     4 => Message::Panicked { id: *n, message: &text, location: "", backtrace: &text },
                     5 => Message::Failed { id: *n, failure: failure(*m), message: &text },
                     6 => Message::Oversized { id: *n, bytes: u64::from(*m) },

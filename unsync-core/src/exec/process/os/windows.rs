@@ -46,7 +46,11 @@ pub(in crate::exec::process) fn stop_launching() {
 }
 
 /// Start a worker process (see the module doc).
-pub(in crate::exec::process) fn launch(fingerprint: u64, max_frame: usize) -> io::Result<Launched> {
+pub(in crate::exec::process) fn launch(
+    fingerprint: u64,
+    max_frame: usize,
+    _args: Option<&super::super::shared::ArgsArena>,
+) -> io::Result<Launched> {
     let exiting = lock(&LAUNCHING);
     if *exiting {
         return Err(io::Error::other("the program is exiting"));
@@ -64,6 +68,7 @@ pub(in crate::exec::process) fn launch(fingerprint: u64, max_frame: usize) -> io
                 raw(&child_writes),
                 fingerprint,
                 max_frame,
+                None,
             ),
         )
         .stdin(Stdio::null());
@@ -86,6 +91,7 @@ pub(in crate::exec::process) fn launch(fingerprint: u64, max_frame: usize) -> io
             requests,
             responses,
             wake,
+            results: None,
         }),
         Err(e) => {
             let _ = child.kill();

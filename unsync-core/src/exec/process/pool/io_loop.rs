@@ -14,6 +14,7 @@ use crate::error::Error;
 use crate::exec::lock;
 use crate::exec::process::call::{Job, call_outcome};
 use crate::exec::process::protocol::{FrameReader, Message, ProtocolError};
+use crate::exec::process::shared::{self, ResultsReader};
 use crate::exec::process::worker_log::Replay;
 use crate::exec::process::{handshake, os};
 
@@ -25,7 +26,8 @@ type Finished = Answered<Range<usize>>;
 /// What one frame from a worker was.
 enum Taken<'m> {
     Nothing,
-    Answer(Answered<&'m [u8]>),
+    /// An answer, and whether its result has blocks in the worker's results arena.
+    Answer(Answered<&'m [u8]>, bool),
     /// A `SPAN` or `EVENT` record of the running call (see `worker_log`).
     Record(Arc<dyn Job>),
     /// Items of the running stream, where they lie in the frame.
@@ -37,7 +39,7 @@ enum Taken<'m> {
 enum Settle {
     Record(Arc<dyn Job>, Range<usize>),
     Items(Arc<dyn Job>, Range<usize>),
-    Finished(Finished),
+    Finished(Finished, bool),
 }
 
 impl Pool {
@@ -149,11 +151,14 @@ impl Pool {
                 Ok(Taken::Items(job, items)) => {
                     finished.push(Settle::Items(job, offset_in(range.start, body, items)));
                 }
-                Ok(Taken::Answer((job, outcome))) => {
-                    finished.push(Settle::Finished((
-                        job,
-                        outcome.map(|payload| offset_in(range.start, body, payload)),
-                    )));
+                Ok(Taken::Answer((job, outcome), shared)) => {
+                    finished.push(Settle::Finished(
+                        (
+                            job,
+                            outcome.map(|payload| offset_in(range.start, body, payload)),
+                        ),
+                        shared,
+                    ));
                 }
                 Err(death) => break Err(death),
             }
@@ -176,9 +181,16 @@ impl Pool {
                     }
                 }
                 Settle::Items(job, range) => job.items(reader.slice(range)),
-                Settle::Finished((job, outcome)) => {
+                Settle::Finished((job, outcome), shared) => {
                     replay.call_ended();
-                    job.finish(outcome.map(|range| reader.slice(range)));
+                    let results = io.results.as_ref().filter(|_| shared);
+                    shared::decoding_from(results.map(ResultsReader::region), || {
+                        job.finish(outcome.map(|range| reader.slice(range)));
+                    });
+                    // Copied out: the worker may write over the answer's blocks.
+                    if let Some(results) = results {
+                        results.settled_one();
+                    }
                 }
             }
         }
@@ -255,8 +267,9 @@ impl Pool {
                 if let (Message::Returned { micros, .. }, None) = (&message, &call.stream) {
                     self.record_run_time(call.index, *micros);
                 }
+                let shared = matches!(message, Message::Returned { shared: true, .. });
                 let outcome = call_outcome(call.entry.name, message, self.max_frame);
-                Ok(Taken::Answer((call.job, outcome)))
+                Ok(Taken::Answer((call.job, outcome), shared))
             }
             _ => Err(Death::Broken(
                 "the worker broke the protocol: an unexpected frame".into(),

@@ -26,7 +26,9 @@ use serde::de::DeserializeOwned;
 
 use super::call::{self, EncodedJob, Job, ProcessJob};
 use super::os;
+use super::protocol;
 use super::registry::{self, WorkerFn};
+use super::shared::{ArgsArena, ResultsReader};
 use super::stream::{StreamJob, encode_stream};
 use crate::error::Error;
 use crate::exec::lock;
@@ -78,6 +80,8 @@ struct WorkerIo {
     responses: os::Responses,
     wake: os::Wake,
     pid: u32,
+    /// Where the worker keeps its answers' large blocks (see `shared`).
+    results: Option<ResultsReader>,
 }
 
 impl WorkerIo {
@@ -148,6 +152,9 @@ pub(crate) struct Pool {
     supervisor: OnceLock<Sender<usize>>,
     next_id: AtomicU64,
     max_frame: usize,
+    /// Where the large blocks of calls' arguments go (see `shared`): `None` where shared
+    /// memory is not used.
+    args_arena: Option<ArgsArena>,
     /// Per registered function: smoothed run time in µs (0: not measured yet).
     speed: Box<[AtomicU32]>,
 }
@@ -170,6 +177,9 @@ fn pool() -> &'static Pool {
             supervisor: OnceLock::new(),
             next_id: AtomicU64::new(1),
             max_frame: settings.max_frame_bytes,
+            // Room for the arguments of many calls at the frame limit: address space only,
+            // pages are allocated as blocks are written.
+            args_arena: ArgsArena::create(settings.max_frame_bytes.saturating_mul(4)),
             speed: (0..registry::count()).map(|_| AtomicU32::new(0)).collect(),
         }
     })
@@ -196,7 +206,14 @@ where
     let id = pool.next_id.fetch_add(1, Ordering::Relaxed);
     // The worker records `tracing` events only when this process would (see `worker_log`).
     let level = super::worker_log::wanted();
-    let frame = match call::encode_call(entry, id, level, args, pool.max_frame) {
+    let arena = pool.args_arena.as_ref();
+    // With shared memory for arguments, the worker has a results arena too.
+    let flags = if arena.is_some() {
+        protocol::SHARE_ANSWER
+    } else {
+        0
+    };
+    let frame = match call::encode_call(entry, id, level | flags, args, arena, pool.max_frame) {
         Ok(frame) => frame,
         Err(error) => return refused(error),
     };

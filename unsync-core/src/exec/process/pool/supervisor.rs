@@ -93,13 +93,16 @@ impl Pool {
                 return;
             }
         }
-        let launched = launch(handshake::fingerprint(), self.max_frame).map(|l| WorkerIo {
-            pid: l.child.id(),
-            child: Mutex::new(l.child),
-            requests: l.requests,
-            responses: l.responses,
-            wake: l.wake,
-        });
+        let args_arena = self.args_arena.as_ref();
+        let launched =
+            launch(handshake::fingerprint(), self.max_frame, args_arena).map(|l| WorkerIo {
+                pid: l.child.id(),
+                child: Mutex::new(l.child),
+                requests: l.requests,
+                responses: l.responses,
+                wake: l.wake,
+                results: l.results,
+            });
         let mut state = lock(&self.state);
         match launched {
             Err(e) => {

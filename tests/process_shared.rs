@@ -1,0 +1,235 @@
+//! Large payloads: on Linux, blocks of 64 KiB and more cross through shared memory instead of
+//! the pipe (elsewhere the pipe carries them, and these tests check the same results). Every
+//! size arrives intact, in arguments and in results, one call at a time or many at once; a
+//! worker that dies with blocks in flight costs only its call; and a worker can neither shrink
+//! the memory it shares with the parent nor write the arguments of other calls.
+
+use unsync::{Config, Error, Payload, unsync};
+
+mod common;
+
+/// The frame limit of these tests: 32 MiB, so that the biggest payloads exceed it.
+const LIMIT_BYTES: usize = 32 << 20;
+
+/// Every test starts here: one configuration for the whole binary.
+fn configured() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        Config::new()
+            .max_frame_bytes(LIMIT_BYTES)
+            .processes(2)
+            .install()
+            .unwrap();
+    });
+}
+
+fn pattern(n: usize, seed: u8) -> Vec<u8> {
+    (0..n)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) ^ (i >> 12) as u8)
+        .collect()
+}
+
+#[unsync(cpu_bound)]
+fn echo(data: Vec<u8>) -> Vec<u8> {
+    data
+}
+
+#[unsync(cpu_bound)]
+fn make(n: usize, seed: u8) -> Vec<u8> {
+    pattern(n, seed)
+}
+
+#[unsync(cpu_bound)]
+fn axpy(x: Vec<f64>, a: f64, y: Vec<f64>) -> Vec<f64> {
+    x.iter().zip(&y).map(|(x, y)| a * x + y).collect()
+}
+
+#[unsync(cpu_bound)]
+fn die_with(data: Vec<u8>) -> usize {
+    if data.len() > 1 {
+        std::process::abort();
+    }
+    data.len()
+}
+
+/// Sizes on both sides of the shared-memory threshold (64 KiB), up to 16 MiB.
+const SIZES: [usize; 8] = [
+    0,
+    1,
+    65_535,
+    65_536,
+    65_537,
+    1 << 20,
+    3 << 20,
+    (16 << 20) + 3,
+];
+
+#[test]
+fn every_size_round_trips_intact() {
+    configured();
+    common::watchdog(common::LIMIT, || {
+        for (i, &n) in SIZES.iter().enumerate() {
+            let data = pattern(n, i as u8);
+            assert!(echo(data.clone()).result() == data, "echo of {n} bytes");
+            assert!(make(n, i as u8).result() == data, "result of {n} bytes");
+        }
+    });
+}
+
+#[test]
+fn numbers_in_several_blocks_of_one_call() {
+    configured();
+    common::watchdog(common::LIMIT, || {
+        let n = 300_000;
+        let x: Vec<f64> = (0..n).map(|i| i as f64 * 0.5).collect();
+        let y: Vec<f64> = (0..n).map(|i| -(i as f64)).collect();
+        let z = axpy(x.clone(), 4.0, y.clone()).result();
+        assert_eq!(z.len(), n);
+        assert!(z.iter().enumerate().all(|(i, &v)| v == i as f64));
+    });
+}
+
+#[test]
+fn many_calls_at_once_keep_their_own_blocks() {
+    configured();
+    common::watchdog(common::LIMIT, || {
+        for round in 0..3_u8 {
+            let inputs: Vec<Vec<u8>> = (0..24)
+                .map(|i| pattern(100_000 + i * 4096, i as u8 ^ round))
+                .collect();
+            let echoes: Vec<_> = inputs.iter().map(|d| echo(d.clone())).collect();
+            let made: Vec<_> = (0..24)
+                .map(|i| make(100_000 + i * 4096, i as u8 ^ round))
+                .collect();
+            for ((input, echoed), made) in inputs.iter().zip(echoes).zip(made) {
+                let (echoed, made) = (echoed.result(), made.result());
+                assert!(&echoed == input, "an echo came back changed");
+                assert!(&made == input, "a result came back changed");
+            }
+        }
+    });
+}
+
+#[test]
+fn a_worker_that_dies_with_blocks_in_flight_costs_only_its_call() {
+    configured();
+    common::watchdog(common::LIMIT, || {
+        let doomed = die_with(pattern(2 << 20, 1));
+        let others: Vec<_> = (0..8).map(|i| echo(pattern(1 << 20, i))).collect();
+        assert!(matches!(
+            doomed.catch().result(),
+            Err(Error::WorkerDied { .. })
+        ));
+        for (i, other) in others.into_iter().enumerate() {
+            assert!(other.result() == pattern(1 << 20, i as u8));
+        }
+        assert_eq!(die_with(vec![1]).result(), 1);
+    });
+}
+
+/// What a worker can do to the shared memory it was given (Linux): for each of its memfds,
+/// its name and whether truncating it and writing to it worked.
+#[cfg(all(target_os = "linux", not(unsync_portable)))]
+#[unsync(cpu_bound)]
+fn tamper() -> Vec<(String, bool, bool)> {
+    use std::io::Write;
+    let mut seen = Vec::new();
+    for entry in std::fs::read_dir("/proc/self/fd").unwrap().flatten() {
+        let Ok(target) = std::fs::read_link(entry.path()) else {
+            continue;
+        };
+        let target = target.to_string_lossy().into_owned();
+        if !target.starts_with("/memfd:unsync-") {
+            continue;
+        }
+        // Opened anew, for writing: what any code in the worker could do.
+        let file = std::fs::OpenOptions::new().write(true).open(entry.path());
+        let (truncated, written) = match file {
+            Ok(mut file) => (file.set_len(0).is_ok(), file.write_all(b"scribble").is_ok()),
+            Err(_) => (false, false),
+        };
+        seen.push((target, truncated, written));
+    }
+    seen.sort();
+    seen
+}
+
+/// Bytes of memory the parent's shared memory files named `unsync-<name>` hold (Linux).
+#[cfg(all(target_os = "linux", not(unsync_portable)))]
+fn shared_bytes(name: &str) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut bytes = 0;
+    for entry in std::fs::read_dir("/proc/self/fd").unwrap().flatten() {
+        let is_it = std::fs::read_link(entry.path()).is_ok_and(|t| {
+            t.to_string_lossy()
+                .starts_with(&format!("/memfd:unsync-{name} "))
+        });
+        if let (true, Ok(meta)) = (is_it, std::fs::metadata(entry.path())) {
+            bytes += meta.blocks() * 512;
+        }
+    }
+    bytes
+}
+
+#[cfg(all(target_os = "linux", not(unsync_portable)))]
+#[test]
+fn large_blocks_cross_through_shared_memory() {
+    configured();
+    common::watchdog(common::LIMIT, || {
+        let data = pattern(4 << 20, 5);
+        assert!(echo(data.clone()).result() == data);
+        assert!(shared_bytes("arguments") >= 4 << 20);
+        assert!(shared_bytes("results") >= 4 << 20);
+    });
+}
+
+#[cfg(all(target_os = "linux", not(unsync_portable)))]
+#[test]
+fn a_worker_cannot_shrink_shared_memory_nor_write_the_arguments() {
+    configured();
+    common::watchdog(common::LIMIT, || {
+        let seen = tamper().result();
+        let names: Vec<&str> = seen.iter().map(|(name, ..)| name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "/memfd:unsync-arguments (deleted)",
+                "/memfd:unsync-results (deleted)"
+            ]
+        );
+        assert!(seen.iter().all(|&(_, truncated, _)| !truncated), "{seen:?}");
+        assert!(!seen[0].2, "the worker wrote the arguments arena");
+        // And shared memory still works.
+        let data = pattern(1 << 20, 9);
+        assert!(echo(data.clone()).result() == data);
+    });
+}
+
+#[test]
+fn the_frame_limit_counts_blocks_in_shared_memory() {
+    configured();
+    common::watchdog(common::LIMIT, || {
+        let over = LIMIT_BYTES + (1 << 20);
+        match echo(vec![0; over]).catch().result() {
+            Err(Error::TooLarge {
+                payload: Payload::Arguments,
+                bytes,
+                limit: LIMIT_BYTES,
+                ..
+            }) => assert!(bytes > over, "{bytes}"),
+            other => panic!("{other:?}"),
+        }
+        match make(over, 0).catch().result() {
+            Err(Error::TooLarge {
+                payload: Payload::Result,
+                bytes,
+                limit: LIMIT_BYTES,
+                ..
+            }) => assert!(bytes > over, "{bytes}"),
+            other => panic!("{other:?}"),
+        }
+        // Just under the limit: it crosses.
+        let under = LIMIT_BYTES - 1024;
+        assert_eq!(make(under, 3).result().len(), under);
+    });
+}

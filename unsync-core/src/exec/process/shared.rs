@@ -1,0 +1,608 @@
+//! Large payloads through shared memory (Linux): a [`Bulk`](super::codec::Bulk) block of at
+//! least [`MIN_BLOCK`] bytes is copied once into memory that parent and worker both map, and
+//! its frame carries only where it lies; the other side copies it out once. A round trip of N
+//! bytes then costs four copies of N, instead of the pipe's many small ones.
+//!
+//! Two kinds of arena, each a memfd mapped whole, sealed so that no one can shrink it (a page
+//! that vanished under a reader would raise `SIGBUS`):
+//! - the pool's arguments arena, which only the parent can write (sealed against any other
+//!   writer) and every worker maps read-only: a call's blocks are
+//!   allocated in it (first fit) when its arguments are encoded, and freed when the call is
+//!   done (its job drops), so a call given again after its worker died still finds them;
+//! - each worker's results arena: the worker writes an answer's blocks from the start of it,
+//!   and the parent's I/O thread copies them out while it settles that answer. The arena's
+//!   first 8 bytes count the answers with blocks (`RETURNED_SHARED`) the parent has settled:
+//!   the worker starts again from the beginning once that count reaches the number it sent,
+//!   and goes on after its last block meanwhile (pipelined calls).
+//!
+//! A block that does not fit, a call whose answer must stay self-contained (the remote
+//! worker's), streams, and every other platform: the block crosses in the frame as before.
+//! Mappings live as long as the pool and its workers, so the common sizes cost no `mmap` and
+//! no page fault after the first call; the pages a payload touched stay resident until then.
+//!
+//! A broken worker can write anything into its results arena and any offsets into its frames:
+//! every block is checked to lie in the arena before it is copied, and what is copied is plain
+//! numbers, so the worst outcome is a wrong value or a failed decode of that call.
+
+// Windows starts its workers without arenas: what makes them is unused there.
+#![cfg_attr(windows, allow(dead_code))]
+
+use std::cell::{Cell, RefCell};
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::codec::{self, CodecError};
+
+/// Blocks from this size up go through shared memory (below it, the pipe is as fast).
+pub(crate) const MIN_BLOCK: usize = 64 << 10;
+
+#[cfg(all(target_os = "linux", not(unsync_portable)))]
+mod region {
+    use std::io;
+    use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+
+    use super::super::sys::{Mapping, adopt_inherited_fd};
+
+    /// A sealed memfd, mapped whole.
+    pub(crate) struct Region {
+        mapping: Mapping,
+        fd: OwnedFd,
+    }
+
+    impl Region {
+        /// A new arena of `len` bytes (pages are only allocated once written), mapped for
+        /// writing here; `only_here`: no one else can ever write it (not even by opening
+        /// `/proc/<pid>/fd/<fd>` anew), only through this mapping.
+        pub(crate) fn create(name: &str, len: usize, only_here: bool) -> io::Result<Region> {
+            use rustix::fs::{MemfdFlags, SealFlags};
+            let fd =
+                rustix::fs::memfd_create(name, MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING)?;
+            rustix::fs::ftruncate(&fd, len as u64)?;
+            let mapping = Mapping::new(fd.as_fd(), len, true)?;
+            let mut seals = SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL;
+            if only_here {
+                // Since Linux 5.1; before, no shared memory (the pipe carries everything).
+                seals |= SealFlags::FUTURE_WRITE;
+            }
+            rustix::fs::fcntl_add_seals(&fd, seals)?;
+            Ok(Region { mapping, fd })
+        }
+
+        /// The arena whose fd this worker inherited, mapped read-only or not.
+        pub(crate) fn inherit(fd: RawFd, writable: bool) -> Result<Region, String> {
+            if !super::super::sys::is_sealed_memfd(fd) {
+                return Err(format!(
+                    "the fd {fd} is not the pool's shared memory (an open memfd sealed against shrinking)"
+                ));
+            }
+            // The pool passed this fd to this process for its sole use, and it is open.
+            let fd = adopt_inherited_fd(fd);
+            let len = rustix::fs::fstat(&fd)
+                .map_err(|e| format!("cannot read the shared memory's size: {e}"))?
+                .st_size;
+            let len = usize::try_from(len).map_err(|_| "a shared memory of negative size")?;
+            let mapping = Mapping::new(fd.as_fd(), len, writable)
+                .map_err(|e| format!("cannot map the shared memory: {e}"))?;
+            Ok(Region { mapping, fd })
+        }
+
+        pub(crate) fn fd(&self) -> BorrowedFd<'_> {
+            self.fd.as_fd()
+        }
+
+        /// Another fd of the same memory that only allows reading (for the workers).
+        pub(crate) fn read_only_fd(&self) -> io::Result<OwnedFd> {
+            use rustix::fs::{Mode, OFlags};
+            let path = format!("/proc/self/fd/{}", self.fd.as_raw_fd());
+            Ok(rustix::fs::open(
+                path.as_str(),
+                OFlags::RDONLY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )?)
+        }
+
+        pub(crate) fn mapping(&self) -> &Mapping {
+            &self.mapping
+        }
+    }
+}
+
+#[cfg(not(all(target_os = "linux", not(unsync_portable))))]
+mod region {
+    use std::io;
+
+    /// No shared memory on this platform: never made.
+    pub(crate) enum Region {}
+
+    impl Region {
+        pub(crate) fn create(_name: &str, _len: usize, _only_here: bool) -> io::Result<Region> {
+            Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "shared memory is only used on Linux",
+            ))
+        }
+        #[allow(dead_code)]
+        pub(crate) fn inherit(_fd: i32, _writable: bool) -> Result<Region, String> {
+            Err("shared memory is only used on Linux".into())
+        }
+    }
+}
+
+pub(crate) use region::Region;
+
+/// Bytes at the start of a results arena: the settled-answers counter, on its own cache line.
+const HEADER: usize = 64;
+/// Blocks start on cache lines.
+const ALIGN: usize = 64;
+
+fn aligned(len: usize) -> usize {
+    len.div_ceil(ALIGN) * ALIGN
+}
+
+/// The pool's arguments arena, and which parts of it are free.
+pub(crate) struct ArgsArena {
+    region: Region,
+    /// The fd every worker inherits: read-only.
+    #[cfg(unix)]
+    reader: std::os::fd::OwnedFd,
+    /// Free ranges, by offset, never adjacent (merged when freed).
+    free: std::sync::Mutex<std::collections::BTreeMap<usize, usize>>,
+}
+
+impl ArgsArena {
+    /// An arena of `capacity` bytes, or `None` where shared memory is not used (or cannot be
+    /// made: the pipe carries everything then).
+    pub(crate) fn create(capacity: usize) -> Option<ArgsArena> {
+        #[cfg(all(target_os = "linux", not(unsync_portable)))]
+        {
+            let region = Region::create("unsync-arguments", capacity, true).ok()?;
+            let reader = region.read_only_fd().ok()?;
+            Some(ArgsArena {
+                region,
+                reader,
+                free: std::sync::Mutex::new([(0, capacity)].into()),
+            })
+        }
+        #[cfg(not(all(target_os = "linux", not(unsync_portable))))]
+        {
+            let _ = capacity;
+            None
+        }
+    }
+
+    /// The fd a worker maps the arena through (read-only).
+    #[cfg(unix)]
+    pub(crate) fn reader_fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsRawFd;
+        self.reader.as_raw_fd()
+    }
+
+    fn allocate(&self, len: usize) -> Option<usize> {
+        let len = aligned(len);
+        let mut free = crate::exec::lock(&self.free);
+        let (&offset, &room) = free.iter().find(|&(_, &room)| room >= len)?;
+        free.remove(&offset);
+        if room > len {
+            free.insert(offset + len, room - len);
+        }
+        Some(offset)
+    }
+
+    fn release(&self, offset: usize, len: usize) {
+        let (mut offset, mut len) = (offset, aligned(len));
+        let mut free = crate::exec::lock(&self.free);
+        if let Some((&before, &room)) = free.range(..offset).next_back() {
+            if before + room == offset {
+                free.remove(&before);
+                offset = before;
+                len += room;
+            }
+        }
+        if let Some(room) = free.remove(&(offset + len)) {
+            len += room;
+        }
+        free.insert(offset, len);
+    }
+}
+
+/// The blocks one call's arguments hold in the arguments arena, freed when this drops.
+#[derive(Default)]
+pub(crate) struct ArgsBlocks {
+    arena: Option<&'static ArgsArena>,
+    blocks: Vec<(usize, usize)>,
+}
+
+impl ArgsBlocks {
+    /// Bytes of the blocks (they count towards the frame limit).
+    pub(crate) fn bytes(&self) -> usize {
+        self.blocks.iter().map(|&(_, len)| len).sum()
+    }
+}
+
+impl Drop for ArgsBlocks {
+    fn drop(&mut self) {
+        if let Some(arena) = self.arena {
+            for &(offset, len) in &self.blocks {
+                arena.release(offset, len);
+            }
+        }
+    }
+}
+
+/// A worker's results arena, as the worker writes it.
+pub(crate) struct ResultsWriter {
+    region: Region,
+    /// Where the next block goes.
+    next: usize,
+    /// Answers with blocks sent so far.
+    sent: u64,
+}
+
+impl ResultsWriter {
+    pub(crate) fn new(region: Region) -> ResultsWriter {
+        ResultsWriter {
+            region,
+            next: HEADER,
+            sent: 0,
+        }
+    }
+}
+
+/// Where the blocks of the value being encoded go.
+enum Sink {
+    Args(ArgsBlocks),
+    Results {
+        writer: ResultsWriter,
+        bytes: usize,
+        used: bool,
+    },
+}
+
+thread_local! {
+    /// Set only while [`encode_args`] or [`encode_result`] encodes.
+    static SINK: RefCell<Option<Sink>> = const { RefCell::new(None) };
+    /// Set only while a value whose blocks may lie in shared memory is decoded.
+    static SOURCE: RefCell<Option<Arc<Region>>> = const { RefCell::new(None) };
+    /// In a worker, while it runs a call whose answer may have blocks.
+    static ANSWER_MAY_SHARE: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Put a block where the value being encoded keeps its blocks, if anywhere: its offset there.
+/// Called by `Bulk` for every block of at least [`MIN_BLOCK`] bytes.
+pub(crate) fn put(bytes: &[u8]) -> Option<u64> {
+    SINK.with_borrow_mut(|sink| match sink.as_mut()? {
+        Sink::Args(blocks) => {
+            let arena = blocks.arena?;
+            let offset = arena.allocate(bytes.len())?;
+            write(&arena.region, offset, bytes);
+            blocks.blocks.push((offset, bytes.len()));
+            Some(offset as u64)
+        }
+        Sink::Results {
+            writer,
+            bytes: total,
+            used,
+        } => {
+            let offset = writer.next;
+            if !write(&writer.region, offset, bytes) {
+                return None;
+            }
+            writer.next = offset + aligned(bytes.len());
+            *total += bytes.len();
+            *used = true;
+            Some(offset as u64)
+        }
+    })
+}
+
+#[cfg(all(target_os = "linux", not(unsync_portable)))]
+fn write(region: &Region, offset: usize, bytes: &[u8]) -> bool {
+    region.mapping().write(offset, bytes)
+}
+
+#[cfg(not(all(target_os = "linux", not(unsync_portable))))]
+fn write(region: &Region, _offset: usize, _bytes: &[u8]) -> bool {
+    match *region {}
+}
+
+/// The block of `len` bytes at `offset` of the memory the value being decoded refers to, as
+/// `E`s. Called by `Bulk` for a block that crossed through shared memory.
+pub(crate) fn take<E: bytemuck::Pod>(offset: u64, len: u64) -> Result<Vec<E>, String> {
+    SOURCE.with_borrow(|source| {
+        let Some(region) = source else {
+            return Err("a block in shared memory, where none is shared".into());
+        };
+        let (Ok(offset), Ok(len)) = (usize::try_from(offset), usize::try_from(len)) else {
+            return Err("a shared block beyond the address space".into());
+        };
+        read_vec(region, offset, len).ok_or_else(|| {
+            format!("a shared block of {len} bytes at {offset} that does not lie in its memory or is not made of whole elements")
+        })
+    })
+}
+
+#[cfg(all(target_os = "linux", not(unsync_portable)))]
+fn read_vec<E: bytemuck::Pod>(region: &Region, offset: usize, len: usize) -> Option<Vec<E>> {
+    region.mapping().read_vec(offset, len)
+}
+
+#[cfg(not(all(target_os = "linux", not(unsync_portable))))]
+fn read_vec<E: bytemuck::Pod>(region: &Region, _offset: usize, _len: usize) -> Option<Vec<E>> {
+    match *region {}
+}
+
+/// Run `f` with `sink` as where blocks go; give the sink back (dropped if `f` unwinds).
+fn with_sink<R>(sink: Sink, f: impl FnOnce() -> R) -> (R, Sink) {
+    let restore = Restore(&SINK, SINK.replace(Some(sink)));
+    let result = f();
+    let sink = SINK.take().expect("the sink is still set");
+    drop(restore);
+    (result, sink)
+}
+
+/// Run `f`, which decodes a value whose blocks may lie in `region`.
+pub(crate) fn decoding_from<R>(region: Option<&Arc<Region>>, f: impl FnOnce() -> R) -> R {
+    let Some(region) = region else { return f() };
+    let _restore = Restore(&SOURCE, SOURCE.replace(Some(region.clone())));
+    f()
+}
+
+/// Puts a thread-local's outer value back, also when unwinding.
+struct Restore<T: 'static>(
+    &'static std::thread::LocalKey<RefCell<Option<T>>>,
+    Option<T>,
+);
+
+impl<T> Drop for Restore<T> {
+    fn drop(&mut self) {
+        self.0.set(self.1.take());
+    }
+}
+
+/// Encode a call's arguments (in the parent), their large blocks into `arena` when there is
+/// one: the blocks stay allocated until the returned [`ArgsBlocks`] drops.
+pub(crate) fn encode_args<T: Serialize + ?Sized>(
+    arena: Option<&'static ArgsArena>,
+    value: &T,
+    out: &mut Vec<u8>,
+) -> Result<ArgsBlocks, CodecError> {
+    let blocks = ArgsBlocks {
+        arena,
+        blocks: Vec::new(),
+    };
+    if arena.is_none() {
+        return codec::encode(value, out).map(|()| blocks);
+    }
+    let (encoded, sink) = with_sink(Sink::Args(blocks), || codec::encode(value, out));
+    // Irrefutable where shared memory is not used (`Sink::Results` cannot be made there).
+    #[allow(irrefutable_let_patterns)]
+    let Sink::Args(blocks) = sink else {
+        unreachable!("the sink put in is the one taken out")
+    };
+    encoded.map(|()| blocks)
+}
+
+/// The worker's arenas: the pool's arguments arena (read-only) and its own results arena.
+#[derive(Default)]
+pub(crate) struct WorkerArenas {
+    args: Option<Arc<Region>>,
+    results: Option<ResultsWriter>,
+}
+
+impl WorkerArenas {
+    pub(crate) fn new(args: Option<Region>, results: Option<Region>) -> WorkerArenas {
+        WorkerArenas {
+            args: args.map(Arc::new),
+            results: results.map(ResultsWriter::new),
+        }
+    }
+}
+
+thread_local! {
+    /// The worker's arenas, on the thread that runs its calls.
+    static WORKER: RefCell<WorkerArenas> = RefCell::default();
+}
+
+/// Make `arenas` those of this thread's calls (a worker's, at start).
+pub(crate) fn install_worker_arenas(arenas: WorkerArenas) {
+    WORKER.set(arenas);
+}
+
+/// What [`answering`] learnt of the answer's blocks.
+pub(crate) struct Answered {
+    /// Bytes of the result's blocks in the results arena (0: none, the frame is whole).
+    pub(crate) shared_bytes: usize,
+}
+
+/// In a worker, run call `f` (the shim: `decode_args`, the body, `encode_result`), whose
+/// answer may keep blocks in the results arena when `may_share`.
+pub(crate) fn answering<R>(may_share: bool, f: impl FnOnce() -> R) -> (R, Answered) {
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            ANSWER_MAY_SHARE.set(false);
+        }
+    }
+    LAST_SHARED.set(0);
+    ANSWER_MAY_SHARE.set(may_share);
+    let reset = Reset;
+    let result = f();
+    drop(reset);
+    let answered = Answered {
+        shared_bytes: LAST_SHARED.take(),
+    };
+    (result, answered)
+}
+
+thread_local! {
+    /// Bytes of blocks the last `encode_result` put in the results arena.
+    static LAST_SHARED: Cell<usize> = const { Cell::new(0) };
+}
+
+/// The worker sent an answer with blocks (`RETURNED_SHARED`).
+pub(crate) fn sent_shared_answer() {
+    WORKER.with_borrow_mut(|arenas| {
+        if let Some(writer) = &mut arenas.results {
+            writer.sent += 1;
+        }
+    });
+}
+
+/// Decode a call's arguments in the worker (the `cpu_bound` shim calls this).
+#[doc(hidden)]
+pub fn decode_args<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+    let args = WORKER.with_borrow(|arenas| arenas.args.clone());
+    decoding_from(args.as_ref(), || codec::decode(bytes))
+}
+
+/// Encode a call's result in the worker (the `cpu_bound` shim calls this): its large blocks
+/// go into the results arena when the call's answer may share them.
+#[doc(hidden)]
+pub fn encode_result<T: Serialize + ?Sized>(
+    value: &T,
+    out: &mut Vec<u8>,
+) -> Result<(), CodecError> {
+    let writer = ANSWER_MAY_SHARE
+        .get()
+        .then(|| WORKER.with_borrow_mut(|arenas| arenas.results.take()))
+        .flatten();
+    let Some(mut writer) = writer else {
+        return codec::encode(value, out);
+    };
+    if settled(&writer.region) == writer.sent {
+        writer.next = HEADER;
+    }
+    let sink = Sink::Results {
+        writer,
+        bytes: 0,
+        used: false,
+    };
+    let (encoded, sink) = with_sink(sink, || codec::encode(value, out));
+    let Sink::Results {
+        writer,
+        bytes,
+        used,
+    } = sink
+    else {
+        unreachable!("the sink put in is the one taken out")
+    };
+    WORKER.with_borrow_mut(|arenas| arenas.results = Some(writer));
+    if encoded.is_ok() && used {
+        LAST_SHARED.set(bytes);
+    }
+    encoded
+}
+
+#[cfg(all(target_os = "linux", not(unsync_portable)))]
+fn settled(region: &Region) -> u64 {
+    region
+        .mapping()
+        .counter()
+        .load(std::sync::atomic::Ordering::Acquire)
+}
+
+#[cfg(not(all(target_os = "linux", not(unsync_portable))))]
+fn settled(region: &Region) -> u64 {
+    match *region {}
+}
+
+/// The parent's view of one worker's results arena.
+pub(crate) struct ResultsReader {
+    region: Arc<Region>,
+    /// Answers with blocks settled so far (only the worker's I/O thread counts them).
+    settled: std::sync::atomic::AtomicU64,
+}
+
+impl ResultsReader {
+    /// A results arena of `capacity` bytes (plus its header), or `None` where shared memory
+    /// is not used or cannot be made.
+    pub(crate) fn create(capacity: usize) -> Option<ResultsReader> {
+        let region = Region::create("unsync-results", capacity.checked_add(HEADER)?, false).ok()?;
+        Some(ResultsReader {
+            region: Arc::new(region),
+            settled: 0.into(),
+        })
+    }
+
+    pub(crate) fn region(&self) -> &Arc<Region> {
+        &self.region
+    }
+
+    /// One more answer with blocks is settled: the worker may write over its blocks.
+    pub(crate) fn settled_one(&self) {
+        use std::sync::atomic::Ordering;
+        let settled = self.settled.fetch_add(1, Ordering::Relaxed) + 1;
+        #[cfg(all(target_os = "linux", not(unsync_portable)))]
+        self.region
+            .mapping()
+            .counter()
+            .store(settled, Ordering::Release);
+        #[cfg(not(all(target_os = "linux", not(unsync_portable))))]
+        let _ = settled;
+    }
+
+    #[cfg(unix)]
+    pub(crate) fn fd(&self) -> std::os::fd::RawFd {
+        #[cfg(all(target_os = "linux", not(unsync_portable)))]
+        {
+            use std::os::fd::AsRawFd;
+            self.region.fd().as_raw_fd()
+        }
+        #[cfg(not(all(target_os = "linux", not(unsync_portable))))]
+        match *self.region {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any offset and length a worker may write: a copy of exactly those bytes when they
+        /// lie in the arena and are whole `u32`s, an error otherwise, never a panic.
+        #[test]
+        fn only_blocks_inside_the_arena_are_read(offset in 0..10_000_u64, len in 0..10_000_u64, wide in any::<bool>()) {
+            let Some(results) = ResultsReader::create(4096) else { return Ok(()) };
+            let (offset, len) = if wide { (offset << 50, len << 40) } else { (offset, len) };
+            let size = (HEADER + 4096) as u64;
+            let pattern: Vec<u8> = (0..size).map(|i| i as u8).collect();
+            prop_assert!(write(&results.region, 0, &pattern));
+            let taken = decoding_from(Some(results.region()), || take::<u32>(offset, len));
+            let fits = offset.checked_add(len).is_some_and(|end| end <= size) && len % 4 == 0;
+            match taken {
+                Ok(values) => {
+                    prop_assert!(fits);
+                    let start = offset as usize;
+                    prop_assert_eq!(bytemuck::cast_slice::<u32, u8>(&values), &pattern[start..start + len as usize]);
+                }
+                Err(_) => prop_assert!(!fits),
+            }
+        }
+    }
+
+    #[test]
+    fn a_shared_block_without_shared_memory_is_an_error() {
+        assert!(take::<u8>(0, 1).is_err());
+    }
+
+    #[test]
+    fn freed_ranges_merge_back_into_one() {
+        let Some(arena) = ArgsArena::create(1 << 20) else {
+            return;
+        };
+        let arena: &'static ArgsArena = Box::leak(Box::new(arena));
+        let a = arena.allocate(1000).unwrap();
+        let b = arena.allocate(300_000).unwrap();
+        let c = arena.allocate(64).unwrap();
+        assert_eq!((a, b), (0, aligned(1000)));
+        assert!(arena.allocate(1 << 20).is_none(), "no room left for that");
+        arena.release(b, 300_000);
+        arena.release(a, 1000);
+        arena.release(c, 64);
+        assert_eq!(*crate::exec::lock(&arena.free), [(0, 1 << 20)].into());
+        assert_eq!(arena.allocate(1 << 20), Some(0));
+    }
+}
