@@ -106,6 +106,15 @@ mod region {
         pub(crate) fn mapping(&self) -> &Mapping {
             &self.mapping
         }
+
+        /// The arguments arena as a worker maps it (read-only, through a fd of its own).
+        #[cfg(test)]
+        pub(crate) fn inherit_for_test(arena: &super::ArgsArena) -> Region {
+            let fd = arena.reader.try_clone().expect("a copy of the reader's fd");
+            let len = rustix::fs::fstat(&fd).expect("fstat").st_size as usize;
+            let mapping = Mapping::new(fd.as_fd(), len, false).expect("mapped");
+            Region { mapping, fd }
+        }
     }
 }
 
@@ -581,6 +590,45 @@ mod tests {
                 Err(_) => prop_assert!(!fits),
             }
         }
+    }
+
+    #[cfg(all(target_os = "linux", not(unsync_portable)))]
+    #[test]
+    fn blocks_go_to_the_arena_when_they_fit_and_in_the_frame_otherwise() {
+        use super::super::codec::Bulk;
+        let Some(arena) = ArgsArena::create(256 << 10) else {
+            return;
+        };
+        let arena: &'static ArgsArena = Box::leak(Box::new(arena));
+        let small = vec![1_u8; MIN_BLOCK - 1];
+        let large = vec![2_u8; 200_000];
+        let args = (Bulk(&small), Bulk(&large), 7_u32);
+        let mut out = Vec::new();
+        let blocks = encode_args(Some(arena), &args, &mut out).unwrap();
+        assert_eq!(
+            blocks.bytes(),
+            large.len(),
+            "only the large block is shared"
+        );
+        assert!(out.len() < small.len() + 64, "{}", out.len());
+        let reader = Arc::new(Region::inherit_for_test(arena));
+        let (a, b, n): (Bulk<Vec<u8>>, Bulk<Vec<u8>>, u32) =
+            decoding_from(Some(&reader), || codec::decode(&out)).unwrap();
+        assert_eq!((a.0, b.0, n), (small.clone(), large.clone(), 7));
+        // No room left for a second large block while the first is held: it goes inline.
+        let mut again = Vec::new();
+        let more = encode_args(Some(arena), &(Bulk(&large),), &mut again).unwrap();
+        assert_eq!(more.bytes(), 0);
+        assert!(again.len() > large.len());
+        // Freed with its call: room again.
+        drop(blocks);
+        let mut third = Vec::new();
+        assert_eq!(
+            encode_args(Some(arena), &(Bulk(&large),), &mut third)
+                .unwrap()
+                .bytes(),
+            large.len()
+        );
     }
 
     #[test]
