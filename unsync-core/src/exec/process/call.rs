@@ -14,7 +14,7 @@ use super::registry::WorkerFn;
 use super::shared::{self, ArgsArena, ArgsBlocks};
 use crate::error::{Error, PanicSite, Payload};
 use crate::exec::stats::{self, Mode};
-use crate::handle::completion::Completion;
+use crate::handle::completion::{Completion, Stop};
 
 /// One call on its way: the encoded frame and how to complete its handle.
 pub(crate) trait Job: Send + Sync {
@@ -32,47 +32,58 @@ pub(crate) trait Job: Send + Sync {
     fn items(&self, _items: &[u8]) {}
 }
 
-/// A call whose result crosses the pipe as `W` and is handed over as `R`.
-///
-/// Counted in `stats` from its creation (submitted) to its `finish`, or to its drop unfinished
-/// (a call cancelled before its worker answered is dropped by the pool, not finished).
-pub(crate) struct ProcessJob<W, R> {
-    frame: Vec<u8>,
-    /// The arguments' blocks in shared memory, freed with the job.
-    _blocks: ArgsBlocks,
-    cell: Arc<Completion<R>>,
+/// One process task's place in `stats` (`Mode::Process`): submitted when made, started when
+/// first given to a worker (once, even if given again after its worker died), ended once: by
+/// [`end`](CallStats::end), or by [`end_unfinished`](CallStats::end_unfinished) when its job
+/// drops unfinished (the pool drops a call cancelled before its worker answered).
+pub(crate) struct CallStats {
     /// When submitted (`stats::stamp`).
     since: u32,
     /// `STARTED | stamp` once given to a worker, 0 before.
     started: AtomicU64,
     ended: AtomicBool,
-    span: Option<tracing::Span>,
-    wire: PhantomData<fn() -> W>,
 }
 
 const STARTED: u64 = 1 << 32;
 
-impl<W, R> ProcessJob<W, R> {
-    pub(crate) fn new(
-        (frame, blocks): (Vec<u8>, ArgsBlocks),
-        cell: Arc<Completion<R>>,
-        span: Option<tracing::Span>,
-    ) -> ProcessJob<W, R> {
+impl CallStats {
+    pub(crate) fn submitted() -> CallStats {
         stats::submitted(Mode::Process);
-        ProcessJob {
-            frame,
-            _blocks: blocks,
-            cell,
+        CallStats {
             since: stats::stamp(),
             started: AtomicU64::new(0),
             ended: AtomicBool::new(false),
-            span,
-            wire: PhantomData,
         }
     }
 
-    /// Count the call's end in `stats`, once.
-    fn ended(&self, outcome: stats::Outcome) {
+    pub(crate) fn dispatched(&self) {
+        if self.started.load(Ordering::Relaxed) == 0 {
+            let stamp = stats::started(Mode::Process, self.since);
+            self.started
+                .store(STARTED | u64::from(stamp), Ordering::Release);
+        }
+    }
+
+    /// Count the end of a task whose handle was `stopped` (cancelled or timed out), or that
+    /// ended with `outcome`.
+    pub(crate) fn end<T>(&self, stopped: Option<Stop>, outcome: &Result<T, Error>) {
+        self.record(match (stopped, outcome) {
+            (Some(why), _) => stats::Outcome::stopped(why),
+            (None, Ok(_)) => stats::Outcome::Succeeded,
+            (None, Err(Error::Cancelled { .. })) => stats::Outcome::Cancelled,
+            (None, Err(_)) => stats::Outcome::Failed,
+        });
+    }
+
+    /// From a job's `drop`: count the end of a task its handle stopped (`why`), unless it was
+    /// counted already.
+    pub(crate) fn end_unfinished(&mut self, why: impl FnOnce() -> Stop) {
+        if !*self.ended.get_mut() {
+            self.record(stats::Outcome::stopped(why()));
+        }
+    }
+
+    fn record(&self, outcome: stats::Outcome) {
         if self.ended.swap(true, Ordering::AcqRel) {
             return;
         }
@@ -82,11 +93,38 @@ impl<W, R> ProcessJob<W, R> {
     }
 }
 
+/// A call whose result crosses the pipe as `W` and is handed over as `R`.
+pub(crate) struct ProcessJob<W, R> {
+    frame: Vec<u8>,
+    /// The arguments' blocks in shared memory, freed with the job.
+    _blocks: ArgsBlocks,
+    cell: Arc<Completion<R>>,
+    stats: CallStats,
+    span: Option<tracing::Span>,
+    wire: PhantomData<fn() -> W>,
+}
+
+impl<W, R> ProcessJob<W, R> {
+    pub(crate) fn new(
+        (frame, blocks): (Vec<u8>, ArgsBlocks),
+        cell: Arc<Completion<R>>,
+        span: Option<tracing::Span>,
+    ) -> ProcessJob<W, R> {
+        ProcessJob {
+            frame,
+            _blocks: blocks,
+            cell,
+            stats: CallStats::submitted(),
+            span,
+            wire: PhantomData,
+        }
+    }
+}
+
 impl<W, R> Drop for ProcessJob<W, R> {
     fn drop(&mut self) {
-        if !*self.ended.get_mut() {
-            self.ended(stats::Outcome::stopped(self.cell.stopped_by()));
-        }
+        let cell = &self.cell;
+        self.stats.end_unfinished(|| cell.stopped_by());
     }
 }
 
@@ -102,13 +140,9 @@ where
         let task = self.cell.task();
         let outcome = outcome.and_then(|bytes| decode_result::<W, R>(task, bytes));
         // Counted before the handle resolves (see `task::run`); a cell already done was
-        // cancelled.
-        self.ended(match &outcome {
-            _ if self.cell.is_done() => stats::Outcome::stopped(self.cell.stopped_by()),
-            Ok(_) => stats::Outcome::Succeeded,
-            Err(Error::Cancelled { .. }) => stats::Outcome::Cancelled,
-            Err(_) => stats::Outcome::Failed,
-        });
+        // stopped by its handle.
+        let stopped = self.cell.is_done().then(|| self.cell.stopped_by());
+        self.stats.end(stopped, &outcome);
         self.cell.complete(outcome);
     }
     fn is_cancelled(&self) -> bool {
@@ -118,11 +152,7 @@ where
         self.span.as_ref()
     }
     fn dispatched(&self) {
-        if self.started.load(Ordering::Relaxed) == 0 {
-            let stamp = stats::started(Mode::Process, self.since);
-            self.started
-                .store(STARTED | u64::from(stamp), Ordering::Release);
-        }
+        self.stats.dispatched();
     }
 }
 
@@ -133,18 +163,24 @@ where
 pub(crate) struct EncodedJob {
     frame: Vec<u8>,
     cell: Arc<Completion<Vec<u8>>>,
-    started: AtomicBool,
+    stats: CallStats,
 }
 
 #[cfg_attr(not(feature = "remote"), allow(dead_code))]
 impl EncodedJob {
     pub(crate) fn new(frame: Vec<u8>, cell: Arc<Completion<Vec<u8>>>) -> EncodedJob {
-        stats::submitted(Mode::Process);
         EncodedJob {
             frame,
             cell,
-            started: AtomicBool::new(false),
+            stats: CallStats::submitted(),
         }
+    }
+}
+
+impl Drop for EncodedJob {
+    fn drop(&mut self) {
+        let cell = &self.cell;
+        self.stats.end_unfinished(|| cell.stopped_by());
     }
 }
 
@@ -153,13 +189,8 @@ impl Job for EncodedJob {
         &self.frame
     }
     fn finish(&self, outcome: Result<&[u8], Error>) {
-        let ended = match &outcome {
-            _ if self.cell.is_done() => stats::Outcome::Cancelled,
-            Ok(_) => stats::Outcome::Succeeded,
-            Err(Error::Cancelled { .. }) => stats::Outcome::Cancelled,
-            Err(_) => stats::Outcome::Failed,
-        };
-        stats::ended(Mode::Process, ended, None);
+        let stopped = self.cell.is_done().then(|| self.cell.stopped_by());
+        self.stats.end(stopped, &outcome);
         self.cell.complete(outcome.map(<[u8]>::to_vec));
     }
     fn is_cancelled(&self) -> bool {
@@ -169,9 +200,7 @@ impl Job for EncodedJob {
         None
     }
     fn dispatched(&self) {
-        if !self.started.swap(true, Ordering::Relaxed) {
-            stats::started(Mode::Process, stats::stamp());
-        }
+        self.stats.dispatched();
     }
 }
 
@@ -190,16 +219,35 @@ pub(crate) fn encode_encoded_call(
             out.extend_from_slice(args);
             Ok(())
         });
-    let bytes = frame.len() - protocol::PREFIX;
+    arguments_fit(entry.name, Ok(()), frame.len() - protocol::PREFIX, limit)?;
+    Ok(frame)
+}
+
+/// Whether encoded arguments may go to a worker: they encoded (else [`Error::Encoding`]), and
+/// their frame's body, `bytes` with its shared blocks, is within `limit` (else
+/// [`Error::TooLarge`]).
+pub(crate) fn arguments_fit(
+    task: &'static str,
+    encoded: Result<(), codec::CodecError>,
+    bytes: usize,
+    limit: usize,
+) -> Result<(), Error> {
+    if let Err(e) = encoded {
+        return Err(Error::Encoding {
+            task,
+            payload: Payload::Arguments,
+            detail: format!("encoding them in this process: {e}"),
+        });
+    }
     if bytes > limit {
         return Err(Error::TooLarge {
-            task: entry.name,
+            task,
             payload: Payload::Arguments,
             bytes,
             limit,
         });
     }
-    Ok(frame)
+    Ok(())
 }
 
 /// The `CALL` frame numbered `id` of `entry` with `args`; refused when the arguments do not
@@ -216,28 +264,15 @@ pub(crate) fn encode_call(
     arena: Option<&'static ArgsArena>,
     limit: usize,
 ) -> Result<(Vec<u8>, ArgsBlocks), Error> {
-    let task = entry.name;
     let mut frame = Vec::with_capacity(64);
     let mut blocks = ArgsBlocks::default();
-    if let Err(e) = protocol::encode_call(&mut frame, id, entry.key, level, |out| {
+    let encoded = protocol::encode_call(&mut frame, id, entry.key, level, |out| {
         blocks = shared::encode_args(arena, args, out)?;
-        Ok::<_, codec::CodecError>(())
-    }) {
-        return Err(Error::Encoding {
-            task,
-            payload: Payload::Arguments,
-            detail: format!("encoding them in this process: {e}"),
-        });
-    }
-    let bytes = frame.len() - protocol::PREFIX + blocks.bytes();
-    if bytes > limit {
-        return Err(Error::TooLarge {
-            task,
-            payload: Payload::Arguments,
-            bytes,
-            limit,
-        });
-    }
+        Ok(())
+    });
+    // Empty when the arguments did not encode.
+    let bytes = frame.len().saturating_sub(protocol::PREFIX) + blocks.bytes();
+    arguments_fit(entry.name, encoded, bytes, limit)?;
     Ok((frame, blocks))
 }
 

@@ -3,39 +3,31 @@
 //! any call's; how the worker drives the iterator, batches and credit is `worker_stream`.
 
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::call::Job;
+use super::call::{CallStats, Job};
 use super::codec;
 use super::protocol;
 use super::registry::WorkerFn;
 use crate::error::{Error, Payload};
 use crate::exec::lock;
-use crate::exec::stats::{self, Mode};
 use crate::handle::completion::Stop;
 use crate::handle::stream::Sender;
 
-/// A stream whose items cross the pipe as `W` and are handed over as `T`.
-///
-/// Counted in `stats` as one process task, from its creation to its end (stopped by a
-/// timeout: failed; by `cancel` or a drop: cancelled).
+/// A stream whose items cross the pipe as `W` and are handed over as `T`, counted in `stats`
+/// as one process task (stopped by a timeout: failed; by `cancel` or a drop: cancelled).
 pub(crate) struct StreamJob<W, T> {
     id: u64,
     frame: Vec<u8>,
     /// Taken when the stream ends.
     sender: std::sync::Mutex<Option<Sender<T>>>,
     task: &'static str,
-    since: u32,
-    started: AtomicU64,
-    ended: AtomicBool,
+    stats: CallStats,
     span: Option<tracing::Span>,
     wire: PhantomData<fn() -> W>,
 }
-
-const STARTED: u64 = 1 << 32;
 
 impl<W, T> StreamJob<W, T> {
     pub(crate) fn new(
@@ -45,39 +37,27 @@ impl<W, T> StreamJob<W, T> {
         task: &'static str,
         span: Option<tracing::Span>,
     ) -> StreamJob<W, T> {
-        stats::submitted(Mode::Process);
         StreamJob {
             id,
             frame,
             sender: std::sync::Mutex::new(Some(sender)),
             task,
-            since: stats::stamp(),
-            started: AtomicU64::new(0),
-            ended: AtomicBool::new(false),
+            stats: CallStats::submitted(),
             span,
             wire: PhantomData,
         }
-    }
-
-    fn ended(&self, outcome: stats::Outcome) {
-        if self.ended.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        let started = self.started.load(Ordering::Acquire);
-        let started = (started & STARTED != 0).then_some(started as u32);
-        stats::ended(Mode::Process, outcome, started);
     }
 }
 
 impl<W, T> Drop for StreamJob<W, T> {
     fn drop(&mut self) {
-        if !*self.ended.get_mut() {
-            let why = lock(&self.sender)
+        let sender = &self.sender;
+        self.stats.end_unfinished(|| {
+            lock(sender)
                 .as_ref()
                 .and_then(Sender::stopped_by)
-                .unwrap_or(Stop::Cancelled);
-            self.ended(stats::Outcome::stopped(why));
-        }
+                .unwrap_or(Stop::Cancelled)
+        });
     }
 }
 
@@ -95,13 +75,7 @@ where
         let Some(sender) = lock(&self.sender).take() else {
             return;
         };
-        let stopped = sender.stopped_by();
-        self.ended(match &outcome {
-            _ if stopped.is_some() => stats::Outcome::stopped(stopped.unwrap_or(Stop::Cancelled)),
-            Ok(_) => stats::Outcome::Succeeded,
-            Err(Error::Cancelled { .. }) => stats::Outcome::Cancelled,
-            Err(_) => stats::Outcome::Failed,
-        });
+        self.stats.end(sender.stopped_by(), &outcome);
         sender.finish(outcome.map(|_| ()));
     }
 
@@ -148,11 +122,7 @@ where
     }
 
     fn dispatched(&self) {
-        if self.started.load(Ordering::Relaxed) == 0 {
-            let stamp = stats::started(Mode::Process, self.since);
-            self.started
-                .store(STARTED | u64::from(stamp), Ordering::Release);
-        }
+        self.stats.dispatched();
     }
 }
 
@@ -166,25 +136,11 @@ pub(crate) fn encode_stream(
     args: &impl Serialize,
     limit: usize,
 ) -> Result<Vec<u8>, Error> {
-    let task = entry.name;
     let mut frame = Vec::with_capacity(64);
-    if let Err(e) = protocol::encode_stream(&mut frame, id, entry.key, level, credit, |out| {
+    let encoded = protocol::encode_stream(&mut frame, id, entry.key, level, credit, |out| {
         codec::encode(args, out)
-    }) {
-        return Err(Error::Encoding {
-            task,
-            payload: Payload::Arguments,
-            detail: format!("encoding them in this process: {e}"),
-        });
-    }
-    let bytes = frame.len() - protocol::PREFIX;
-    if bytes > limit {
-        return Err(Error::TooLarge {
-            task,
-            payload: Payload::Arguments,
-            bytes,
-            limit,
-        });
-    }
+    });
+    let bytes = frame.len().saturating_sub(protocol::PREFIX);
+    super::call::arguments_fit(entry.name, encoded, bytes, limit)?;
     Ok(frame)
 }

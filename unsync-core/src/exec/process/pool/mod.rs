@@ -193,11 +193,6 @@ where
     W: DeserializeOwned + Into<R> + 'static,
     R: Send + 'static,
 {
-    let refused = |error| {
-        stats::submitted(Mode::Process);
-        stats::ended(Mode::Process, stats::Outcome::Failed, None);
-        Unfinished::failed(error)
-    };
     let index = match registry::position(entry) {
         Ok(index) => index,
         Err(error) => return refused(error),
@@ -218,18 +213,41 @@ where
         Err(error) => return refused(error),
     };
     let span = (level > 0).then(tracing::Span::current);
-    let cell = Completion::pending(entry.name);
-    let job = Arc::new(ProcessJob::<W, R>::new(frame, cell.clone(), span));
-    cell.set_abort(Abort::new(move || cancel(id)));
-    pool.submit(Call {
-        id,
-        entry,
-        index,
-        job,
-        cost: 0,
-        stream: None,
-    });
-    Unfinished::from_cell(cell)
+    pool.submit_call(entry, index, id, |cell| {
+        Arc::new(ProcessJob::<W, R>::new(frame, cell, span))
+    })
+}
+
+/// The handle of a call refused before it was queued, counted in `stats` as failed.
+fn refused<R: Send + 'static>(error: Error) -> Unfinished<R> {
+    stats::submitted(Mode::Process);
+    stats::ended(Mode::Process, stats::Outcome::Failed, None);
+    Unfinished::failed(error)
+}
+
+impl Pool {
+    /// Queue call `id` of `entry` (at `index` in the registry), its job made by `job` for the
+    /// handle's cell; the handle, which cancels the call through the pool.
+    fn submit_call<R: Send + 'static>(
+        &'static self,
+        entry: &'static WorkerFn,
+        index: usize,
+        id: u64,
+        job: impl FnOnce(Arc<Completion<R>>) -> Arc<dyn Job>,
+    ) -> Unfinished<R> {
+        let cell = Completion::pending(entry.name);
+        let job = job(cell.clone());
+        cell.set_abort(Abort::new(move || cancel(id)));
+        self.submit(Call {
+            id,
+            entry,
+            index,
+            job,
+            cost: 0,
+            stream: None,
+        });
+        Unfinished::from_cell(cell)
+    }
 }
 
 /// Run a registered streaming function in a worker process, `buffer` items of credit at a
@@ -317,26 +335,17 @@ fn grant(id: u64, items: usize) {
 pub(crate) fn spawn_encoded(entry: &'static WorkerFn, args: &[u8]) -> Unfinished<Vec<u8>> {
     let index = match registry::position(entry) {
         Ok(index) => index,
-        Err(error) => return Unfinished::failed(error),
+        Err(error) => return refused(error),
     };
     let pool = pool();
     let id = pool.next_id.fetch_add(1, Ordering::Relaxed);
     let frame = match call::encode_encoded_call(entry, id, args, pool.max_frame) {
         Ok(frame) => frame,
-        Err(error) => return Unfinished::failed(error),
+        Err(error) => return refused(error),
     };
-    let cell = Completion::pending(entry.name);
-    let job = Arc::new(EncodedJob::new(frame, cell.clone()));
-    cell.set_abort(Abort::new(move || cancel(id)));
-    pool.submit(Call {
-        id,
-        entry,
-        index,
-        job,
-        cost: 0,
-        stream: None,
-    });
-    Unfinished::from_cell(cell)
+    pool.submit_call(entry, index, id, |cell| {
+        Arc::new(EncodedJob::new(frame, cell))
+    })
 }
 
 /// Stop the call `id`: forget it if queued, kill its worker if it is running.
