@@ -694,7 +694,7 @@
 //! | `UNSYNC_PARALLEL_THREADS` | [`Config::parallel_threads`] | threads of the rayon pool | cores |
 //! | `UNSYNC_PROCESSES` | [`Config::processes`] | worker processes for `cpu_bound` | cores |
 //! | `UNSYNC_MAX_FRAME_BYTES` | [`Config::max_frame_bytes`] | largest encoded arguments or result of one `cpu_bound` call | 256 MiB |
-//! | `UNSYNC_SPIN_MICROS` | [`Config::spin`] | longest spin of a blocked waiter before it parks, in µs (0: never) | 50 |
+//! | `UNSYNC_SPIN_MICROS` | [`Config::spin`] | longest spin of a blocked waiter before it parks, in µs (0: never) | 50 (0 on one CPU) |
 //! | `UNSYNC_REMOTE` | [`Config::remote`] | the Temporal cluster of `remote` functions, `temporal://HOST:PORT[/NAMESPACE]` | none: local worker processes |
 //! | `UNSYNC_REMOTE_HEARTBEAT_MILLIS` | [`Remote::heartbeat`] | how long a running remote call may go without a heartbeat | 10000 |
 //!

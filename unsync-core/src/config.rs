@@ -12,7 +12,7 @@
 //! | rayon pool threads | [`Config::parallel_threads`] | `UNSYNC_PARALLEL_THREADS` | cores |
 //! | worker processes | [`Config::processes`] | `UNSYNC_PROCESSES` | cores |
 //! | largest frame on a worker pipe | [`Config::max_frame_bytes`] | `UNSYNC_MAX_FRAME_BYTES` | 256 MiB |
-//! | longest spin of a waiter before it parks | [`Config::spin`] | `UNSYNC_SPIN_MICROS` | 50 µs |
+//! | longest spin of a waiter before it parks | [`Config::spin`] | `UNSYNC_SPIN_MICROS` | 50 µs (0 on one CPU) |
 //! | the Temporal cluster of `remote` functions | [`Config::remote`] | `UNSYNC_REMOTE` | none: local worker processes |
 //! | a remote call's heartbeat timeout | [`Remote::heartbeat`] | `UNSYNC_REMOTE_HEARTBEAT_MILLIS` | 10 s |
 //!
@@ -42,8 +42,15 @@ pub(crate) struct Settings {
     pub(crate) remote: Option<Remote>,
 }
 
-/// The spin used until settings are fixed: about one cross-core wake-up and back on a VM.
-pub(crate) const DEFAULT_SPIN_MICROS: u32 = 50;
+/// The spin when none is configured: about one cross-core wake-up and back on a VM; none when
+/// this process may run on one CPU only (`taskset -c 0`, a one-CPU container), where a
+/// spinning waiter only delays the thread it waits for.
+pub(crate) fn default_spin_micros() -> u32 {
+    static ONE_CPU: OnceLock<bool> = OnceLock::new();
+    let one_cpu =
+        *ONE_CPU.get_or_init(|| std::thread::available_parallelism().is_ok_and(|n| n.get() == 1));
+    if one_cpu { 0 } else { 50 }
+}
 
 /// What happens to a failure nobody read.
 #[derive(Clone)]
@@ -188,7 +195,9 @@ impl Config {
     /// and a context switch on both sides (tens of µs on a VM), so a short spin makes quick
     /// round trips several times faster; the spin adapts per thread and shrinks to nothing
     /// when waits are long, so a thread that waits seconds burns almost no CPU. `Duration::ZERO`
-    /// never spins: the choice for battery-powered or heavily oversubscribed machines.
+    /// never spins: the choice for battery-powered or heavily oversubscribed machines, and the
+    /// default when the process may run on one CPU only (there a spin only delays the thread it
+    /// waits for).
     /// Values above 10 ms are capped there.
     ///
     /// ```
@@ -309,7 +318,7 @@ impl Config {
                 .spin
                 .map(|d| u32::try_from(d.as_micros().min(MAX_SPIN_MICROS)).unwrap_or(0))
                 .or(env_spin)
-                .unwrap_or(DEFAULT_SPIN_MICROS),
+                .unwrap_or_else(default_spin_micros),
             runtime: self.runtime,
             unobserved: self.unobserved.unwrap_or(UnobservedHook::Report),
             remote: Remote::resolve(self.remote)?,

@@ -72,7 +72,7 @@ const RAYON_RESCAN: Duration = Duration::from_millis(1);
 
 /// Longest spin before parking, in µs (see [`Config::spin`](crate::Config::spin)).
 fn max_spin_micros() -> u32 {
-    crate::config::installed().map_or(crate::config::DEFAULT_SPIN_MICROS, |s| s.spin_micros)
+    crate::config::installed().map_or_else(crate::config::default_spin_micros, |s| s.spin_micros)
 }
 
 thread_local! {
