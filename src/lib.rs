@@ -417,7 +417,7 @@
 //! number) go as one block of bytes; inside your own types, `#[serde(with = "serde_bytes")]`
 //! does the same for bytes. On Linux, such a block of 64 KiB or more skips the pipe: it is
 //! copied once into shared memory (a sealed `memfd` that parent and workers map, reused from
-//! call to call) and once out of it, so a 16 MiB round trip costs about five copies of 16 MiB
+//! call to call) and once out of it, so a 16 MiB round trip costs about four copies of 16 MiB
 //! (see the benchmark). It still counts towards the frame limit; a worker can neither shrink
 //! that memory nor write the arguments of other calls, and every block it points to is checked
 //! against the mapping before it is read. Streams' items, blocks that do not fit, and other
