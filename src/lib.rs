@@ -414,8 +414,8 @@
 //! [`Error::TooLarge`] (the worker serves on), and a value that cannot be encoded or decoded
 //! with [`Error::Encoding`].
 //! Arguments and results whose type is written `Vec<u8>`, `Vec<f64>`, ... (any primitive
-//! number) go as one block of bytes; inside your own types, `#[serde(with = "serde_bytes")]`
-//! does the same for bytes. On Linux, such a block of 64 KiB or more skips the pipe: it is
+//! number) go as one block of bytes; inside your own types, mark such a field
+//! `#[serde(with = "unsync::bulk")]` ([`bulk`]) for the same. On Linux, such a block of 64 KiB or more skips the pipe: it is
 //! copied once into shared memory (a sealed `memfd` that parent and workers map, reused from
 //! call to call) and once out of it, so a 16 MiB round trip costs about four copies of 16 MiB
 //! (see the benchmark). It still counts towards the frame limit; a worker can neither shrink

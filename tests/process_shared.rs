@@ -44,6 +44,20 @@ fn axpy(x: Vec<f64>, a: f64, y: Vec<f64>) -> Vec<f64> {
     x.iter().zip(&y).map(|(x, y)| a * x + y).collect()
 }
 
+/// A type of the program's own, with a large field marked for the bulk path.
+#[derive(serde::Serialize, serde::Deserialize, PartialEq, Debug)]
+struct Samples {
+    rate: u32,
+    #[serde(with = "unsync::bulk")]
+    values: Vec<f32>,
+}
+
+#[unsync(cpu_bound)]
+fn halve(samples: Samples) -> Samples {
+    let values = samples.values.iter().map(|v| v / 2.0).collect();
+    Samples { values, ..samples }
+}
+
 #[unsync(cpu_bound)]
 fn die_with(data: Vec<u8>) -> usize {
     if data.len() > 1 {
@@ -107,6 +121,27 @@ fn many_calls_at_once_keep_their_own_blocks() {
                 assert!(&made == input, "a result came back changed");
             }
         }
+    });
+}
+
+#[test]
+fn a_bulk_field_of_a_programs_own_type_round_trips() {
+    configured();
+    common::watchdog(common::LIMIT, || {
+        let values: Vec<f32> = (0..1_000_000).map(|i| i as f32).collect();
+        let halved = halve(Samples {
+            rate: 48_000,
+            values: values.clone(),
+        })
+        .result();
+        assert_eq!(halved.rate, 48_000);
+        assert!(
+            halved
+                .values
+                .iter()
+                .zip(&values)
+                .all(|(h, v)| *h == v / 2.0)
+        );
     });
 }
 

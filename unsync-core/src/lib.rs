@@ -60,7 +60,7 @@ pub use config::Config;
 pub use error::{ConfigError, Error, PanicSite, Payload};
 pub use exec::blocking::spawn_blocking;
 pub use exec::parallel::spawn_parallel;
-pub use exec::process::init;
+pub use exec::process::{bulk, init};
 pub use exec::remote::serve_remote;
 pub use exec::runtime::{runtime, spawn};
 pub use exec::stats::{Mode, ModeStats, Stats, WorkerStats, stats};

@@ -5,7 +5,7 @@
 //! wraps arguments and results whose type is written `Vec<u8>`, `Vec<f64>`, `Vec<i32>`, ... in
 //! [`Bulk`], which sends them as one block of bytes (1 MiB: tens of µs instead of ms), and on
 //! Linux a block of 64 KiB or more through shared memory (see `shared`). Inside your own types,
-//! `#[serde(with = "serde_bytes")]` gives the first (not the second) for `Vec<u8>`.
+//! `#[serde(with = "unsync::bulk")]` ([`bulk`]) does the same for a field.
 //!
 //! Postcard is not self-describing: `#[serde(flatten)]`, `#[serde(untagged)]` and
 //! `serde_json::Value` do not round-trip. Wrap such values in a `String` of JSON.
@@ -259,6 +259,51 @@ fn from_le_bytes<E: BulkElement>(bytes: &[u8]) -> Vec<E> {
     }
 }
 
+/// `#[serde(with = "unsync::bulk")]` for a `Vec` of numbers (`u8`, `f64`, any primitive number)
+/// inside your own types: it crosses to and from `cpu_bound` workers as one block, through
+/// shared memory when large (see the crate docs, *Worker processes*), as a bare `Vec<u8>` or
+/// `Vec<f64>` argument does.
+///
+/// ```
+/// #[derive(serde::Serialize, serde::Deserialize)]
+/// struct Image {
+///     width: u32,
+///     #[serde(with = "unsync::bulk")]
+///     pixels: Vec<u8>,
+/// }
+///
+/// #[unsync::unsync(cpu_bound)]
+/// fn brighten(image: Image) -> Image {
+///     let pixels = image.pixels.iter().map(|p| p.saturating_add(10)).collect();
+///     Image { pixels, ..image }
+/// }
+///
+/// let image = brighten(Image { width: 2, pixels: vec![0, 250] }).result();
+/// assert_eq!((image.width, image.pixels), (2, vec![10, 255]));
+/// ```
+///
+/// With other serde formats (JSON, ...) the field reads and writes as `Inline` and its bytes.
+pub mod bulk {
+    use serde::{Deserializer, Serializer};
+
+    use super::{BlockVisitor, BulkElement, VARIANTS, serialize_block};
+
+    /// Serialize `values` as one block.
+    pub fn serialize<E: BulkElement, S: Serializer>(
+        values: &[E],
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serialize_block(values, serializer)
+    }
+
+    /// Deserialize a block written by [`serialize`].
+    pub fn deserialize<'de, E: BulkElement, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Vec<E>, D::Error> {
+        deserializer.deserialize_enum("Bulk", VARIANTS, BlockVisitor(std::marker::PhantomData))
+    }
+}
+
 impl<E> From<Bulk<Vec<E>>> for Vec<E> {
     fn from(bulk: Bulk<Vec<E>>) -> Vec<E> {
         bulk.0
@@ -286,6 +331,30 @@ mod tests {
         assert_eq!(back.0.len(), 4);
         assert_eq!(back.0[..3], floats[..3]);
         assert!(back.0[3].is_nan());
+    }
+
+    #[test]
+    fn the_bulk_field_attribute_writes_what_bulk_writes() {
+        #[derive(serde::Serialize, serde::Deserialize)]
+        struct Image {
+            width: u32,
+            #[serde(with = "super::bulk")]
+            pixels: Vec<u16>,
+        }
+        let pixels: Vec<u16> = (0..1000).collect();
+        let (mut field, mut bulk) = (Vec::new(), Vec::new());
+        encode(
+            &Image {
+                width: 3,
+                pixels: pixels.clone(),
+            },
+            &mut field,
+        )
+        .unwrap();
+        encode(&(3_u32, Bulk(&pixels)), &mut bulk).unwrap();
+        assert_eq!(field, bulk);
+        let back: Image = decode(&field).unwrap();
+        assert_eq!((back.width, back.pixels), (3, pixels));
     }
 
     #[test]

@@ -47,6 +47,7 @@ mod worker;
 mod worker_log;
 mod worker_stream;
 
+pub use codec::bulk;
 pub(crate) use pool::shutdown;
 pub(crate) use registry::WorkerFn;
 // The seams the remote executor runs calls through.
