@@ -268,3 +268,49 @@ fn the_frame_limit_counts_blocks_in_shared_memory() {
         assert_eq!(make(under, 3).result().len(), under);
     });
 }
+
+/// Where the fds 3 and up of a process started here lead (Linux): `ls` run in place of `sh`
+/// lists its own.
+#[cfg(target_os = "linux")]
+fn inherited_by_a_child() -> Vec<String> {
+    let listing = std::process::Command::new("sh")
+        .args(["-c", "exec ls -l /proc/self/fd"])
+        .output()
+        .expect("sh and ls run");
+    String::from_utf8_lossy(&listing.stdout)
+        .lines()
+        .filter_map(|line| {
+            let (left, target) = line.split_once(" -> ")?;
+            let fd: u32 = left.rsplit(' ').next()?.parse().ok()?;
+            (fd > 2 && !target.starts_with("/proc/")).then(|| target.to_owned())
+        })
+        .collect()
+}
+
+/// What a process started by a `cpu_bound` body inherits beyond stdin, stdout and stderr.
+#[cfg(target_os = "linux")]
+#[unsync(cpu_bound)]
+fn grandchild_fds() -> Vec<String> {
+    inherited_by_a_child()
+}
+
+/// A worker's pipes and shared memory stay out of the processes its calls start (a grandchild
+/// holding the response pipe would hide the worker's death from the pool): a grandchild
+/// inherits nothing that a child of this process would not (what the test harness left open).
+#[cfg(target_os = "linux")]
+#[test]
+fn processes_started_by_a_call_inherit_none_of_the_workers_fds() {
+    configured();
+    common::watchdog(common::LIMIT, || {
+        let from_here = inherited_by_a_child();
+        let from_a_call = grandchild_fds().result();
+        let extra: Vec<_> = from_a_call
+            .iter()
+            .filter(|t| !from_here.contains(t))
+            .collect();
+        assert!(
+            extra.is_empty(),
+            "{extra:?} (a child of the caller has {from_here:?})"
+        );
+    });
+}

@@ -77,14 +77,17 @@ pub(super) fn pipe_end(fd: RawFd) -> Option<PipeEnd> {
     }
 }
 
-/// Take ownership of an fd this process inherited for its sole use.
+/// Take ownership of an fd this process inherited for its sole use, and keep it from the
+/// processes this one starts (a grandchild holding a worker's pipe would hide its death).
 ///
-/// Only for the pipe ends the pool passes to a worker: the caller has checked that `fd` is
-/// open, and nothing else in the process refers to it.
+/// Only for the fds the pool passes to a worker: the caller has checked that `fd` is open,
+/// and nothing else in the process refers to it.
 pub(super) fn adopt_inherited_fd(fd: RawFd) -> OwnedFd {
     // SAFETY: the caller checked that `fd` is open, and the pool handed it to this process for
     // this one use, so no other owner exists.
-    unsafe { OwnedFd::from_raw_fd(fd) }
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let _ = rustix::io::fcntl_setfd(&fd, rustix::io::FdFlags::CLOEXEC);
+    fd
 }
 
 /// Between `fork` and `exec` of `command`: let the child inherit `fds` (clear their

@@ -5,7 +5,9 @@
 
 use std::ffi::OsStr;
 use std::io;
-use std::os::windows::io::{AsRawHandle, BorrowedHandle, FromRawHandle, OwnedHandle, RawHandle};
+use std::os::windows::io::{
+    AsHandle, AsRawHandle, BorrowedHandle, FromRawHandle, OwnedHandle, RawHandle,
+};
 use std::ptr;
 
 use windows_sys::Win32::Foundation::{
@@ -124,7 +126,11 @@ pub(super) fn is_pipe(raw: usize) -> bool {
 pub(super) fn adopt_inherited_handle(raw: usize) -> OwnedHandle {
     // SAFETY: the caller checked that the handle is open, and the pool handed it to this
     // process for this one use, so no other owner exists.
-    unsafe { OwnedHandle::from_raw_handle(raw as RawHandle) }
+    let handle = unsafe { OwnedHandle::from_raw_handle(raw as RawHandle) };
+    // Kept from the processes this one starts (a grandchild holding a worker's pipe would
+    // hide its death).
+    let _ = set_inheritable(handle.as_handle(), false);
+    handle
 }
 
 /// A Job Object that kills the processes in it when its last handle closes, which is when
