@@ -314,3 +314,45 @@ fn processes_started_by_a_call_inherit_none_of_the_workers_fds() {
         );
     });
 }
+
+/// Start a long-lived grandchild (its pid written to `pid_file`), then die.
+#[cfg(target_os = "linux")]
+#[unsync(cpu_bound)]
+fn abort_leaving_a_grandchild(pid_file: String) -> u32 {
+    let child = std::process::Command::new("sleep")
+        .arg("60")
+        .spawn()
+        .expect("sleep starts");
+    std::fs::write(pid_file, child.id().to_string()).expect("the pid is written");
+    std::process::abort();
+}
+
+/// Before the worker's fds were kept from its calls' processes, this death was seen only when
+/// the grandchild exited (it held the response pipe open): 20 s for a `sleep 20`.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_worker_that_dies_leaving_a_grandchild_is_seen_dead_at_once() {
+    configured();
+    common::watchdog(common::LIMIT, || {
+        let pid_file =
+            std::env::temp_dir().join(format!("unsync-grandchild-{}", std::process::id()));
+        let started = std::time::Instant::now();
+        let outcome = abort_leaving_a_grandchild(pid_file.to_string_lossy().into_owned())
+            .catch()
+            .result();
+        let seen_after = started.elapsed();
+        if let Ok(pid) = std::fs::read_to_string(&pid_file) {
+            let _ = std::process::Command::new("kill").arg(pid.trim()).status();
+            let _ = std::fs::remove_file(&pid_file);
+        }
+        assert!(
+            matches!(outcome, Err(Error::WorkerDied { .. })),
+            "{outcome:?}"
+        );
+        // The grandchild lives 60 s: anything well below means the pipe's end was seen.
+        assert!(
+            seen_after < std::time::Duration::from_secs(30),
+            "{seen_after:?}"
+        );
+    });
+}
