@@ -403,8 +403,9 @@
 //! link time (`linkme`), keyed by module path, name and signature. At start-up the worker and
 //! the caller compare a fingerprint of the unsync version, the protocol and the set of
 //! registered functions. Workers inherit the environment,
-//! the working directory, stdout and stderr (not stdin); nested `cpu_bound` calls inside a
-//! worker run inline, in that worker.
+//! the working directory, stdout and stderr (not stdin); a process a call starts inherits none
+//! of the worker's pipes or shared memory. Nested `cpu_bound` calls inside a worker run inline,
+//! in that worker.
 //!
 //! **What crosses.** The arguments and the return type must be `serde::Serialize +
 //! serde::de::DeserializeOwned` (the compile error names the type that is not). They are
