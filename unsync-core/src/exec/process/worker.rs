@@ -14,7 +14,8 @@ use std::sync::{Arc, Mutex};
 use super::protocol::{self, Failure, FrameReader, Message, ProtocolError};
 use super::{handshake, launch, parent_death, registry, shared, sys, worker_stream};
 
-/// Set by the pool in a worker's environment: `<request fd>,<response fd>,<parent pid>,<fingerprint hex>,<max frame>`.
+/// Set by the pool in a worker's environment: `<request fd>,<response fd>,<parent pid>,<fingerprint hex>,<max frame>`,
+/// then, with shared memory, `,<arguments arena fd>,<results arena fd, or ->` (see `shared`).
 pub(crate) const WORKER_ENV: &str = "UNSYNC_WORKER";
 
 /// Whether the start-up hook (or [`init`]) ran in this process. The pool checks it before
