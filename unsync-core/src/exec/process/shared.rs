@@ -106,15 +106,6 @@ mod region {
         pub(crate) fn mapping(&self) -> &Mapping {
             &self.mapping
         }
-
-        /// The arguments arena as a worker maps it (read-only, through a fd of its own).
-        #[cfg(test)]
-        pub(crate) fn inherit_for_test(arena: &super::ArgsArena) -> Region {
-            let fd = arena.reader.try_clone().expect("a copy of the reader's fd");
-            let len = rustix::fs::fstat(&fd).expect("fstat").st_size as usize;
-            let mapping = Mapping::new(fd.as_fd(), len, false).expect("mapped");
-            Region { mapping, fd }
-        }
     }
 }
 
@@ -611,7 +602,10 @@ mod tests {
             "only the large block is shared"
         );
         assert!(out.len() < small.len() + 64, "{}", out.len());
-        let reader = Arc::new(Region::inherit_for_test(arena));
+        // Mapped as a worker maps it: read-only, through a fd of its own.
+        let fd = arena.reader.try_clone().unwrap();
+        let reader =
+            Arc::new(Region::inherit(std::os::fd::IntoRawFd::into_raw_fd(fd), false).unwrap());
         let (a, b, n): (Bulk<Vec<u8>>, Bulk<Vec<u8>>, u32) =
             decoding_from(Some(&reader), || codec::decode(&out)).unwrap();
         assert_eq!((a.0, b.0, n), (small.clone(), large.clone(), 7));
