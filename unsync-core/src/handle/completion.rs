@@ -28,17 +28,40 @@ use loom_tests::count_report as unobserved;
 
 /// How a completion stops the work behind it when it is cancelled, given by the executor that
 /// runs the task (abort a tokio task, kill a worker process). Run at most once; dropped unrun
-/// when the task finishes first.
-pub(crate) struct Abort(Box<dyn FnOnce(Stop) + Send>);
+/// when the task finishes first. It may also say how a waiter can help the task finish
+/// ([`Lead`]).
+pub(crate) struct Abort(Box<dyn Stopper>);
+
+trait Stopper: Send {
+    fn stop(self: Box<Self>, why: Stop);
+    fn lead(&self) -> Option<Lead>;
+}
+
+/// A stop function, and maybe a [`Lead`].
+struct StopFn<F>(F, Option<Lead>);
+
+impl<F: FnOnce(Stop) + Send> Stopper for StopFn<F> {
+    fn stop(self: Box<Self>, why: Stop) {
+        (self.0)(why)
+    }
+    fn lead(&self) -> Option<Lead> {
+        self.1
+    }
+}
 
 impl Abort {
     pub(crate) fn new(stop: impl FnOnce() + Send + 'static) -> Abort {
-        Abort(Box::new(move |_| stop()))
+        Abort(Box::new(StopFn(move |_| stop(), None)))
     }
 
     /// An abort that is told why the task stops (the async runtime's, for `stats`).
     pub(crate) fn knowing_why(stop: impl FnOnce(Stop) + Send + 'static) -> Abort {
-        Abort(Box::new(stop))
+        Abort(Box::new(StopFn(stop, None)))
+    }
+
+    /// An abort that also says how a thread blocked on the cell can help the task finish.
+    pub(crate) fn with_lead(stop: impl FnOnce() + Send + 'static, lead: Option<Lead>) -> Abort {
+        Abort(Box::new(StopFn(move |_| stop(), lead)))
     }
 
     pub(crate) fn run(self) {
@@ -46,8 +69,18 @@ impl Abort {
     }
 
     pub(crate) fn run_because(self, why: Stop) {
-        (self.0)(why)
+        self.0.stop(why)
     }
+}
+
+/// How a thread blocked on a cell can do the work that completes it, instead of waiting for
+/// another thread to (the process pool's: read the worker's answer itself, see
+/// `exec::process::pool::lead`). Given by the executor; `run(key, done)` returns once `done()`
+/// holds or this thread cannot help any more, and the caller then waits as usual.
+#[derive(Clone, Copy)]
+pub(crate) struct Lead {
+    pub(crate) run: fn(u64, &dyn Fn() -> bool),
+    pub(crate) key: u64,
 }
 
 /// Why a task was stopped before it finished: `stats` counts a timeout as a failure, any other
@@ -314,6 +347,15 @@ impl<T, P> Completion<T, P> {
         }
     }
 
+    /// Block this thread doing the work that finishes the cell, if its executor allows that
+    /// (see [`Lead`]); returns at once otherwise.
+    fn lead(&self) {
+        let lead = lock(&self.inner).abort.as_ref().and_then(|a| a.0.lead());
+        if let Some(lead) = lead {
+            (lead.run)(lead.key, &|| self.is_done());
+        }
+    }
+
     /// A new reader (a cloned handle). `clone_fn` is how it will copy the value.
     fn add_reader(&self, clone_fn: CloneFn<T>) {
         let mut inner = lock(&self.inner);
@@ -430,6 +472,9 @@ pub(crate) trait Source<T>: Send + Sync {
     fn cancel_on_drop(&self);
     /// The same cell seen as `Result<T, Error>`, when that view exists without a new task.
     fn caught(self: Arc<Self>) -> Option<Arc<dyn Source<Result<T, Error>>>>;
+    /// Block doing the work that finishes the cell, where the executor allows it (see
+    /// [`Lead`]); returns at once otherwise.
+    fn lead(&self);
 }
 
 impl<T: Send + 'static, P: Send + Sync + 'static> Source<T> for Completion<T, P> {
@@ -462,6 +507,9 @@ impl<T: Send + 'static, P: Send + Sync + 'static> Source<T> for Completion<T, P>
     }
     fn caught(self: Arc<Self>) -> Option<Arc<dyn Source<Result<T, Error>>>> {
         Some(self)
+    }
+    fn lead(&self) {
+        Completion::lead(self)
     }
 }
 
@@ -499,6 +547,9 @@ impl<T: Send + 'static, P: Send + Sync + 'static> Source<Result<T, Error>> for C
     }
     fn caught(self: Arc<Self>) -> Option<Arc<dyn Source<Result<Result<T, Error>, Error>>>> {
         None
+    }
+    fn lead(&self) {
+        Completion::lead(self)
     }
 }
 

@@ -195,6 +195,9 @@ impl<T: Send + 'static> Unfinished<T> {
         let parked = if repr.is_done() {
             None
         } else {
+            if let Repr::Shared { source, .. } = repr {
+                source.lead();
+            }
             crate::handle::wait::spin_until(|| repr.is_done())
         };
         if parked.is_none() {

@@ -126,6 +126,19 @@ pub(crate) fn record_wait(started: Instant) {
     });
 }
 
+/// Run `f`, which blocks this thread in a system call, as a wait that blocks it: with the
+/// thread's [`BlockingHook`], and through `block_in_place` on a tokio worker.
+pub(crate) fn blocking<R>(f: impl FnOnce() -> R) -> R {
+    let _blocking = Blocking::enter();
+    let on_tokio_worker = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if on_tokio_worker {
+        tokio::task::block_in_place(f)
+    } else {
+        f()
+    }
+}
+
 /// Poll `poll` until it is ready, blocking the thread in between, or until `deadline`.
 pub(crate) fn block_on<R>(
     poll: impl FnMut(&mut Context<'_>) -> Poll<R>,

@@ -152,7 +152,29 @@ pub(in crate::exec::process) struct Responses(Arc<Shared>);
 /// How other threads wake a worker's I/O thread out of [`wait`].
 pub(in crate::exec::process) struct Wake(Arc<Shared>);
 
+/// Whether [`Wake::mute_responses`] works here: not on Windows, where the I/O thread waits on a
+/// condition variable that the pipe's reader thread signals.
+pub(in crate::exec::process) const CAN_MUTE: bool = false;
+
 impl Wake {
+    /// See the Unix version; `Unsupported` here ([`CAN_MUTE`]).
+    pub(in crate::exec::process) fn mute_responses(&self) -> io::Result<()> {
+        Err(io::ErrorKind::Unsupported.into())
+    }
+
+    /// See the Unix version; `Unsupported` here ([`CAN_MUTE`]).
+    pub(in crate::exec::process) fn unmute_responses(&self) -> io::Result<()> {
+        Err(io::ErrorKind::Unsupported.into())
+    }
+
+    /// See the Unix version; `Unsupported` here ([`CAN_MUTE`]).
+    pub(in crate::exec::process) fn responses_readable_within(
+        &self,
+        _timeout: Option<Duration>,
+    ) -> io::Result<bool> {
+        Err(io::ErrorKind::Unsupported.into())
+    }
+
     /// Wake the I/O thread.
     pub(in crate::exec::process) fn signal(&self) {
         self.0.lock().woken = true;
@@ -265,6 +287,12 @@ impl Drop for Responses {
     }
 }
 
+impl Read for Responses {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        (&*self).read(buf)
+    }
+}
+
 /// Reads what the reader thread took from the pipe: `WouldBlock` when it has nothing yet,
 /// `Ok(0)` at the pipe's end.
 impl Read for &Responses {
@@ -320,23 +348,23 @@ pub(in crate::exec::process) fn write_vectored(
     Ok(written)
 }
 
-/// Wait until the response pipe has bytes (or its end), `wake` is signalled, `requests` (when
-/// given) has room, or `timeout` passes.
+/// Wait until the response pipe has bytes (or its end), `wake` is signalled, `requests` has
+/// room (when `want_writable`), or `timeout` passes.
 pub(in crate::exec::process) fn wait(
-    responses: &Responses,
     wake: &Wake,
-    requests: Option<&Requests>,
+    requests: &Requests,
+    want_writable: bool,
     timeout: Option<Duration>,
 ) -> io::Result<Ready> {
-    debug_assert!(Arc::ptr_eq(&responses.0, &wake.0));
-    let shared = &*responses.0;
+    debug_assert!(Arc::ptr_eq(&requests.0, &wake.0));
+    let shared = &*wake.0;
     let deadline = timeout.map(|t| Instant::now() + t);
     let mut pipes = shared.lock();
     loop {
         let ready = Ready {
             readable: !pipes.inbox.is_empty() || pipes.ended,
             woken: pipes.woken,
-            writable: requests.is_some() && (pipes.outbox.len() < BUFFERED || pipes.write_failed),
+            writable: want_writable && (pipes.outbox.len() < BUFFERED || pipes.write_failed),
             timed_out: false,
         };
         if ready.readable || ready.woken || ready.writable {

@@ -5,7 +5,7 @@
 
 use std::io;
 use std::ops::Range;
-use std::sync::{Arc, MutexGuard};
+use std::sync::{Arc, MutexGuard, TryLockError};
 use std::time::Instant;
 
 use super::supervisor::Death;
@@ -42,17 +42,57 @@ enum Settle {
     Finished(Finished, bool),
 }
 
+/// A worker's response pipe and what reading it needs: held (in `WorkerIo::reading`) by
+/// whoever reads the pipe, its I/O thread or a caller that leads (see `lead`).
+pub(in crate::exec::process::pool) struct Reading {
+    pub(super) reader: FrameReader<os::Responses>,
+    /// What `take_answers` settles once the state lock is released (kept for its allocation).
+    finished: Vec<Settle>,
+    replay: Replay,
+    /// The worker is known gone (its pipe ended, or broke the protocol): whoever reads next
+    /// must read nothing more, since frames after a broken one mean nothing.
+    pub(super) gone: bool,
+    /// Why, when a caller that led found out (see `lead`): the I/O thread takes it, and buries
+    /// the worker.
+    pub(super) death: Option<Death>,
+}
+
+impl Reading {
+    pub(super) fn new(responses: os::Responses, max_frame: usize) -> Reading {
+        Reading {
+            reader: FrameReader::new(responses, max_frame),
+            finished: Vec::new(),
+            replay: Replay::default(),
+            gone: false,
+            death: None,
+        }
+    }
+
+    /// Read what the pipe has now, then take and settle every whole frame; `Ok(true)` at the
+    /// pipe's end (the frames before it are settled). Either way but `Ok(false)`, the worker
+    /// is [`gone`](Reading::gone).
+    pub(super) fn read_available(
+        &mut self,
+        pool: &'static Pool,
+        index: usize,
+        io: &WorkerIo,
+    ) -> Result<bool, Death> {
+        let read = self
+            .reader
+            .fill_available()
+            .map_err(|e| Death::Broken(format!("cannot read the worker's pipe: {e}")))
+            .and_then(|ended| pool.take_answers(index, io, self).map(|()| ended));
+        self.gone |= !matches!(read, Ok(false));
+        read
+    }
+}
+
 impl Pool {
     /// The I/O thread of one worker process, until it dies.
     pub(super) fn serve(&'static self, index: usize, generation: u64, io: Arc<WorkerIo>) {
-        let mut reader = FrameReader::new(&io.responses, self.max_frame);
         let started = Instant::now();
-        let mut finished = Vec::new();
-        let mut replay = Replay::default();
         let death = loop {
-            if let Err(death) =
-                self.serve_once(index, &io, &mut reader, started, &mut finished, &mut replay)
-            {
+            if let Err(death) = self.serve_once(index, &io, started) {
                 break death;
             }
         };
@@ -64,28 +104,43 @@ impl Pool {
         &'static self,
         index: usize,
         io: &WorkerIo,
-        reader: &mut FrameReader<&os::Responses>,
         started: Instant,
-        finished: &mut Vec<Settle>,
-        replay: &mut Replay,
     ) -> Result<(), Death> {
-        if !self.wait(index, io, started)? {
+        let ready = self.wait(index, io, started)?;
+        let reading = if ready.readable {
+            // Blocks only while a caller that leads reads (see `lead`).
+            Some(lock(&io.reading))
+        } else if ready.woken {
+            // Maybe woken by a caller that led and found the worker gone; a caller that leads
+            // now wakes this thread again once it is done.
+            match io.reading.try_lock() {
+                Ok(reading) => Some(reading),
+                Err(TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+                Err(TryLockError::WouldBlock) => None,
+            }
+        } else {
+            None
+        };
+        let Some(mut reading) = reading else {
             return Ok(());
+        };
+        if let Some(death) = reading.death.take() {
+            return Err(death);
         }
-        let ended = reader
-            .fill_available()
-            .map_err(|e| Death::Broken(format!("cannot read the worker's pipe: {e}")))?;
-        self.take_answers(index, io, reader, finished, replay)?;
-        if ended {
+        if ready.readable && reading.read_available(self, index, io)? {
             return Err(Death::Exited);
         }
         Ok(())
     }
 
     /// Wait until the worker's response pipe is readable, another thread wakes this one, or
-    /// (when a write waits for room) the request pipe is writable; write what waits. Returns
-    /// whether there is something to read.
-    fn wait(&'static self, index: usize, io: &WorkerIo, started: Instant) -> Result<bool, Death> {
+    /// (when a write waits for room) the request pipe is writable; write what waits.
+    fn wait(
+        &'static self,
+        index: usize,
+        io: &WorkerIo,
+        started: Instant,
+    ) -> Result<os::Ready, Death> {
         let (phase, want_writable) = {
             let state = lock(&self.state);
             let slot = &state.slots[index];
@@ -93,8 +148,7 @@ impl Pool {
         };
         let timeout = (phase == Phase::Starting)
             .then(|| handshake::TIMEOUT.saturating_sub(started.elapsed()));
-        let requests = want_writable.then_some(&io.requests);
-        let ready = match os::wait(&io.responses, &io.wake, requests, timeout) {
+        let ready = match os::wait(&io.wake, &io.requests, want_writable, timeout) {
             Ok(ready) if ready.timed_out && phase == Phase::Starting => {
                 return Err(Death::Broken(handshake::timed_out()));
             }
@@ -106,21 +160,15 @@ impl Pool {
                 )));
             }
         };
-        let os::Ready {
-            readable,
-            woken,
-            writable,
-            ..
-        } = ready;
-        if woken {
+        if ready.woken {
             io.wake.drain();
         }
-        if writable {
+        if ready.writable {
             let mut state = lock(&self.state);
             state.slots[index].want_writable = false;
             drop(self.flush(state, index));
         }
-        Ok(readable)
+        Ok(ready)
     }
 
     /// Take every whole frame read so far, pairing each answer with its call under one lock,
@@ -129,11 +177,26 @@ impl Pool {
         &'static self,
         index: usize,
         io: &WorkerIo,
-        reader: &mut FrameReader<&os::Responses>,
-        finished: &mut Vec<Settle>,
-        replay: &mut Replay,
+        reading: &mut Reading,
     ) -> Result<(), Death> {
+        let Reading {
+            reader,
+            finished,
+            replay,
+            ..
+        } = reading;
         let mut state = lock(&self.state);
+        if !state.slots[index]
+            .io
+            .as_ref()
+            .is_some_and(|current| std::ptr::eq(Arc::as_ptr(current), io))
+        {
+            // Only a caller that leads gets here: its worker was buried meanwhile (its I/O
+            // thread could not wait on it any more), and the slot is another's.
+            return Err(Death::Broken(
+                "buried while a caller read its answer".into(),
+            ));
+        }
         let taken = loop {
             let range = match reader.buffered_range() {
                 Ok(Some(range)) => range,
@@ -166,7 +229,9 @@ impl Pool {
         if taken.is_ok() {
             state = self.dispatch(state);
             state = self.flush(state, index);
-            self.changed.notify_all();
+            if state.draining > 0 {
+                self.changed.notify_all();
+            }
         }
         drop(state);
         // Answered calls are settled even when a later frame ends the worker; the records of a

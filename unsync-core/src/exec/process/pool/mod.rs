@@ -5,11 +5,14 @@
 //! worker (`io_loop`), which reads that worker's answers, completes the handles directly and
 //! refills the worker from the queue (`schedule`). A caller writes its own call to the pipe
 //! when the worker is idle (no thread hop on the latency path); calls for a busy worker are
-//! batched and written by its I/O thread after the next answers (`writer`). All writes are
-//! non-blocking, so no thread ever waits on a full pipe while holding anything another thread
-//! needs. Everything below is guarded by the one `state` lock.
+//! batched and written by its I/O thread after the next answers (`writer`). On Linux, a caller
+//! blocked on a call that is its worker's only one reads the answer itself, also with no thread
+//! hop (`lead`). All writes are non-blocking, so no thread ever waits on a full pipe while
+//! holding anything another thread needs. Everything below is guarded by the one `state`
+//! lock, except the reading of a worker's pipe (`WorkerIo::reading`), which is taken first.
 
 mod io_loop;
+mod lead;
 mod schedule;
 mod supervisor;
 mod writer;
@@ -24,6 +27,7 @@ use crossbeam_channel::Sender;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use self::io_loop::Reading;
 use super::call::{self, EncodedJob, Job, ProcessJob};
 use super::os;
 use super::protocol;
@@ -77,7 +81,8 @@ enum Kill {
 struct WorkerIo {
     child: Mutex<Child>,
     requests: os::Requests,
-    responses: os::Responses,
+    /// The response pipe, held by whoever reads it: the I/O thread, or a caller that leads.
+    reading: Mutex<Reading>,
     wake: os::Wake,
     pid: u32,
     /// Where the worker keeps its answers' large blocks (see `shared`).
@@ -143,6 +148,8 @@ struct State {
     /// not the program's fault, so they never break the pool, but they slow its restarts.
     killed_while_starting: u32,
     stopping: bool,
+    /// Threads in `shutdown` waiting for the calls to finish (to be notified of each answer).
+    draining: usize,
 }
 
 pub(crate) struct Pool {
@@ -172,6 +179,7 @@ fn pool() -> &'static Pool {
                 start_failures: 0,
                 killed_while_starting: 0,
                 stopping: false,
+                draining: 0,
             }),
             changed: Condvar::new(),
             supervisor: OnceLock::new(),
@@ -237,7 +245,7 @@ impl Pool {
     ) -> Unfinished<R> {
         let cell = Completion::pending(entry.name);
         let job = job(cell.clone());
-        cell.set_abort(Abort::new(move || cancel(id)));
+        cell.set_abort(Abort::with_lead(move || cancel(id), lead::lead_of(id)));
         self.submit(Call {
             id,
             entry,
@@ -377,6 +385,7 @@ pub(crate) fn shutdown(deadline: Instant) -> usize {
     let Some(pool) = POOL.get() else { return 0 };
     let mut state = lock(&pool.state);
     let busy = |s: &State| s.queue.len() + s.slots.iter().map(|w| w.in_flight.len()).sum::<usize>();
+    state.draining += 1;
     while busy(&state) > 0 {
         let now = Instant::now();
         if now >= deadline {
@@ -388,6 +397,7 @@ pub(crate) fn shutdown(deadline: Instant) -> usize {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .0;
     }
+    state.draining -= 1;
     let still_running = busy(&state);
     state.stopping = true;
     let dropped: Vec<Call> = state.queue.drain(..).collect();

@@ -10,7 +10,7 @@ use std::process::ExitStatus;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::{Call, Kill, Phase, Pool, Slot, State, WorkerIo};
+use super::{Call, Kill, Phase, Pool, Reading, Slot, State, WorkerIo};
 use crate::error::Error;
 use crate::exec::lock;
 use crate::exec::process::handshake;
@@ -99,7 +99,7 @@ impl Pool {
                 pid: l.child.id(),
                 child: Mutex::new(l.child),
                 requests: l.requests,
-                responses: l.responses,
+                reading: Mutex::new(Reading::new(l.responses, self.max_frame)),
                 wake: l.wake,
                 results: l.results,
             });

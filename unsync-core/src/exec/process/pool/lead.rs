@@ -1,0 +1,109 @@
+//! A caller blocked in `.result()` on a call that its worker is running reads the worker's
+//! answer itself (leader/follower with the worker's I/O thread): a lone call then costs two
+//! hops, caller → worker → caller, instead of three (→ I/O thread → caller).
+//!
+//! The caller takes the worker's `Reading` (which the I/O thread holds only while it reads),
+//! mutes the response pipe in the I/O thread's wait so that the answer wakes only the caller,
+//! then reads and settles frames exactly as the I/O thread would (`Reading::read_available`),
+//! until its own call is settled. Anything else stops it: the pipe's end (a dead or killed
+//! worker, also what `cancel` and timeouts cause) and any broken frame are left to the I/O
+//! thread, which buries the worker as always. Linux only (`os::CAN_MUTE`), where `epoll` lets
+//! one thread change what another waits on without waking it; elsewhere callers wait for the
+//! I/O thread.
+
+use std::io;
+use std::sync::{Arc, TryLockError};
+use std::time::Duration;
+
+use super::{POOL, Phase, Pool, WorkerIo};
+use crate::exec::lock;
+use crate::exec::process::os;
+use crate::handle::completion::Lead;
+use crate::handle::wait;
+
+/// How a caller blocked on call `id` helps it finish, where it can.
+pub(super) fn lead_of(id: u64) -> Option<Lead> {
+    os::CAN_MUTE.then_some(Lead { run: lead, key: id })
+}
+
+/// Read call `id`'s answer on this thread while it is running and no other thread reads its
+/// worker's pipe; return once `done()` or when that stops being possible.
+fn lead(id: u64, done: &dyn Fn() -> bool) {
+    let Some(pool) = POOL.get() else { return };
+    let Some((index, io)) = pool.running(id) else {
+        return;
+    };
+    let mut reading = match io.reading.try_lock() {
+        Ok(reading) => reading,
+        Err(TryLockError::WouldBlock | TryLockError::Poisoned(_)) => return,
+    };
+    if reading.gone || io.wake.mute_responses().is_err() {
+        return;
+    }
+    let unmute = Unmute(&io);
+    let death = wait::blocking(|| {
+        while !done() && answer_may_come(&io) {
+            match reading.read_available(pool, index, &io) {
+                Ok(false) => {}
+                // The pipe's end: the I/O thread sees it too, and buries the worker.
+                Ok(true) => return None,
+                Err(death) => return Some(death),
+            }
+        }
+        None
+    });
+    let found_dead = death.is_some();
+    reading.death = death;
+    drop(unmute);
+    drop(reading);
+    if found_dead {
+        io.wake();
+    }
+}
+
+/// Wait until the worker's response pipe is readable, spinning first as any waiter does
+/// (`wait::spin_until`). False if the wait failed.
+fn answer_may_come(io: &WorkerIo) -> bool {
+    let readable = |timeout| match io.wake.responses_readable_within(timeout) {
+        Ok(readable) => Ok(readable),
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(false),
+        Err(e) => Err(e),
+    };
+    let Some(started) = wait::spin_until(|| readable(Some(Duration::ZERO)).unwrap_or(true)) else {
+        return true;
+    };
+    let waited = readable(None).is_ok();
+    wait::record_wait(started);
+    waited
+}
+
+/// Gives the response pipe back to the I/O thread's wait, however leading ends (even by a
+/// panic in a result's `Deserialize`).
+struct Unmute<'a>(&'a WorkerIo);
+
+impl Drop for Unmute<'_> {
+    fn drop(&mut self) {
+        if self.0.wake.unmute_responses().is_err() {
+            // Cannot happen with a valid epoll set; if it did, the I/O thread would never
+            // see this worker's answers again. Its end is seen even on a muted pipe: end it.
+            self.0.kill();
+        }
+    }
+}
+
+impl Pool {
+    /// The worker running call `id`, if the call is its only one, was written to it whole, and
+    /// the worker is not being killed. (With more calls in flight, the I/O thread reads their
+    /// answers in batches, and a leader would only contend with it.)
+    fn running(&self, id: u64) -> Option<(usize, Arc<WorkerIo>)> {
+        let state = lock(&self.state);
+        state.slots.iter().enumerate().find_map(|(index, slot)| {
+            let running = slot.in_flight.len() == 1
+                && slot.in_flight.front().is_some_and(|c| c.id == id)
+                && slot.phase == Phase::Ready
+                && slot.kill.is_none()
+                && slot.written > slot.answered;
+            running.then(|| slot.io.clone().map(|io| (index, io)))?
+        })
+    }
+}
