@@ -652,7 +652,7 @@
 //! ## Platforms
 //!
 //! Linux is where this crate is built, tested and measured. It also builds for macOS and
-//! FreeBSD (CI runs `cargo check` for both), where the process pool replaces Linux calls
+//! FreeBSD (CI runs `cargo check` for both, tests included), where the process pool replaces Linux calls
 //! with portable ones: `pipe` then `FD_CLOEXEC` instead of `pipe2`, a pipe and `poll` instead of
 //! an `eventfd` and `epoll` for a worker's I/O thread, and, instead of `PR_SET_PDEATHSIG`, a
 //! thread in each worker that exits it within 100 ms of its parent's death. Two Linux-only

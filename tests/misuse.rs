@@ -51,15 +51,29 @@ const FAILED: u8 = 0x14;
 const NOT_REGISTERED: u8 = 1;
 
 /// A pipe, both ends close-on-exec (so that children other tests start concurrently do not
-/// inherit them): (read end, write end).
+/// inherit them): (read end, write end). Without `pipe2` (macOS), a child started between the
+/// two calls could inherit the ends; no test here depends on it not.
 fn pipe() -> Result<(File, File), std::io::Error> {
     let mut fds = [0; 2];
-    // SAFETY: `pipe2` writes two fds into the array of two it is given.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+    // SAFETY: `pipe2` and `pipe` write two fds into the array of two they are given.
+    #[cfg(not(target_vendor = "apple"))]
+    let made = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) };
+    // SAFETY: as above.
+    #[cfg(target_vendor = "apple")]
+    let made = unsafe { libc::pipe(fds.as_mut_ptr()) };
+    if made != 0 {
         return Err(std::io::Error::last_os_error());
     }
     // SAFETY: both fds were just created, open, and owned by nothing else.
-    Ok(unsafe { (File::from_raw_fd(fds[0]), File::from_raw_fd(fds[1])) })
+    let ends = unsafe { (File::from_raw_fd(fds[0]), File::from_raw_fd(fds[1])) };
+    #[cfg(target_vendor = "apple")]
+    for end in [&ends.0, &ends.1] {
+        // SAFETY: `fcntl` on an fd that `end` owns and keeps open.
+        if unsafe { libc::fcntl(end.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(ends)
 }
 
 /// This test binary, as a worker with `spec`, keeping `inherit` open across `exec`.
