@@ -652,15 +652,15 @@
 //! ## Platforms
 //!
 //! Linux is where this crate is built, tested and measured. It also builds for macOS and
-//! FreeBSD (CI runs `cargo check` for both, tests included), where the process pool replaces Linux calls
-//! with portable ones: `pipe` then `FD_CLOEXEC` instead of `pipe2`, a pipe and `poll` instead of
-//! an `eventfd` and `epoll` for a worker's I/O thread, and, instead of `PR_SET_PDEATHSIG`, a
-//! thread in each worker that exits it within 100 ms of its parent's death. Two Linux-only
-//! speed-ups have no replacement there: large payloads through shared memory, and a thread
-//! blocked in `.result()` on a `cpu_bound` call reading the worker's answer itself (elsewhere
-//! the pool's I/O thread reads it and wakes the caller: one more thread hop per call). CI runs the process tests on
-//! Linux through those replacements (`--cfg unsync_portable`), but nothing has run on a real
-//! Mac or BSD machine yet.
+//! FreeBSD (CI runs `cargo check` for both, tests included), where the process pool replaces
+//! Linux calls with portable ones: `pipe` then `FD_CLOEXEC` instead of `pipe2`, a pipe and
+//! `poll` instead of an `eventfd` and `epoll` for a worker's I/O thread, and, instead of
+//! `PR_SET_PDEATHSIG`, a thread in each worker that exits it within 100 ms of its parent's
+//! death. Two Linux-only speed-ups have no replacement there: large payloads through shared
+//! memory, and a thread blocked in `.result()` on a `cpu_bound` call reading the worker's
+//! answer itself (elsewhere the pool's I/O thread reads it and wakes the caller: one more
+//! thread hop per call). CI runs the process tests on Linux through those replacements
+//! (`--cfg unsync_portable`), but nothing has run on a real Mac or BSD machine yet.
 //!
 //! **Windows** (x86_64, `-msvc` and `-gnu`): every mode works, `cpu_bound` with the same
 //! promises. CI builds the tests and examples for `x86_64-pc-windows-gnu` and runs them under
