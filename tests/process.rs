@@ -543,3 +543,49 @@ fn child_reads_a_worker_backtrace() {
         "{reraised}"
     );
 }
+
+#[unsync]
+async fn sums_on_the_runtime(n: u64) -> u64 {
+    (0..n).map(|i| add(i, 1).result()).sum()
+}
+
+#[unsync]
+fn sums_on_the_blocking_pool(n: u64) -> u64 {
+    (0..n).map(|i| add(i, 1).result()).sum()
+}
+
+#[unsync(parallel)]
+fn sums_on_rayon(n: u64) -> u64 {
+    (0..n).map(|i| add(i, 1).result()).sum()
+}
+
+/// Lone calls read from every kind of thread that can block on a handle: its caller reads the
+/// answer itself where it may (Linux, not a rayon worker), or the pool's I/O thread does.
+#[test]
+fn lone_calls_are_read_from_every_kind_of_thread() {
+    watchdog(LIMIT, || {
+        const N: u64 = 50;
+        let expected: u64 = (1..=N).sum();
+        let from_here: u64 = (0..N).map(|i| add(i, 1).result()).sum();
+        assert_eq!(from_here, expected);
+        assert_eq!(sums_on_the_runtime(N).result(), expected);
+        assert_eq!(sums_on_the_blocking_pool(N).result(), expected);
+        assert_eq!(sums_on_rayon(N).result(), expected);
+        let own_runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let in_own_runtime =
+            own_runtime.block_on(async { (0..N).map(|i| add(i, 1).result()).sum::<u64>() });
+        assert_eq!(in_own_runtime, expected);
+        // And all at once: several lone calls, each from its own thread, on as many workers.
+        let threads: Vec<_> = (0..4)
+            .map(|t| std::thread::spawn(move || (0..N).map(|i| add(i, t).result()).sum::<u64>()))
+            .collect();
+        for (t, thread) in threads.into_iter().enumerate() {
+            assert_eq!(
+                thread.join().unwrap(),
+                (0..N).map(|i| i + t as u64).sum::<u64>()
+            );
+        }
+    });
+}

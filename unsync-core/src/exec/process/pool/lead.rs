@@ -29,6 +29,10 @@ pub(super) fn lead_of(id: u64) -> Option<Lead> {
 /// Read call `id`'s answer on this thread while it is running and no other thread reads its
 /// worker's pipe; return once `done()` or when that stops being possible.
 fn lead(id: u64, done: &dyn Fn() -> bool) {
+    // A rayon worker keeps running other rayon jobs while it waits (`handle::wait`).
+    if rayon::current_thread_index().is_some() {
+        return;
+    }
     let Some(pool) = POOL.get() else { return };
     let Some((index, io)) = pool.running(id) else {
         return;
