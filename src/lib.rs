@@ -423,8 +423,9 @@
 //! that memory nor write the arguments of other calls, and every block it points to is checked
 //! against the mapping before it is read. Streams' items, blocks that do not fit, and other
 //! platforms go through the pipe. The shared memory a large payload touched stays allocated
-//! for the next calls: the arguments' while the program runs, a worker's results' while that
-//! worker lives. Postcard is not self-describing, so `#[serde(flatten)]` and
+//! for the next calls: the arguments' while the program runs (the largest arguments sent at
+//! once), a worker's results' up to 64 MiB while that worker lives (the memory of a larger
+//! result is given back at that worker's next call). Postcard is not self-describing, so `#[serde(flatten)]` and
 //! `#[serde(untagged)]` types do not round-trip. Generic functions (`impl Trait` arguments
 //! included), `async fn` and methods are compile errors: a worker can only run a function it
 //! can name.

@@ -141,3 +141,54 @@ fn a_panic_fails_only_its_call_and_the_same_worker_goes_on() {
         assert_eq!(the_worker(), before, "the worker survived its call's panic");
     });
 }
+
+/// `n` bytes, made in the worker: a result that crosses through its results arena.
+#[cfg(all(target_os = "linux", not(unsync_portable)))]
+#[unsync(cpu_bound)]
+fn bytes(n: usize) -> Vec<u8> {
+    vec![7; n]
+}
+
+/// Bytes of memory the worker's results arena holds, seen from inside the worker.
+#[cfg(all(target_os = "linux", not(unsync_portable)))]
+#[unsync(cpu_bound)]
+fn results_arena_holds() -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .flatten()
+        .filter(|entry| {
+            std::fs::read_link(entry.path())
+                .is_ok_and(|t| t.to_string_lossy().starts_with("/memfd:unsync-results "))
+        })
+        .map(|entry| std::fs::metadata(entry.path()).unwrap().blocks() * 512)
+        .sum()
+}
+
+#[cfg(all(target_os = "linux", not(unsync_portable)))]
+#[test]
+fn a_large_result_gives_its_shared_memory_back_at_the_next_call() {
+    let _alone = single_worker();
+    watchdog(LIMIT, || {
+        const KEPT: u64 = 64 << 20;
+        let small = bytes(4 << 20).result();
+        assert_eq!(small.len(), 4 << 20);
+        let after_small = results_arena_holds().result();
+        assert!(
+            after_small >= 4 << 20,
+            "{after_small}: the result did not cross there"
+        );
+        let large = bytes(96 << 20).result();
+        assert!(large.len() == 96 << 20 && large.iter().all(|&b| b == 7));
+        drop(large);
+        // Up to the first 64 MiB stay for the next answers; the rest went back.
+        let after_large = results_arena_holds().result();
+        assert!(
+            (KEPT - (1 << 20)..=KEPT + (1 << 20)).contains(&after_large),
+            "{after_large} bytes held after a 96 MiB result"
+        );
+        // And the arena still works, from its start.
+        let again = bytes(96 << 20).result();
+        assert!(again.len() == 96 << 20 && again.iter().all(|&b| b == 7));
+    });
+}

@@ -18,7 +18,11 @@
 //! A block that does not fit, a call whose answer must stay self-contained (the remote
 //! worker's), streams, and every other platform: the block crosses in the frame as before.
 //! Mappings live as long as the pool and its workers, so the common sizes cost no `mmap` and
-//! no page fault after the first call; the pages a payload touched stay resident until then.
+//! no page fault after the first call. The pages a payload touched stay allocated, except a
+//! results arena's beyond its first [`KEEP_RESIDENT`] bytes, given back at the worker's next
+//! call; the arguments arena cannot give pages back (its seal against other writers also
+//! forbids punching holes), so it keeps the largest arguments sent at once until the pool
+//! shuts down.
 //!
 //! A broken worker can write anything into its results arena and any offsets into its frames:
 //! every block is checked to lie in the arena before it is copied, and what is copied is plain
@@ -106,6 +110,16 @@ mod region {
         pub(crate) fn mapping(&self) -> &Mapping {
             &self.mapping
         }
+
+        /// Free the memory of bytes `from..to` (the pages wholly inside; reading any of
+        /// the bytes gives zeros). Best effort: the memory stays if the system refuses.
+        pub(crate) fn give_back(&self, from: usize, to: usize) {
+            use rustix::fs::FallocateFlags;
+            if to > from {
+                let flags = FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE;
+                let _ = rustix::fs::fallocate(&self.fd, flags, from as u64, (to - from) as u64);
+            }
+        }
     }
 }
 
@@ -126,6 +140,9 @@ mod region {
         #[allow(dead_code)]
         pub(crate) fn inherit(_fd: i32, _writable: bool) -> Result<Region, String> {
             Err("shared memory is only used on Linux".into())
+        }
+        pub(crate) fn give_back(&self, _from: usize, _to: usize) {
+            match *self {}
         }
     }
 }
@@ -248,7 +265,23 @@ impl ResultsWriter {
             sent: 0,
         }
     }
+
+    /// Once the parent has settled every answer sent, start again from the beginning, and
+    /// give back the memory the last answers used past [`KEEP_RESIDENT`].
+    fn start_over_if_settled(&mut self) {
+        if self.next > HEADER && settled(&self.region) == self.sent {
+            if self.next > KEEP_RESIDENT {
+                self.region.give_back(KEEP_RESIDENT, self.next);
+            }
+            self.next = HEADER;
+        }
+    }
 }
+
+/// Bytes of a worker's results arena that stay allocated between answers, so that answers up
+/// to this size find their pages ready; a larger answer's memory beyond it is given back at
+/// the worker's next call.
+const KEEP_RESIDENT: usize = 64 << 20;
 
 /// Where the blocks of the value being encoded go.
 enum Sink {
@@ -427,6 +460,13 @@ pub(crate) fn answering<R>(may_share: bool, f: impl FnOnce() -> R) -> (R, Answer
     }
     LAST_SHARED.set(0);
     ANSWER_MAY_SHARE.set(may_share);
+    if may_share {
+        WORKER.with_borrow_mut(|arenas| {
+            if let Some(writer) = &mut arenas.results {
+                writer.start_over_if_settled();
+            }
+        });
+    }
     let reset = Reset;
     let result = f();
     drop(reset);
@@ -471,9 +511,7 @@ pub fn encode_result<T: Serialize + ?Sized>(
     let Some(mut writer) = writer else {
         return codec::encode(value, out);
     };
-    if settled(&writer.region) == writer.sent {
-        writer.next = HEADER;
-    }
+    writer.start_over_if_settled();
     let sink = Sink::Results {
         writer,
         bytes: 0,
