@@ -33,6 +33,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -46,6 +47,7 @@ pub(crate) const MIN_BLOCK: usize = 64 << 10;
 mod region {
     use std::io;
     use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+    use std::sync::atomic::AtomicU64;
 
     use super::super::sys::{Mapping, adopt_inherited_fd};
 
@@ -107,8 +109,24 @@ mod region {
             )?)
         }
 
-        pub(crate) fn mapping(&self) -> &Mapping {
-            &self.mapping
+        /// Copy `bytes` in at `offset`; false if they do not fit (or the mapping is read-only).
+        pub(crate) fn write(&self, offset: usize, bytes: &[u8]) -> bool {
+            self.mapping.write(offset, bytes)
+        }
+
+        /// A copy of the `len` bytes at `offset` as `E`s, if they lie in the mapping and are
+        /// whole `E`s.
+        pub(crate) fn read_vec<E: bytemuck::Pod>(
+            &self,
+            offset: usize,
+            len: usize,
+        ) -> Option<Vec<E>> {
+            self.mapping.read_vec(offset, len)
+        }
+
+        /// The counter in the first bytes of the memory.
+        pub(crate) fn counter(&self) -> &AtomicU64 {
+            self.mapping.counter()
         }
 
         /// Free the memory of bytes `from..to` (the pages wholly inside; reading any of
@@ -126,8 +144,9 @@ mod region {
 #[cfg(not(all(target_os = "linux", not(unsync_portable))))]
 mod region {
     use std::io;
+    use std::sync::atomic::AtomicU64;
 
-    /// No shared memory on this platform: never made.
+    /// No shared memory on this platform: never made, so none of its operations ever runs.
     pub(crate) enum Region {}
 
     impl Region {
@@ -142,6 +161,19 @@ mod region {
             Err("shared memory is only used on Linux".into())
         }
         pub(crate) fn give_back(&self, _from: usize, _to: usize) {
+            match *self {}
+        }
+        pub(crate) fn write(&self, _offset: usize, _bytes: &[u8]) -> bool {
+            match *self {}
+        }
+        pub(crate) fn read_vec<E: bytemuck::Pod>(&self, _: usize, _: usize) -> Option<Vec<E>> {
+            match *self {}
+        }
+        pub(crate) fn counter(&self) -> &AtomicU64 {
+            match *self {}
+        }
+        #[cfg(unix)]
+        pub(crate) fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
             match *self {}
         }
     }
@@ -269,7 +301,7 @@ impl ResultsWriter {
     /// Once the parent has settled every answer sent, start again from the beginning, and
     /// give back the memory the last answers used past [`KEEP_RESIDENT`].
     fn start_over_if_settled(&mut self) {
-        if self.next > HEADER && settled(&self.region) == self.sent {
+        if self.next > HEADER && self.region.counter().load(Ordering::Acquire) == self.sent {
             if self.next > KEEP_RESIDENT {
                 self.region.give_back(KEEP_RESIDENT, self.next);
             }
@@ -309,7 +341,7 @@ pub(crate) fn put(bytes: &[u8]) -> Option<u64> {
         Sink::Args(blocks) => {
             let arena = blocks.arena?;
             let offset = arena.allocate(bytes.len())?;
-            write(&arena.region, offset, bytes);
+            arena.region.write(offset, bytes);
             blocks.blocks.push((offset, bytes.len()));
             Some(offset as u64)
         }
@@ -319,7 +351,7 @@ pub(crate) fn put(bytes: &[u8]) -> Option<u64> {
             used,
         } => {
             let offset = writer.next;
-            if !write(&writer.region, offset, bytes) {
+            if !writer.region.write(offset, bytes) {
                 return None;
             }
             writer.next = offset + aligned(bytes.len());
@@ -328,16 +360,6 @@ pub(crate) fn put(bytes: &[u8]) -> Option<u64> {
             Some(offset as u64)
         }
     })
-}
-
-#[cfg(all(target_os = "linux", not(unsync_portable)))]
-fn write(region: &Region, offset: usize, bytes: &[u8]) -> bool {
-    region.mapping().write(offset, bytes)
-}
-
-#[cfg(not(all(target_os = "linux", not(unsync_portable))))]
-fn write(region: &Region, _offset: usize, _bytes: &[u8]) -> bool {
-    match *region {}
 }
 
 /// The block of `len` bytes at `offset` of the memory the value being decoded refers to, as
@@ -350,20 +372,10 @@ pub(crate) fn take<E: bytemuck::Pod>(offset: u64, len: u64) -> Result<Vec<E>, St
         let (Ok(offset), Ok(len)) = (usize::try_from(offset), usize::try_from(len)) else {
             return Err("a shared block beyond the address space".into());
         };
-        read_vec(region, offset, len).ok_or_else(|| {
+        region.read_vec(offset, len).ok_or_else(|| {
             format!("a shared block of {len} bytes at {offset} that does not lie in its memory or is not made of whole elements")
         })
     })
-}
-
-#[cfg(all(target_os = "linux", not(unsync_portable)))]
-fn read_vec<E: bytemuck::Pod>(region: &Region, offset: usize, len: usize) -> Option<Vec<E>> {
-    region.mapping().read_vec(offset, len)
-}
-
-#[cfg(not(all(target_os = "linux", not(unsync_portable))))]
-fn read_vec<E: bytemuck::Pod>(region: &Region, _offset: usize, _len: usize) -> Option<Vec<E>> {
-    match *region {}
 }
 
 /// Run `f` with `sink` as where blocks go; give the sink back (dropped if `f` unwinds).
@@ -533,19 +545,6 @@ pub fn encode_result<T: Serialize + ?Sized>(
     encoded
 }
 
-#[cfg(all(target_os = "linux", not(unsync_portable)))]
-fn settled(region: &Region) -> u64 {
-    region
-        .mapping()
-        .counter()
-        .load(std::sync::atomic::Ordering::Acquire)
-}
-
-#[cfg(not(all(target_os = "linux", not(unsync_portable))))]
-fn settled(region: &Region) -> u64 {
-    match *region {}
-}
-
 /// The parent's view of one worker's results arena.
 pub(crate) struct ResultsReader {
     region: Arc<Region>,
@@ -570,26 +569,14 @@ impl ResultsReader {
 
     /// One more answer with blocks is settled: the worker may write over its blocks.
     pub(crate) fn settled_one(&self) {
-        use std::sync::atomic::Ordering;
         let settled = self.settled.fetch_add(1, Ordering::Relaxed) + 1;
-        #[cfg(all(target_os = "linux", not(unsync_portable)))]
-        self.region
-            .mapping()
-            .counter()
-            .store(settled, Ordering::Release);
-        #[cfg(not(all(target_os = "linux", not(unsync_portable))))]
-        let _ = settled;
+        self.region.counter().store(settled, Ordering::Release);
     }
 
     #[cfg(unix)]
     pub(crate) fn fd(&self) -> std::os::fd::RawFd {
-        #[cfg(all(target_os = "linux", not(unsync_portable)))]
-        {
-            use std::os::fd::AsRawFd;
-            self.region.fd().as_raw_fd()
-        }
-        #[cfg(not(all(target_os = "linux", not(unsync_portable))))]
-        match *self.region {}
+        use std::os::fd::AsRawFd;
+        self.region.fd().as_raw_fd()
     }
 }
 
@@ -607,7 +594,7 @@ mod tests {
             let (offset, len) = if wide { (offset << 50, len << 40) } else { (offset, len) };
             let size = (HEADER + 4096) as u64;
             let pattern: Vec<u8> = (0..size).map(|i| i as u8).collect();
-            prop_assert!(write(&results.region, 0, &pattern));
+            prop_assert!(results.region.write(0, &pattern));
             let taken = decoding_from(Some(results.region()), || take::<u32>(offset, len));
             let fits = offset.checked_add(len).is_some_and(|end| end <= size) && len % 4 == 0;
             match taken {
