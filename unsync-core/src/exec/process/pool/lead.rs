@@ -45,17 +45,17 @@ fn lead(id: u64, done: &dyn Fn() -> bool) {
         return;
     }
     let unmute = Unmute(&io);
-    let death = wait::blocking(|| {
-        while !done() && answer_may_come(&io) {
-            match reading.read_available(pool, index, &io) {
-                Ok(false) => {}
-                // The pipe's end: the I/O thread sees it too, and buries the worker.
-                Ok(true) => return None,
-                Err(death) => return Some(death),
-            }
+    let death = loop {
+        if done() || !answer_may_come(&io) {
+            break None;
         }
-        None
-    });
+        match reading.read_available(pool, index, &io) {
+            Ok(false) => {}
+            // The pipe's end: the I/O thread sees it too, and buries the worker.
+            Ok(true) => break None,
+            Err(death) => break Some(death),
+        }
+    };
     let found_dead = death.is_some();
     reading.death = death;
     drop(unmute);
@@ -66,7 +66,8 @@ fn lead(id: u64, done: &dyn Fn() -> bool) {
 }
 
 /// Wait until the worker's response pipe is readable, spinning first as any waiter does
-/// (`wait::spin_until`). False if the wait failed.
+/// (`wait::spin_until`), then blocking as any waiter does (`wait::blocking`: a blocking-pool
+/// thread lets its pool start another meanwhile). False if the wait failed.
 fn answer_may_come(io: &WorkerIo) -> bool {
     let readable = |timeout| match io.wake.responses_readable_within(timeout) {
         Ok(readable) => Ok(readable),
@@ -76,7 +77,7 @@ fn answer_may_come(io: &WorkerIo) -> bool {
     let Some(started) = wait::spin_until(|| readable(Some(Duration::ZERO)).unwrap_or(true)) else {
         return true;
     };
-    let waited = readable(None).is_ok();
+    let waited = wait::blocking(|| readable(None)).is_ok();
     wait::record_wait(started);
     waited
 }
