@@ -111,8 +111,8 @@ impl Pool {
             // Blocks only while a caller that leads reads (see `lead`).
             Some(lock(&io.reading))
         } else if ready.woken {
-            // Maybe woken by a caller that led and found the worker gone; a caller that leads
-            // now wakes this thread again once it is done.
+            // Maybe woken by a caller that led and found the worker gone. If a caller leads
+            // now, it wakes this thread again should it find that.
             match io.reading.try_lock() {
                 Ok(reading) => Some(reading),
                 Err(TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
