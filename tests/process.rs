@@ -319,6 +319,26 @@ fn cancel_kills_a_runaway_call_quickly() {
     });
 }
 
+/// A caller blocked in `result` on a running call (on Linux, reading the worker's pipe itself)
+/// sees a cancel made from another thread, and the pool goes on. (Also run on one CPU with one
+/// worker, where a call cannot wait behind the runaway one.)
+#[test]
+fn cancel_reaches_a_caller_blocked_on_the_call() {
+    watchdog(LIMIT, || {
+        let runaway = spins_forever();
+        let blocked = runaway.clone();
+        let reader = std::thread::spawn(move || blocked.catch().result());
+        assert!(runaway.cancel());
+        assert_eq!(
+            reader.join().unwrap(),
+            Err(Error::Cancelled {
+                task: "process::spins_forever"
+            })
+        );
+        assert_eq!(add(6, 6).result(), 12);
+    });
+}
+
 #[test]
 fn worker_stdout_reaches_the_parent_output_not_the_protocol() {
     watchdog(LIMIT, || {
@@ -588,4 +608,30 @@ fn lone_calls_are_read_from_every_kind_of_thread() {
             );
         }
     });
+}
+
+/// On one CPU the pool reads answers another way (the thread that writes a call to an idle
+/// worker reads its answer right after; see the pool's `lead`): the same tests, there.
+#[cfg(target_os = "linux")]
+#[test]
+fn the_same_on_one_cpu() {
+    common::run_child_test("child_on_one_cpu");
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+#[ignore = "run by the_same_on_one_cpu"]
+fn child_on_one_cpu() {
+    common::pin_to_one_cpu();
+    runs_in_another_process_and_returns_values();
+    many_calls_queue_and_all_complete();
+    big_payloads_take_the_bulk_path();
+    a_panic_is_an_error_and_the_worker_survives();
+    values_that_cannot_cross_fail_their_call_with_encoding();
+    crashes_cost_one_worker_and_later_calls_succeed();
+    calls_queued_behind_a_crash_still_run();
+    cancel_reaches_a_caller_blocked_on_the_call();
+    nested_cpu_bound_calls_run_inline_in_the_worker();
+    timeout_kills_a_runaway_call_within_a_second_of_the_deadline();
+    lone_calls_are_read_from_every_kind_of_thread();
 }

@@ -253,3 +253,20 @@ fn items_beyond_the_credit_or_that_do_not_decode_end_the_stream() {
         common::run_child_test("child_streams_get_items_that_break_the_contract");
     });
 }
+
+/// On one CPU the thread that writes a call to an idle worker reads the answer right after (see
+/// the pool's `lead`): bad frames found there cost the same.
+#[cfg(target_os = "linux")]
+#[test]
+fn the_same_on_one_cpu() {
+    common::run_child_test("child_on_one_cpu");
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+#[ignore = "run by the_same_on_one_cpu"]
+fn child_on_one_cpu() {
+    common::pin_to_one_cpu();
+    bad_frames_from_a_worker_fail_the_call_and_replace_the_worker();
+    bad_frames_mid_stream_end_the_stream_with_worker_died();
+}

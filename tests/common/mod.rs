@@ -392,3 +392,24 @@ pub fn wait_for_close(mut stream: std::net::TcpStream) {
         Ok(_) => panic!("the reporter sent more than its pid"),
     }
 }
+
+/// Restrict the calling thread, and every thread and process it starts from now on, to the
+/// first CPU it may run on (as `taskset -c 0` would): for a child test that checks what the
+/// library does on one CPU, called before anything of unsync's starts.
+#[cfg(target_os = "linux")]
+pub fn pin_to_one_cpu() {
+    // SAFETY: a zeroed `cpu_set_t` is an empty set, and each call gets a valid pointer to one
+    // and its size.
+    unsafe {
+        let size = std::mem::size_of::<libc::cpu_set_t>();
+        let mut allowed: libc::cpu_set_t = std::mem::zeroed();
+        assert_eq!(libc::sched_getaffinity(0, size, &mut allowed), 0);
+        let first = (0..libc::CPU_SETSIZE as usize)
+            .find(|&cpu| libc::CPU_ISSET(cpu, &allowed))
+            .expect("this thread may run on some CPU");
+        let mut one: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(first, &mut one);
+        assert_eq!(libc::sched_setaffinity(0, size, &one), 0);
+    }
+    assert_eq!(std::thread::available_parallelism().unwrap().get(), 1);
+}

@@ -46,10 +46,14 @@ pub(crate) struct Settings {
 /// this process may run on one CPU only (`taskset -c 0`, a one-CPU container), where a
 /// spinning waiter only delays the thread it waits for.
 pub(crate) fn default_spin_micros() -> u32 {
+    if one_cpu() { 0 } else { 50 }
+}
+
+/// Whether this process may run on one CPU only (its affinity mask, or its container's quota),
+/// as first seen.
+pub(crate) fn one_cpu() -> bool {
     static ONE_CPU: OnceLock<bool> = OnceLock::new();
-    let one_cpu =
-        *ONE_CPU.get_or_init(|| std::thread::available_parallelism().is_ok_and(|n| n.get() == 1));
-    if one_cpu { 0 } else { 50 }
+    *ONE_CPU.get_or_init(|| std::thread::available_parallelism().is_ok_and(|n| n.get() == 1))
 }
 
 /// What happens to a failure nobody read.

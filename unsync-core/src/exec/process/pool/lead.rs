@@ -10,6 +10,12 @@
 //! thread, which buries the worker as always. Linux only (`os::CAN_MUTE`), where `epoll` lets
 //! one thread change what another waits on without waking it; elsewhere callers wait for the
 //! I/O thread.
+//!
+//! On one CPU, a worker that a call is written to usually runs at once (it preempts the
+//! writer) and has answered by the time the write returns, often before its caller could take
+//! the pipe: the I/O thread would wake for nothing. There the thread that writes a call to an
+//! idle worker mutes the pipe before it writes, and reads what came right after
+//! ([`read_written`]).
 
 use std::io;
 use std::sync::{Arc, TryLockError};
@@ -110,5 +116,31 @@ impl Pool {
                 && slot.written > slot.answered;
             running.then(|| slot.io.clone().map(|io| (index, io)))?
         })
+    }
+}
+
+/// Whether a thread that writes a call to an idle worker should mute its pipe first and read
+/// the answer right after ([`read_written`]): on one CPU, where the worker has usually answered
+/// by then. Not on a rayon worker (as for [`lead`]).
+pub(super) fn reads_right_after_writing() -> bool {
+    os::CAN_MUTE && crate::config::one_cpu() && rayon::current_thread_index().is_none()
+}
+
+/// Read and settle what the worker at `index`, whose pipe this thread muted before writing to
+/// it, has answered so far (without waiting), then give the pipe back to its I/O thread.
+pub(super) fn read_written(pool: &'static Pool, index: usize, io: &WorkerIo) {
+    let unmute = Unmute(io);
+    let Ok(mut reading) = io.reading.try_lock() else {
+        // The I/O thread or a caller that leads is reading: it reads this answer too.
+        return;
+    };
+    if reading.gone {
+        return;
+    }
+    if let Err(death) = reading.read_available(pool, index, io) {
+        reading.death = Some(death);
+        drop(unmute);
+        drop(reading);
+        io.wake();
     }
 }

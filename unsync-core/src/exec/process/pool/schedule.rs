@@ -3,10 +3,10 @@
 //! pipelined up to [`MAX_DEPTH`] deep, one that runs for milliseconds goes one at a time, so
 //! that a free worker always takes the next call. A stream takes a worker for itself.
 
-use std::sync::MutexGuard;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, MutexGuard};
 
-use super::{Call, Phase, Pool, State};
+use super::{Call, Phase, Pool, State, WorkerIo, lead};
 use crate::error::Error;
 use crate::exec::lock;
 
@@ -30,7 +30,12 @@ impl Pool {
         }
         state.queue.push_back(call);
         self.start_idle_workers(&mut state);
-        drop(self.dispatch(state));
+        let mut muted = Vec::new();
+        let read_after = lead::reads_right_after_writing();
+        drop(self.dispatch_muting(state, read_after.then_some(&mut muted)));
+        for (index, io) in muted {
+            lead::read_written(self, index, &io);
+        }
     }
 
     /// Expected run time of function `index` in µs; unmeasured functions count as the whole
@@ -56,7 +61,17 @@ impl Pool {
     /// (so fast calls are pipelined and slow ones wait for a free worker).
     pub(super) fn dispatch<'a>(
         &'static self,
+        state: MutexGuard<'a, State>,
+    ) -> MutexGuard<'a, State> {
+        self.dispatch_muting(state, None)
+    }
+
+    /// [`dispatch`](Pool::dispatch), muting the response pipe of each idle worker it writes
+    /// to before it writes, into `muted` when given (see `lead::reads_right_after_writing`).
+    fn dispatch_muting<'a>(
+        &'static self,
         mut state: MutexGuard<'a, State>,
+        mut muted: Option<&mut Vec<(usize, Arc<WorkerIo>)>>,
     ) -> MutexGuard<'a, State> {
         let mut idle_fed = Vec::new();
         while let Some(call) = state.queue.front() {
@@ -95,6 +110,11 @@ impl Pool {
             slot.in_flight.push_back(call);
         }
         for index in idle_fed {
+            if let (Some(muted), Some(io)) = (muted.as_mut(), &state.slots[index].io) {
+                if io.wake.mute_responses().is_ok() {
+                    muted.push((index, io.clone()));
+                }
+            }
             state = self.flush(state, index);
         }
         state
