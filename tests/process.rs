@@ -319,6 +319,48 @@ fn cancel_kills_a_runaway_call_quickly() {
     });
 }
 
+#[test]
+fn calls_awaited_in_async_code_complete() {
+    watchdog(LIMIT, || {
+        let total = unsync::spawn(async {
+            let mut total = 0;
+            for i in 0..100 {
+                total += add(i, 1).await;
+            }
+            total
+        })
+        .result();
+        assert_eq!(total, (1..=100).sum::<u64>());
+    });
+}
+
+/// A worker killed while it has no call is replaced, and the next call runs on another. Not a
+/// test of its own: killing a worker of the pool the other tests share would fail their calls;
+/// the one-CPU child runs it alone.
+#[cfg(target_os = "linux")]
+fn a_worker_killed_while_idle_is_replaced() {
+    watchdog(LIMIT, || {
+        let idle = pid().result();
+        // SAFETY: `kill` with a pid this test's pool started and a valid signal.
+        assert_eq!(unsafe { libc::kill(idle as i32, libc::SIGKILL) }, 0);
+        common::wait_until_gone(idle, LIMIT).expect("the killed worker went away");
+        // Then until the pool has started its replacement: a call made before the pool saw
+        // the death could still be written to the dying worker (its fds close with its last
+        // thread), and would fail as a call that worker was running.
+        let deadline = Instant::now() + LIMIT;
+        while !common::live_children().iter().any(|&child| child != idle) {
+            assert!(
+                Instant::now() < deadline,
+                "no worker replaced the killed one"
+            );
+            std::thread::park_timeout(Duration::from_millis(1));
+        }
+        for _ in 0..10 {
+            assert_ne!(pid().result(), idle);
+        }
+    });
+}
+
 /// A caller blocked in `result` on a running call (on Linux, reading the worker's pipe itself)
 /// sees a cancel made from another thread, and the pool goes on. (Also run on one CPU with one
 /// worker, where a call cannot wait behind the runaway one.)
@@ -631,6 +673,8 @@ fn child_on_one_cpu() {
     crashes_cost_one_worker_and_later_calls_succeed();
     calls_queued_behind_a_crash_still_run();
     cancel_reaches_a_caller_blocked_on_the_call();
+    calls_awaited_in_async_code_complete();
+    a_worker_killed_while_idle_is_replaced();
     nested_cpu_bound_calls_run_inline_in_the_worker();
     timeout_kills_a_runaway_call_within_a_second_of_the_deadline();
     lone_calls_are_read_from_every_kind_of_thread();

@@ -69,6 +69,10 @@ pub(in crate::exec::process) struct Wake {
     responses: OwnedFd,
     #[cfg(all(target_os = "linux", not(unsync_portable)))]
     epoll: OwnedFd,
+    /// Whether the response pipe is muted (see [`mute_responses`](Wake::mute_responses)); the
+    /// lock makes each change and its system call one step.
+    #[cfg(all(target_os = "linux", not(unsync_portable)))]
+    muted: std::sync::Mutex<bool>,
     /// Whether the request pipe is in the `epoll` set (only the I/O thread changes it).
     #[cfg(all(target_os = "linux", not(unsync_portable)))]
     requests_added: std::sync::atomic::AtomicBool,
@@ -100,6 +104,7 @@ impl Wake {
                 readable,
                 responses,
                 epoll,
+                muted: std::sync::Mutex::new(false),
                 requests_added: std::sync::atomic::AtomicBool::new(false),
             })
         }
@@ -138,34 +143,42 @@ impl Wake {
 
     /// From now on, bytes on the response pipe no longer end the I/O thread's [`wait`] (its end
     /// still does), until [`unmute_responses`](Wake::unmute_responses): for a thread that reads
-    /// the pipe itself meanwhile. `Unsupported` unless [`CAN_MUTE`].
+    /// the pipe itself meanwhile. Nothing to do if muted already; `Unsupported` unless
+    /// [`CAN_MUTE`].
     pub(in crate::exec::process) fn mute_responses(&self) -> io::Result<()> {
-        self.set_responses_interest(false)
+        #[cfg(all(target_os = "linux", not(unsync_portable)))]
+        return self.set_muted(true);
+        #[cfg(any(not(target_os = "linux"), unsync_portable))]
+        Err(io::ErrorKind::Unsupported.into())
     }
 
     /// Undo [`mute_responses`](Wake::mute_responses); bytes already waiting end the I/O
-    /// thread's wait at once.
+    /// thread's wait at once. Nothing to do if not muted.
     pub(in crate::exec::process) fn unmute_responses(&self) -> io::Result<()> {
-        self.set_responses_interest(true)
+        #[cfg(all(target_os = "linux", not(unsync_portable)))]
+        return self.set_muted(false);
+        #[cfg(any(not(target_os = "linux"), unsync_portable))]
+        Ok(())
     }
 
-    fn set_responses_interest(&self, readable: bool) -> io::Result<()> {
-        #[cfg(all(target_os = "linux", not(unsync_portable)))]
-        {
-            use rustix::event::epoll;
+    #[cfg(all(target_os = "linux", not(unsync_portable)))]
+    fn set_muted(&self, mute: bool) -> io::Result<()> {
+        use rustix::event::epoll;
+        let mut muted = self
+            .muted
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if *muted != mute {
             let data = epoll::EventData::new_u64(key::RESPONSES);
-            let flags = if readable {
-                epoll::EventFlags::IN
-            } else {
+            let flags = if mute {
                 epoll::EventFlags::empty()
+            } else {
+                epoll::EventFlags::IN
             };
-            Ok(epoll::modify(&self.epoll, &self.responses, data, flags)?)
+            epoll::modify(&self.epoll, &self.responses, data, flags)?;
+            *muted = mute;
         }
-        #[cfg(any(not(target_os = "linux"), unsync_portable))]
-        {
-            let _ = readable;
-            Err(io::ErrorKind::Unsupported.into())
-        }
+        Ok(())
     }
 
     /// Whether the response pipe has bytes (or its end) now, or within `timeout` (`None`:

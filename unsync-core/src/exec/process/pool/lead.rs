@@ -15,7 +15,9 @@
 //! writer) and has answered by the time the write returns, often before its caller could take
 //! the pipe: the I/O thread would wake for nothing. There the thread that writes a call to an
 //! idle worker mutes the pipe before it writes, and reads what came right after
-//! ([`read_written`]).
+//! ([`read_written`]); and a worker left idle stays muted for the next such writer
+//! ([`Release`]), so that a lone call costs no `epoll` change at all. A worker's end still
+//! reaches its I/O thread through a muted pipe.
 
 use std::io;
 use std::sync::{Arc, TryLockError};
@@ -50,7 +52,11 @@ fn lead(id: u64, done: &dyn Fn() -> bool) {
     if reading.gone || io.wake.mute_responses().is_err() {
         return;
     }
-    let unmute = Unmute(&io);
+    let release = Release {
+        pool,
+        index,
+        io: &io,
+    };
     let death = loop {
         if done() || !answer_may_come(&io) {
             break None;
@@ -64,7 +70,7 @@ fn lead(id: u64, done: &dyn Fn() -> bool) {
     };
     let found_dead = death.is_some();
     reading.death = death;
-    drop(unmute);
+    drop(release);
     drop(reading);
     if found_dead {
         io.wake();
@@ -88,16 +94,32 @@ fn answer_may_come(io: &WorkerIo) -> bool {
     waited
 }
 
-/// Gives the response pipe back to the I/O thread's wait, however leading ends (even by a
-/// panic in a result's `Deserialize`).
-struct Unmute<'a>(&'a WorkerIo);
+/// Gives the response pipe back to the I/O thread's wait however reading ends (even by a
+/// panic in a result's `Deserialize`), except on one CPU while the worker is idle: there it
+/// stays muted for the next call's writer, which reads that call's answer itself
+/// ([`reads_right_after_writing`]; any other writer unmutes it first: `Pool::dispatch`).
+struct Release<'a> {
+    pool: &'static Pool,
+    index: usize,
+    io: &'a WorkerIo,
+}
 
-impl Drop for Unmute<'_> {
+impl Drop for Release<'_> {
     fn drop(&mut self) {
-        if self.0.wake.unmute_responses().is_err() {
+        let state = lock(&self.pool.state);
+        let slot = &state.slots[self.index];
+        let idle = slot.in_flight.is_empty()
+            && slot
+                .io
+                .as_ref()
+                .is_some_and(|current| std::ptr::eq(Arc::as_ptr(current), self.io));
+        if idle && crate::config::one_cpu() {
+            return;
+        }
+        if self.io.wake.unmute_responses().is_err() {
             // Cannot happen with a valid epoll set; if it did, the I/O thread would never
             // see this worker's answers again. Its end is seen even on a muted pipe: end it.
-            self.0.kill();
+            self.io.kill();
         }
     }
 }
@@ -127,9 +149,9 @@ pub(super) fn reads_right_after_writing() -> bool {
 }
 
 /// Read and settle what the worker at `index`, whose pipe this thread muted before writing to
-/// it, has answered so far (without waiting), then give the pipe back to its I/O thread.
+/// it, has answered so far (without waiting), then give the pipe back ([`Release`]).
 pub(super) fn read_written(pool: &'static Pool, index: usize, io: &WorkerIo) {
-    let unmute = Unmute(io);
+    let release = Release { pool, index, io };
     let Ok(mut reading) = io.reading.try_lock() else {
         // The I/O thread or a caller that leads is reading: it reads this answer too.
         return;
@@ -139,7 +161,7 @@ pub(super) fn read_written(pool: &'static Pool, index: usize, io: &WorkerIo) {
     }
     if let Err(death) = reading.read_available(pool, index, io) {
         reading.death = Some(death);
-        drop(unmute);
+        drop(release);
         drop(reading);
         io.wake();
     }

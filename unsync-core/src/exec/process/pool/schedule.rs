@@ -110,9 +110,18 @@ impl Pool {
             slot.in_flight.push_back(call);
         }
         for index in idle_fed {
-            if let (Some(muted), Some(io)) = (muted.as_mut(), &state.slots[index].io) {
-                if io.wake.mute_responses().is_ok() {
-                    muted.push((index, io.clone()));
+            if let Some(io) = &state.slots[index].io {
+                match muted.as_mut() {
+                    Some(muted) if io.wake.mute_responses().is_ok() => {
+                        muted.push((index, io.clone()));
+                    }
+                    // Muted while idle (`lead::Release`): whoever reads its next answer, the
+                    // I/O thread must hear it.
+                    _ => {
+                        if io.wake.unmute_responses().is_err() {
+                            io.kill();
+                        }
+                    }
                 }
             }
             state = self.flush(state, index);
