@@ -106,6 +106,14 @@ fn inject(frame: Vec<u8>) -> usize {
     write_to_writable_pipes(&frame)
 }
 
+/// [`inject`], after `millis` of work: by then its caller, blocked in `result`, has given up
+/// spinning and reads the worker's pipe itself (on Linux: see the pool's `lead`).
+#[unsync(cpu_bound)]
+fn inject_later(frame: Vec<u8>, millis: u64) -> usize {
+    std::thread::sleep(std::time::Duration::from_millis(millis));
+    write_to_writable_pipes(&frame)
+}
+
 #[unsync(cpu_bound)]
 fn pid() -> u32 {
     std::process::id()
@@ -140,6 +148,30 @@ fn bad_frames_from_a_worker_fail_the_call_and_replace_the_worker() {
             }
         }
         // The pool replaced the workers and answers.
+        assert_ne!(pid().result(), std::process::id());
+    });
+}
+
+/// The same bad frames found by a caller that reads its own answer: the same outcome. (The
+/// worker's wait only makes that reader the likely one; the outcome is the same whoever
+/// reads.)
+#[test]
+fn bad_frames_found_by_the_caller_fail_the_call_the_same() {
+    watchdog(LIMIT, || {
+        for bytes in [
+            frame(&[0xEE, 1, 2, 3]),
+            frame(&[]),
+            u32::MAX.to_le_bytes().to_vec(),
+        ] {
+            assert_ne!(pid().result(), std::process::id());
+            match inject_later(bytes, 20).catch().result() {
+                Err(Error::WorkerDied { task, detail }) => {
+                    assert_eq!(task, "process_bad_frames::inject_later");
+                    assert!(detail.contains("broke the protocol"), "{detail}");
+                }
+                other => panic!("expected WorkerDied, got {other:?}"),
+            }
+        }
         assert_ne!(pid().result(), std::process::id());
     });
 }

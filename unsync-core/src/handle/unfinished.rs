@@ -195,11 +195,13 @@ impl<T: Send + 'static> Unfinished<T> {
         let parked = if repr.is_done() {
             None
         } else {
-            if let Repr::Shared { source, .. } = repr {
-                source.lead();
-            }
             crate::handle::wait::spin_until(|| repr.is_done())
         };
+        // Not done within the spin: this thread may do the work that finishes it rather than
+        // sleep until another thread has (see `completion::Lead`).
+        if let (Some(_), Repr::Shared { source, .. }) = (parked, &*repr) {
+            source.lead();
+        }
         if parked.is_none() {
             // Done (a done task is never pending again), so no waker is needed.
             let mut cx = Context::from_waker(std::task::Waker::noop());
