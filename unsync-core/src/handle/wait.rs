@@ -126,8 +126,9 @@ pub(crate) fn record_wait(started: Instant) {
     });
 }
 
-/// Run `f`, which blocks this thread in a system call, as a wait that blocks it: with the
-/// thread's [`BlockingHook`], and through `block_in_place` on a tokio worker.
+/// Run `f`, which blocks this thread (parks it, or waits in a system call), as every wait that
+/// blocks it runs: with the thread's [`BlockingHook`], and through `block_in_place` on a
+/// worker of a multi-threaded tokio runtime.
 pub(crate) fn blocking<R>(f: impl FnOnce() -> R) -> R {
     let _blocking = Blocking::enter();
     let on_tokio_worker = tokio::runtime::Handle::try_current()
@@ -158,15 +159,8 @@ pub(crate) fn block_on_alone<R>(poll: impl FnMut(&mut Context<'_>) -> Poll<R>) -
     if let Poll::Ready(r) = poll(&mut cx) {
         return r;
     }
-    let _blocking = Blocking::enter();
-    let on_tokio_worker = tokio::runtime::Handle::try_current()
-        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-    let parked = if on_tokio_worker {
-        tokio::task::block_in_place(|| park_until(&mut poll, &mut cx, None, None))
-    } else {
-        park_until(&mut poll, &mut cx, None, None)
-    };
-    parked.expect("a wait without deadline returns a value")
+    blocking(|| park_until(&mut poll, &mut cx, None, None))
+        .expect("a wait without deadline returns a value")
 }
 
 /// Block until `done()` holds, checking it every `tick` (for conditions nothing wakes us
@@ -200,14 +194,7 @@ fn block_on_ticking<R>(
     if rayon::current_thread_index().is_some() {
         return wait_helping_rayon(&mut poll, &mut cx, deadline, tick);
     }
-    let _blocking = Blocking::enter();
-    let on_tokio_worker = tokio::runtime::Handle::try_current()
-        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-    if on_tokio_worker {
-        tokio::task::block_in_place(|| park_until(&mut poll, &mut cx, deadline, tick))
-    } else {
-        park_until(&mut poll, &mut cx, deadline, tick)
-    }
+    blocking(|| park_until(&mut poll, &mut cx, deadline, tick))
 }
 
 fn park_until<R>(

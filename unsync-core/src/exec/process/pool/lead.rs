@@ -23,8 +23,10 @@
 //! reaches its I/O thread through a muted pipe.
 
 use std::io;
-use std::sync::{Arc, TryLockError};
+use std::sync::{Arc, MutexGuard, TryLockError};
 
+use super::io_loop::Reading;
+use super::supervisor::Death;
 use super::{POOL, Phase, Pool, WorkerIo};
 use crate::exec::lock;
 use crate::exec::process::os;
@@ -71,6 +73,13 @@ fn lead(id: u64, done: &dyn Fn() -> bool) {
             break None;
         }
     };
+    hand_back(release, reading, death);
+}
+
+/// Stop reading: give the pipe back ([`Release`]), and if the worker was found gone, wake its
+/// I/O thread, which buries it.
+fn hand_back(release: Release<'_>, mut reading: MutexGuard<'_, Reading>, death: Option<Death>) {
+    let io = release.io;
     let found_dead = death.is_some();
     reading.death = death;
     drop(release);
@@ -155,10 +164,6 @@ pub(super) fn read_written(pool: &'static Pool, index: usize, io: &WorkerIo) {
     if reading.gone {
         return;
     }
-    if let Err(death) = reading.read_available(pool, index, io) {
-        reading.death = Some(death);
-        drop(release);
-        drop(reading);
-        io.wake();
-    }
+    let death = reading.read_available(pool, index, io).err();
+    hand_back(release, reading, death);
 }
