@@ -5,7 +5,7 @@
 //! run after ours).
 //!
 //! On Windows the GNU linker drops a `linkme` slice's entries (section GC), so there each
-//! function registers itself instead, from a constructor in `.CRT$XCU` ([`register`]), and the
+//! function registers itself instead, from a constructor in `.CRT$XCU` (`register`), and the
 //! worker start-up hook runs after all of them, from `.CRT$XCV` (see `sys`): the C runtime runs
 //! those sections in name order, and both linkers keep them.
 //!

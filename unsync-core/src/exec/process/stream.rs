@@ -1,5 +1,5 @@
 //! One streaming `cpu_bound` call, typed, on the parent side: its `STREAM` frame, and the
-//! worker's items decoded into its [`UnfinishedStream`]'s queue. The pool sees a [`Job`] like
+//! worker's items decoded into its [`UnfinishedStream`](crate::UnfinishedStream)'s queue. The pool sees a [`Job`] like
 //! any call's; how the worker drives the iterator, batches and credit is `worker_stream`.
 
 use std::marker::PhantomData;
