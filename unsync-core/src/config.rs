@@ -257,7 +257,7 @@ impl Config {
 
     /// Send `#[unsync(remote)]` calls to this Temporal cluster (overrides `UNSYNC_REMOTE`).
     /// Needs unsync's `remote` feature: without it, such calls fail with
-    /// [`Error::Remote`](crate::Error::Remote). See [`Remote`] for TLS and API keys.
+    /// [`Error::Remote`]. See [`Remote`] for TLS and API keys.
     ///
     /// ```
     /// let cluster = unsync::Remote::new("temporal://127.0.0.1:7233/default").unwrap();
