@@ -239,6 +239,12 @@ fn finish_child_test(name: &str, command: &mut std::process::Command) -> std::pr
         "child test {name} failed: {}",
         String::from_utf8_lossy(&output.stderr)
     );
+    // A misspelt name would pass, running nothing. (Not "1 passed": some children exit.)
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("running 1 test\n"),
+        "child test {name} did not run: {}",
+        String::from_utf8_lossy(&output.stdout)
+    );
     output
 }
 

@@ -194,11 +194,13 @@ impl Config {
         self
     }
 
-    /// How long a thread that blocks on a handle (`.result()`, `wait_timeout`, a blocking
-    /// iterator) spins before it parks, at most. Waking a parked thread costs a system call
-    /// and a context switch on both sides (tens of µs on a VM), so a short spin makes quick
-    /// round trips several times faster; the spin adapts per thread and shrinks to nothing
-    /// when waits are long, so a thread that waits seconds burns almost no CPU. `Duration::ZERO`
+    /// How long a thread blocked in `.result()` spins before it parks, at most. Waking a
+    /// parked thread costs a system call and a context switch on both sides (tens of µs on a
+    /// VM), so a short spin makes quick round trips several times faster; the spin adapts per
+    /// thread and shrinks to nothing when waits are long, so a thread that waits seconds burns
+    /// almost no CPU. Each thread also times its waits with and without the spin, and parks at
+    /// once while that has been quicker (when the scheduler would run the task on the waiting
+    /// thread's CPU, a spin pushes it to another one). `Duration::ZERO`
     /// never spins: the choice for battery-powered or heavily oversubscribed machines, and the
     /// default when the process may run on one CPU only (there a spin only delays the thread it
     /// waits for).

@@ -347,13 +347,10 @@ impl<T, P> Completion<T, P> {
         }
     }
 
-    /// Block this thread doing the work that finishes the cell, if its executor allows that
-    /// (see [`Lead`]); returns at once otherwise.
-    fn lead(&self) {
-        let lead = lock(&self.inner).abort.as_ref().and_then(|a| a.0.lead());
-        if let Some(lead) = lead {
-            (lead.run)(lead.key, &|| self.is_done());
-        }
+    /// How a thread blocked on the cell can do the work that finishes it, if its executor
+    /// allows that (see [`Lead`]).
+    fn lead(&self) -> Option<Lead> {
+        lock(&self.inner).abort.as_ref().and_then(|a| a.0.lead())
     }
 
     /// A new reader (a cloned handle). `clone_fn` is how it will copy the value.
@@ -472,9 +469,9 @@ pub(crate) trait Source<T>: Send + Sync {
     fn cancel_on_drop(&self);
     /// The same cell seen as `Result<T, Error>`, when that view exists without a new task.
     fn caught(self: Arc<Self>) -> Option<Arc<dyn Source<Result<T, Error>>>>;
-    /// Block doing the work that finishes the cell, where the executor allows it (see
-    /// [`Lead`]); returns at once otherwise.
-    fn lead(&self);
+    /// How a thread blocked on the cell can do the work that finishes it, where the executor
+    /// allows that (see [`Lead`]).
+    fn lead(&self) -> Option<Lead>;
 }
 
 impl<T: Send + 'static, P: Send + Sync + 'static> Source<T> for Completion<T, P> {
@@ -508,7 +505,7 @@ impl<T: Send + 'static, P: Send + Sync + 'static> Source<T> for Completion<T, P>
     fn caught(self: Arc<Self>) -> Option<Arc<dyn Source<Result<T, Error>>>> {
         Some(self)
     }
-    fn lead(&self) {
+    fn lead(&self) -> Option<Lead> {
         Completion::lead(self)
     }
 }
@@ -548,7 +545,7 @@ impl<T: Send + 'static, P: Send + Sync + 'static> Source<Result<T, Error>> for C
     fn caught(self: Arc<Self>) -> Option<Arc<dyn Source<Result<Result<T, Error>, Error>>>> {
         None
     }
-    fn lead(&self) {
+    fn lead(&self) -> Option<Lead> {
         Completion::lead(self)
     }
 }

@@ -192,17 +192,22 @@ impl<T: Send + 'static> Unfinished<T> {
     /// Block until done; the outcome as a value.
     pub(crate) fn outcome(mut self) -> Result<T, Error> {
         let repr = self.repr_mut();
-        let parked = if repr.is_done() {
+        let waiting = if repr.is_done() {
             None
         } else {
-            crate::handle::wait::spin_until(|| repr.is_done())
+            // A thread that can do the work that finishes the task rather than sleep until
+            // another thread has (see `completion::Lead`) does so once it stops spinning.
+            let lead = match &*repr {
+                Repr::Shared { source, .. } => source.lead(),
+                _ => None,
+            };
+            let waiting = crate::handle::wait::spin_until(lead.is_some(), || repr.is_done());
+            if let (Some(_), Some(lead)) = (&waiting, lead) {
+                (lead.run)(lead.key, &|| repr.is_done());
+            }
+            waiting
         };
-        // Not done within the spin: this thread may do the work that finishes it rather than
-        // sleep until another thread has (see `completion::Lead`).
-        if let (Some(_), Repr::Shared { source, .. }) = (parked, &*repr) {
-            source.lead();
-        }
-        if parked.is_none() {
+        if waiting.is_none() {
             // Done (a done task is never pending again), so no waker is needed.
             let mut cx = Context::from_waker(std::task::Waker::noop());
             if let Poll::Ready(outcome) = repr.poll_outcome(&mut cx) {
@@ -211,8 +216,8 @@ impl<T: Send + 'static> Unfinished<T> {
         }
         let outcome = crate::handle::wait::block_on(|cx| repr.poll_outcome(cx), None)
             .expect("a wait without deadline returns a value");
-        if let Some(started) = parked {
-            crate::handle::wait::record_wait(started);
+        if let Some(waited) = waiting {
+            crate::handle::wait::record_wait(waited);
         }
         outcome
     }

@@ -76,27 +76,129 @@ fn max_spin_micros() -> u32 {
 }
 
 thread_local! {
-    /// This thread's current spin budget in µs, adapted to how its recent waits went
-    /// (`u32::MAX`: not set yet, start at the longest spin).
-    static SPIN_BUDGET: std::cell::Cell<u32> = const { std::cell::Cell::new(u32::MAX) };
+    /// How this thread's recent waits went (see [`spin_until`]): for tasks it cannot help, and
+    /// for those it can (`leads`), which take longer.
+    static WAITS: [std::cell::Cell<Waits>; 2] =
+        const { [std::cell::Cell::new(Waits::NONE), std::cell::Cell::new(Waits::NONE)] };
 }
 
-/// Before parking, spin a little while `done()` may turn true soon: waking a parked thread
+/// A thread's record of its recent waits, from which it chooses how to wait next.
+#[derive(Clone, Copy)]
+struct Waits {
+    /// How long it spins at most, in µs (`u32::MAX`: not set yet, the longest spin).
+    budget: u32,
+    /// A typical wait lately, in ns (0: none measured yet), when it spun first...
+    spinning: u32,
+    /// ... and when it blocked at once.
+    blocking: u32,
+    /// Waits since the way it did not choose was last tried...
+    since_tried: u32,
+    /// ... and how many it lets pass before trying that way again.
+    try_every: u32,
+}
+
+/// A wait that [`spin_until`] did not see end, for [`record_wait`].
+pub(crate) struct Waited {
+    started: Instant,
+    leads: bool,
+    spun: bool,
+    tried: bool,
+}
+
+/// Wait times above this count as this: one long wait says little about the next short one.
+const LONGEST_SAMPLE_NANOS: u32 = 1_000_000;
+/// The way of waiting a thread does not choose is tried again after at least this many waits,
+/// and at most ...
+const TRY_EVERY_MIN: u32 = 16;
+/// ... this many: in the regime where it loses it is a few times slower, so trying it once in
+/// this many waits costs a few percent of the mean wait, and none of the median.
+const TRY_EVERY_MAX: u32 = 256;
+
+impl Waits {
+    const NONE: Waits = Waits {
+        budget: u32::MAX,
+        spinning: 0,
+        blocking: 0,
+        since_tried: 0,
+        try_every: TRY_EVERY_MIN,
+    };
+
+    /// Whether spinning first has been the quicker way lately.
+    fn spinning_is_quicker(&self) -> bool {
+        self.blocking == 0 || self.spinning <= self.blocking
+    }
+
+    /// How the next wait goes: whether it spins first, and whether that is a try of the way
+    /// that has been slower lately.
+    fn next(&mut self) -> (bool, bool) {
+        let tried = self.since_tried >= self.try_every;
+        self.since_tried = if tried { 0 } else { self.since_tried + 1 };
+        (self.spinning_is_quicker() != tried, tried)
+    }
+
+    /// Fold in how long a wait took, `spun` first or not, `tried` as the other way.
+    fn record(&mut self, spun: bool, tried: bool, waited: Duration) {
+        let sample = u32::try_from(waited.as_nanos())
+            .unwrap_or(u32::MAX)
+            .min(LONGEST_SAMPLE_NANOS);
+        let typical = if spun {
+            &mut self.spinning
+        } else {
+            &mut self.blocking
+        };
+        // A tried way's last figure is old: the new one replaces it.
+        *typical = if tried || *typical == 0 {
+            sample
+        } else {
+            ((u64::from(*typical) * 3 + u64::from(sample)) / 4) as u32
+        };
+        if tried {
+            self.try_every = if self.spinning_is_quicker() == spun {
+                TRY_EVERY_MIN
+            } else {
+                (self.try_every * 2).min(TRY_EVERY_MAX)
+            };
+        }
+    }
+}
+
+/// Before blocking, spin a little while `done()` may turn true soon: waking a parked thread
 /// costs a system call and a context switch on both sides (tens of µs on a VM). The budget
 /// adapts per thread: it grows when spinning pays off (or would have: the wait ended within
 /// the longest spin), and halves when the wait was long, so long waits burn almost no CPU.
-/// Returns `None` when `done()` held; otherwise when the spin began, for [`record_wait`].
-pub(crate) fn spin_until(done: impl Fn() -> bool) -> Option<Instant> {
+///
+/// Spinning can also lose: when the scheduler would run the thread waited for on this CPU (a
+/// VM's wake-ups then cost a few µs), a spinning waiter pushes it to another CPU, which may
+/// have to be woken first. So each thread also times its waits both ways, spinning first and
+/// blocking at once, waits the way that has been quicker lately, and tries the other way now
+/// and then (see [`TRY_EVERY_MAX`]) in case that changed.
+///
+/// `leads`: whether the thread will help the task finish once it stops spinning (see
+/// `completion::Lead`). Returns `None` when `done()` held; otherwise the wait so far, for
+/// [`record_wait`].
+pub(crate) fn spin_until(leads: bool, done: impl Fn() -> bool) -> Option<Waited> {
     let max = max_spin_micros();
-    let budget = SPIN_BUDGET.with(std::cell::Cell::get).min(max);
-    let start = Instant::now();
-    if budget > 0 {
+    let started = Instant::now();
+    if max == 0 {
+        return Some(Waited {
+            started,
+            leads,
+            spun: false,
+            tried: false,
+        });
+    }
+    let mut waits = WAITS.with(|w| w[usize::from(leads)].get());
+    let (spin, tried) = waits.next();
+    let budget = waits.budget.min(max);
+    if spin && budget > 0 {
         let limit = Duration::from_micros(u64::from(budget));
         let mut round = 0_u32;
         loop {
             for _ in 0..32 {
                 if done() {
-                    SPIN_BUDGET.with(|b| b.set((budget + budget / 2 + 2).min(max)));
+                    waits.budget = (budget + budget / 2 + 2).min(max);
+                    waits.record(true, tried, started.elapsed());
+                    WAITS.with(|w| w[usize::from(leads)].set(waits));
                     return None;
                 }
                 std::hint::spin_loop();
@@ -105,24 +207,40 @@ pub(crate) fn spin_until(done: impl Fn() -> bool) -> Option<Instant> {
             if round % 4 == 0 {
                 std::thread::yield_now();
             }
-            if start.elapsed() >= limit {
+            if started.elapsed() >= limit {
                 break;
             }
         }
     }
-    Some(start)
+    WAITS.with(|w| w[usize::from(leads)].set(waits));
+    Some(Waited {
+        started,
+        leads,
+        spun: spin,
+        tried,
+    })
 }
 
-/// After a wait that spinning did not cover, adapt the budget to how long it took.
-pub(crate) fn record_wait(started: Instant) {
-    let waited = started.elapsed();
+/// After a wait that [`spin_until`] did not see end: adapt the spin budget, and time the way
+/// it waited.
+pub(crate) fn record_wait(waited: Waited) {
+    let elapsed = waited.started.elapsed();
     let max = max_spin_micros();
-    SPIN_BUDGET.with(|b| {
-        if waited <= Duration::from_micros(u64::from(max) * 2) {
-            b.set(max);
-        } else {
-            b.set(b.get().min(max) / 2);
+    if max == 0 {
+        return;
+    }
+    WAITS.with(|w| {
+        let w = &w[usize::from(waited.leads)];
+        let mut waits = w.get();
+        if waited.spun {
+            waits.budget = if elapsed <= Duration::from_micros(u64::from(max) * 2) {
+                max
+            } else {
+                waits.budget.min(max) / 2
+            };
         }
+        waits.record(waited.spun, waited.tried, elapsed);
+        w.set(waits);
     });
 }
 
@@ -244,5 +362,79 @@ fn wait_helping_rayon<R>(
             pause = pause.min(deadline - now);
         }
         thread::park_timeout(pause);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const QUICK: Duration = Duration::from_micros(3);
+    const SLOW: Duration = Duration::from_micros(40);
+
+    /// Run `n` waits that take `spinning` when spun first and `blocking` otherwise; how many
+    /// spun.
+    fn run(waits: &mut Waits, n: u32, spinning: Duration, blocking: Duration) -> u32 {
+        let mut spun = 0;
+        for _ in 0..n {
+            let (spin, tried) = waits.next();
+            spun += u32::from(spin);
+            waits.record(spin, tried, if spin { spinning } else { blocking });
+        }
+        spun
+    }
+
+    #[test]
+    fn a_thread_spins_first_until_blocking_has_been_tried() {
+        let mut waits = Waits::NONE;
+        for _ in 0..TRY_EVERY_MIN {
+            assert_eq!(waits.next(), (true, false));
+            waits.record(true, false, SLOW);
+        }
+        assert_eq!(waits.next(), (false, true), "blocking tried");
+    }
+
+    #[test]
+    fn each_thread_waits_the_quicker_way_and_seldom_tries_the_other() {
+        let mut waits = Waits::NONE;
+        // Spinning quicker: after the first tries, blocking only once in TRY_EVERY_MAX.
+        run(&mut waits, 2_000, QUICK, SLOW);
+        assert_eq!(waits.try_every, TRY_EVERY_MAX);
+        let spun = run(&mut waits, 10 * TRY_EVERY_MAX, QUICK, SLOW);
+        assert!(spun >= 10 * TRY_EVERY_MAX - 11, "spun {spun}");
+        // The regime changes: blocking is quicker. Found at its next try, then kept.
+        run(&mut waits, TRY_EVERY_MAX + 1, SLOW, QUICK);
+        assert!(!waits.spinning_is_quicker());
+        let spun = run(&mut waits, 10 * TRY_EVERY_MAX, SLOW, QUICK);
+        assert!(spun <= 10 + 8, "spun {spun}");
+        assert_eq!(waits.try_every, TRY_EVERY_MAX);
+    }
+
+    #[test]
+    fn one_lucky_try_is_undone_by_the_next_waits() {
+        let mut waits = Waits::NONE;
+        run(&mut waits, 2_000, QUICK, SLOW);
+        // One try of blocking happens to be quick...
+        waits.since_tried = waits.try_every;
+        let (spin, tried) = waits.next();
+        assert!(!spin && tried);
+        waits.record(false, true, Duration::from_nanos(500));
+        assert!(!waits.spinning_is_quicker());
+        // ... then blocking is as slow as ever, and spinning is back within a few waits.
+        let mut blocked = 0;
+        while !waits.spinning_is_quicker() {
+            let (spin, tried) = waits.next();
+            assert!(!spin && !tried);
+            waits.record(false, false, SLOW);
+            blocked += 1;
+        }
+        assert!(blocked <= 3, "{blocked} waits to undo it");
+    }
+
+    #[test]
+    fn long_waits_count_as_a_millisecond() {
+        let mut waits = Waits::NONE;
+        waits.record(true, false, Duration::from_secs(5));
+        assert_eq!(waits.spinning, LONGEST_SAMPLE_NANOS);
     }
 }

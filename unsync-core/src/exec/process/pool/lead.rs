@@ -1,9 +1,10 @@
 //! A caller blocked in `.result()` on a call that its worker is running, once its spin
-//! (`Config::spin`) is over, reads the worker's answer itself (leader/follower with the
-//! worker's I/O thread): the answer then wakes one thread, the caller, instead of two (the I/O
-//! thread, which then wakes the caller), and a lone call costs two hops, caller → worker →
-//! caller, instead of three. A call answered within the spin is read by the I/O thread while
-//! the caller spins, as before: on several CPUs that is the fastest (no sleep at all).
+//! (`Config::spin`) is over, or at once when it does not spin (`handle::wait::spin_until`),
+//! reads the worker's answer itself (leader/follower with the worker's I/O thread): the answer
+//! then wakes one thread, the caller, instead of two (the I/O thread, which then wakes the
+//! caller), and a lone call costs two hops, caller → worker → caller, instead of three. A call
+//! answered within the spin is read by the I/O thread while the caller spins: on several idle
+//! CPUs that is the fastest (no sleep at all).
 //!
 //! The caller takes the worker's `Reading` (which the I/O thread holds only while it reads),
 //! mutes the response pipe in the I/O thread's wait so that the answer wakes only the caller,
