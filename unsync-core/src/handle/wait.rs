@@ -95,6 +95,12 @@ struct Waits {
     since_tried: u32,
     /// ... and how many it lets pass before trying that way again.
     try_every: u32,
+    /// The try under way: waits left in it, whether it spins, and its waits so far (their sum
+    /// and the longest, in ns).
+    try_left: u32,
+    try_spins: bool,
+    try_sum: u64,
+    try_longest: u32,
 }
 
 /// A wait that [`spin_until`] did not see end, for [`record_wait`].
@@ -110,9 +116,11 @@ const LONGEST_SAMPLE_NANOS: u32 = 1_000_000;
 /// The way of waiting a thread does not choose is tried again after at least this many waits,
 /// and at most ...
 const TRY_EVERY_MIN: u32 = 16;
-/// ... this many: in the regime where it loses it is a few times slower, so trying it once in
-/// this many waits costs a few percent of the mean wait, and none of the median.
-const TRY_EVERY_MAX: u32 = 256;
+/// ... this many: in the regime where it loses it is a few times slower, so a try once in this
+/// many waits costs a few percent of the mean wait, and none of the median.
+const TRY_EVERY_MAX: u32 = 512;
+/// Waits in one try, of which the longest is left out: single waits vary by several times.
+const TRY_LENGTH: u32 = 4;
 
 impl Waits {
     const NONE: Waits = Waits {
@@ -121,6 +129,10 @@ impl Waits {
         blocking: 0,
         since_tried: 0,
         try_every: TRY_EVERY_MIN,
+        try_left: 0,
+        try_spins: false,
+        try_sum: 0,
+        try_longest: 0,
     };
 
     /// Whether spinning first has been the quicker way lately.
@@ -128,36 +140,62 @@ impl Waits {
         self.blocking == 0 || self.spinning <= self.blocking
     }
 
-    /// How the next wait goes: whether it spins first, and whether that is a try of the way
-    /// that has been slower lately.
+    /// How the next wait goes: whether it spins first, and whether it is part of a try of the
+    /// way that has been slower lately.
     fn next(&mut self) -> (bool, bool) {
-        let tried = self.since_tried >= self.try_every;
-        self.since_tried = if tried { 0 } else { self.since_tried + 1 };
-        (self.spinning_is_quicker() != tried, tried)
+        if self.try_left == 0 && self.since_tried >= self.try_every {
+            self.since_tried = 0;
+            self.try_left = TRY_LENGTH;
+            self.try_spins = !self.spinning_is_quicker();
+            self.try_sum = 0;
+            self.try_longest = 0;
+        }
+        if self.try_left > 0 {
+            self.try_left -= 1;
+            return (self.try_spins, true);
+        }
+        self.since_tried += 1;
+        (self.spinning_is_quicker(), false)
     }
 
-    /// Fold in how long a wait took, `spun` first or not, `tried` as the other way.
+    /// Fold in how long a wait took, `spun` first or not, `tried` as part of a try.
     fn record(&mut self, spun: bool, tried: bool, waited: Duration) {
         let sample = u32::try_from(waited.as_nanos())
             .unwrap_or(u32::MAX)
             .min(LONGEST_SAMPLE_NANOS);
-        let typical = if spun {
-            &mut self.spinning
-        } else {
-            &mut self.blocking
-        };
-        // A tried way's last figure is old: the new one replaces it.
-        *typical = if tried || *typical == 0 {
-            sample
-        } else {
-            ((u64::from(*typical) * 3 + u64::from(sample)) / 4) as u32
-        };
         if tried {
+            self.try_sum += u64::from(sample);
+            self.try_longest = self.try_longest.max(sample);
+            if self.try_left > 0 {
+                return;
+            }
+            // The try is over: its figure, without its longest wait, replaces that way's old
+            // one, and the next try comes sooner if it won.
+            let typical = (self.try_sum - u64::from(self.try_longest)) / u64::from(TRY_LENGTH - 1);
+            *self.typical(spun) = typical.max(1) as u32;
             self.try_every = if self.spinning_is_quicker() == spun {
                 TRY_EVERY_MIN
             } else {
                 (self.try_every * 2).min(TRY_EVERY_MAX)
             };
+            return;
+        }
+        // A moving average, with each wait counted as at most twice the typical one, so that
+        // a rare long wait (the thread preempted) does not outweigh several typical ones.
+        let typical = self.typical(spun);
+        *typical = if *typical == 0 {
+            sample.max(1)
+        } else {
+            let sample = sample.min(typical.saturating_mul(2));
+            ((u64::from(*typical) * 3 + u64::from(sample)) / 4).max(1) as u32
+        };
+    }
+
+    fn typical(&mut self, spun: bool) -> &mut u32 {
+        if spun {
+            &mut self.spinning
+        } else {
+            &mut self.blocking
         }
     }
 }
@@ -391,44 +429,67 @@ mod tests {
             assert_eq!(waits.next(), (true, false));
             waits.record(true, false, SLOW);
         }
-        assert_eq!(waits.next(), (false, true), "blocking tried");
+        for _ in 0..TRY_LENGTH {
+            assert_eq!(waits.next(), (false, true), "blocking tried");
+            waits.record(false, true, QUICK);
+        }
+        assert!(!waits.spinning_is_quicker());
+        assert_eq!(waits.next(), (false, false));
     }
 
     #[test]
     fn each_thread_waits_the_quicker_way_and_seldom_tries_the_other() {
         let mut waits = Waits::NONE;
-        // Spinning quicker: after the first tries, blocking only once in TRY_EVERY_MAX.
-        run(&mut waits, 2_000, QUICK, SLOW);
+        // Spinning quicker: after the first tries, blocking only in one try per TRY_EVERY_MAX.
+        run(&mut waits, 5_000, QUICK, SLOW);
         assert_eq!(waits.try_every, TRY_EVERY_MAX);
         let spun = run(&mut waits, 10 * TRY_EVERY_MAX, QUICK, SLOW);
-        assert!(spun >= 10 * TRY_EVERY_MAX - 11, "spun {spun}");
+        assert!(spun >= 10 * TRY_EVERY_MAX - 11 * TRY_LENGTH, "spun {spun}");
         // The regime changes: blocking is quicker. Found at its next try, then kept.
-        run(&mut waits, TRY_EVERY_MAX + 1, SLOW, QUICK);
+        run(&mut waits, TRY_EVERY_MAX + TRY_LENGTH + 1, SLOW, QUICK);
         assert!(!waits.spinning_is_quicker());
         let spun = run(&mut waits, 10 * TRY_EVERY_MAX, SLOW, QUICK);
-        assert!(spun <= 10 + 8, "spun {spun}");
+        assert!(spun <= 11 * TRY_LENGTH + 8 * TRY_LENGTH, "spun {spun}");
         assert_eq!(waits.try_every, TRY_EVERY_MAX);
     }
 
     #[test]
-    fn one_lucky_try_is_undone_by_the_next_waits() {
+    fn one_long_wait_does_not_decide_a_try() {
         let mut waits = Waits::NONE;
-        run(&mut waits, 2_000, QUICK, SLOW);
-        // One try of blocking happens to be quick...
+        run(&mut waits, 5_000, SLOW, QUICK);
+        assert!(!waits.spinning_is_quicker());
+        // Spinning is tried, and is slower but for one wait that is quicker than blocking...
         waits.since_tried = waits.try_every;
+        for wait in 0..TRY_LENGTH {
+            assert_eq!(waits.next(), (true, true));
+            waits.record(true, true, if wait == 0 { QUICK / 2 } else { SLOW });
+        }
+        assert!(!waits.spinning_is_quicker(), "spinning lost its try");
+        // ... and blocking, the way it keeps, is preempted once: still the quicker way.
         let (spin, tried) = waits.next();
-        assert!(!spin && tried);
-        waits.record(false, true, Duration::from_nanos(500));
+        waits.record(spin, tried, Duration::from_millis(5));
+        assert!(!waits.spinning_is_quicker());
+    }
+
+    #[test]
+    fn a_lucky_try_is_undone_by_the_next_waits() {
+        let mut waits = Waits::NONE;
+        run(&mut waits, 5_000, QUICK, SLOW);
+        // A try of blocking happens to be quick...
+        waits.since_tried = waits.try_every;
+        for _ in 0..TRY_LENGTH {
+            assert_eq!(waits.next(), (false, true));
+            waits.record(false, true, Duration::from_nanos(500));
+        }
         assert!(!waits.spinning_is_quicker());
         // ... then blocking is as slow as ever, and spinning is back within a few waits.
         let mut blocked = 0;
         while !waits.spinning_is_quicker() {
-            let (spin, tried) = waits.next();
-            assert!(!spin && !tried);
+            assert_eq!(waits.next(), (false, false));
             waits.record(false, false, SLOW);
             blocked += 1;
         }
-        assert!(blocked <= 3, "{blocked} waits to undo it");
+        assert!(blocked <= 10, "{blocked} waits to undo it");
     }
 
     #[test]
