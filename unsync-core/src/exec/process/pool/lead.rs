@@ -62,16 +62,18 @@ fn lead(id: u64, done: &dyn Fn() -> bool) {
         index,
         io: &io,
     };
-    // The answer may have come between the caller's spin and the mute: read first.
+    // The I/O thread may have read the answer before this thread took the pipe: `done()`
+    // first. An answer that came before the mute leaves the pipe readable: no read before the
+    // first wait (a system call fewer between the caller's write and its sleep).
     let death = loop {
+        if done() || !answer_may_come(&io) {
+            break None;
+        }
         match reading.read_available(pool, index, &io) {
             Ok(false) => {}
             // The pipe's end: the I/O thread sees it too, and buries the worker.
             Ok(true) => break None,
             Err(death) => break Some(death),
-        }
-        if done() || !answer_may_come(&io) {
-            break None;
         }
     };
     hand_back(release, reading, death);
