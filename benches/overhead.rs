@@ -29,7 +29,11 @@ use unsync::unsync;
 const RAW_ECHO_ENV: &str = "OVERHEAD_RAW_ECHO";
 const RAW_ITEMS_ENV: &str = "OVERHEAD_RAW_ITEMS";
 const MEMORY_ENV: &str = "OVERHEAD_MEMORY";
-const PINNED_ENV: &str = "OVERHEAD_PINNED";
+/// Set in a child that measures the async and 8-byte process latencies again in another
+/// setting: `pinned` or `busy` (see [`Setting`]).
+const SETTING_ENV: &str = "OVERHEAD_SETTING";
+/// Set in a process that keeps one CPU busy until its stdin closes (see [`Setting::Busy`]).
+const BUSY_ENV: &str = "OVERHEAD_BUSY";
 
 #[unsync]
 async fn async_trivial(x: u64) -> u64 {
@@ -640,17 +644,72 @@ fn process_case(s: &Settings, size: usize, label: &str) -> Row {
     }
 }
 
-/// In a child process pinned to one CPU (as under `taskset -c 0`, before any thread starts, so
-/// that every thread and worker process it starts is pinned too): the latency ratios of the
-/// async and 8-byte process cases, one `<case>\t<ratio>` line each. Nothing where pinning is
-/// not possible.
-fn pinned_main(s: &Settings) {
-    if !pin_to_one_cpu() {
-        return;
+/// Where a child process measures the async and 8-byte process latencies again.
+#[derive(Clone, Copy)]
+enum Setting {
+    /// The child pinned to one CPU (as under `taskset -c 0`, before any thread starts, so that
+    /// every thread and worker process it starts is pinned too).
+    Pinned,
+    /// Every CPU but one kept busy by another process (a spinning loop each) while it measures:
+    /// a loaded machine, where the scheduler runs both ends of a round trip on one CPU.
+    Busy,
+}
+
+impl Setting {
+    fn name(self) -> &'static str {
+        match self {
+            Setting::Pinned => "pinned",
+            Setting::Busy => "busy",
+        }
     }
+
+    fn described(self) -> &'static str {
+        match self {
+            Setting::Pinned => "the whole process pinned to one CPU",
+            Setting::Busy => "the other CPUs busy with another process",
+        }
+    }
+}
+
+/// In a child process, in `setting`: the latency ratios of the async and 8-byte process cases,
+/// one `<case>\t<ratio>` line each. Nothing where the setting cannot be made.
+fn setting_main(s: &Settings, setting: &str) {
+    let busy = match setting {
+        "pinned" if pin_to_one_cpu() => Vec::new(),
+        "busy" => {
+            let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+            (1..cpus.max(2)).filter_map(|_| keep_a_cpu_busy()).collect()
+        }
+        _ => return,
+    };
     let _ = (async_trivial(0).result(), process_echo(vec![1]).result());
     for row in [async_case(s), process_case(s, 8, "process 8 B")] {
         println!("{}\t{}", row.case, row.lib.median / row.raw.median);
+    }
+    for mut busy in busy {
+        drop(busy.stdin.take());
+        let _ = busy.wait();
+    }
+}
+
+/// A process that spins until its stdin closes.
+fn keep_a_cpu_busy() -> Option<Child> {
+    Command::new(std::env::current_exe().ok()?)
+        .env(BUSY_ENV, "1")
+        .stdin(Stdio::piped())
+        .spawn()
+        .ok()
+}
+
+fn busy_main() {
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let done_reading = done.clone();
+    std::thread::spawn(move || {
+        let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
+        done_reading.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    while !done.load(std::sync::atomic::Ordering::Relaxed) {
+        std::hint::spin_loop();
     }
 }
 
@@ -680,10 +739,10 @@ fn pin_to_one_cpu() -> bool {
     false
 }
 
-/// The latency ratios of [`pinned_main`], by case, from a child process.
-fn pinned_ratios(quick: bool) -> Vec<(String, f64)> {
+/// The latency ratios of [`setting_main`], by case, from a child process.
+fn setting_ratios(setting: Setting, quick: bool) -> Vec<(String, f64)> {
     let mut command = Command::new(std::env::current_exe().unwrap());
-    command.env(PINNED_ENV, "1");
+    command.env(SETTING_ENV, setting.name());
     if quick {
         command.arg("--quick");
     }
@@ -804,14 +863,17 @@ fn main() {
     if std::env::var_os(RAW_ITEMS_ENV).is_some() {
         return raw_items_main();
     }
+    if std::env::var_os(BUSY_ENV).is_some() {
+        return busy_main();
+    }
     if let Some(kind) = std::env::var_os(MEMORY_ENV) {
         return memory_child(&kind.to_string_lossy());
     }
     let quick =
         std::env::args().any(|a| a == "--quick") || std::env::var_os("OVERHEAD_QUICK").is_some();
     let s = Settings { quick };
-    if std::env::var_os(PINNED_ENV).is_some() {
-        return pinned_main(&s);
+    if let Some(setting) = std::env::var_os(SETTING_ENV) {
+        return setting_main(&s, &setting.to_string_lossy());
     }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let load_before = load_average();
@@ -885,7 +947,10 @@ fn main() {
     let payloads = large_payloads(&s);
     let mem_raw = bytes_per_pending_task("raw");
     let mem_lib = bytes_per_pending_task("unsync");
-    let pinned = pinned_ratios(quick);
+    let settings: Vec<(Setting, Vec<(String, f64)>)> = [Setting::Pinned, Setting::Busy]
+        .into_iter()
+        .map(|setting| (setting, setting_ratios(setting, quick)))
+        .collect();
     let load_after = load_average();
 
     println!();
@@ -929,8 +994,10 @@ fn main() {
         "memory per pending async task (1M pending, peak RSS): unsync {mem_lib:.0} B, raw tokio JoinHandle + task {mem_raw:.0} B ({:.2}x)",
         mem_lib / mem_raw
     );
-    for (case, ratio) in &pinned {
-        println!("{case} latency, the whole process pinned to one CPU: {ratio:.2}x raw");
+    for (setting, ratios) in &settings {
+        for (case, ratio) in ratios {
+            println!("{case} latency, {}: {ratio:.2}x raw", setting.described());
+        }
     }
     println!(
         "mixed mode (3 CPU calls on processes, 4 async waits, 2 blocking waits, as in benches/python_unsync.py): {mixed_s:.2} s"
@@ -1061,12 +1128,14 @@ fn main() {
             mem_lib / mem_raw <= 2.0,
         ),
     ];
-    for (case, ratio) in &pinned {
-        targets.push((
-            format!("{case} latency ratio <= 1.3, pinned"),
-            *ratio,
-            *ratio <= 1.3,
-        ));
+    for (setting, ratios) in &settings {
+        for (case, ratio) in ratios {
+            targets.push((
+                format!("{case} latency ratio <= 1.3, {}", setting.name()),
+                *ratio,
+                *ratio <= 1.3,
+            ));
+        }
     }
     println!();
     println!("targets (2-core machine):");
