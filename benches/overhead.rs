@@ -678,7 +678,11 @@ fn setting_main(s: &Settings, setting: &str) {
         "pinned" if pin_to_one_cpu() => Vec::new(),
         "busy" => {
             let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-            (1..cpus.max(2)).filter_map(|_| keep_a_cpu_busy()).collect()
+            // On one CPU there is no other CPU to keep busy.
+            if cpus < 2 {
+                return;
+            }
+            (1..cpus).filter_map(|_| keep_a_cpu_busy()).collect()
         }
         _ => return,
     };

@@ -93,8 +93,8 @@ fn hand_back(release: Release<'_>, mut reading: MutexGuard<'_, Reading>, death: 
 }
 
 /// Block until the worker's response pipe is readable, as any waiter blocks
-/// (`wait::blocking`: a blocking-pool thread lets its pool start another meanwhile). The caller
-/// has spun already (`Unfinished::result`). False if the wait failed.
+/// (`wait::blocking`: a blocking-pool thread lets its pool start another meanwhile). Any spin
+/// is over by now (`Unfinished::outcome`). False if the wait failed.
 fn answer_may_come(io: &WorkerIo) -> bool {
     match wait::blocking(|| io.wake.responses_readable_within(None)) {
         Ok(_) => true,
