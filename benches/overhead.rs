@@ -689,6 +689,11 @@ fn setting_main(s: &Settings, setting: &str) {
     let _ = (async_trivial(0).result(), process_echo(vec![1]).result());
     for row in [async_case(s), process_case(s, 8, "process 8 B")] {
         println!("{}\t{}", row.case, row.lib.median / row.raw.median);
+        // Run alone (`OVERHEAD_SETTING=...`), the figures behind each ratio.
+        eprintln!(
+            "{}: unsync p50 {:.1} µs, raw p50 {:.1} µs",
+            row.case, row.lib.median, row.raw.median
+        );
     }
     for mut busy in busy {
         drop(busy.stdin.take());
@@ -1161,20 +1166,19 @@ fn main() {
         })
         .collect::<Vec<_>>()
         .join(",");
+    let cases = rows.iter().map(Row::json).collect::<Vec<_>>().join(",");
+    let mem_ratio = mem_lib / mem_raw;
+    let payloads_json = payloads
+        .iter()
+        .map(|(size, copy, trip)| {
+            format!("{{\"bytes\":{size},\"memcpy\":{copy:.3},\"round_trip\":{trip:.3}}}")
+        })
+        .collect::<Vec<_>>()
+        .join(",");
+    let [(_, stream_16, raw_pipe), (_, stream_1024, _)] = process_streams;
+    // Every argument named: positional ones once swapped two fields here.
     let json = format!(
-        "{{\"quick\":{quick},\"cores\":{cores},\"load_before\":\"{load_before}\",\"load_after\":\"{load_after}\",\"cases\":[{}],\"process_cold_start_ms\":{cold_ms:.2},\"scaling\":{{\"rayon_2_vs_1\":{rayon_scaling:.3},\"processes_2_vs_1\":{process_scaling:.3}}},\"memory_bytes_per_pending_task\":{{\"unsync\":{mem_lib:.0},\"raw\":{mem_raw:.0},\"ratio\":{:.3}}},\"mixed_mode_s\":{mixed_s:.3},\"large_payloads_ms\":[{}],\"process_streams_items_per_s\":{{\"buffer_16\":{:.0},\"buffer_1024\":{:.0},\"raw_pipe\":{:.0}}},\"targets\":[{targets_json}]}}\n",
-        rows.iter().map(Row::json).collect::<Vec<_>>().join(","),
-        payloads
-            .iter()
-            .map(|(size, copy, trip)| format!(
-                "{{\"bytes\":{size},\"memcpy\":{copy:.3},\"round_trip\":{trip:.3}}}"
-            ))
-            .collect::<Vec<_>>()
-            .join(","),
-        mem_lib / mem_raw,
-        process_streams[0].1,
-        process_streams[1].1,
-        process_streams[0].2,
+        "{{\"quick\":{quick},\"cores\":{cores},\"load_before\":\"{load_before}\",\"load_after\":\"{load_after}\",\"cases\":[{cases}],\"process_cold_start_ms\":{cold_ms:.2},\"scaling\":{{\"rayon_2_vs_1\":{rayon_scaling:.3},\"processes_2_vs_1\":{process_scaling:.3}}},\"memory_bytes_per_pending_task\":{{\"unsync\":{mem_lib:.0},\"raw\":{mem_raw:.0},\"ratio\":{mem_ratio:.3}}},\"mixed_mode_s\":{mixed_s:.3},\"large_payloads_ms\":[{payloads_json}],\"process_streams_items_per_s\":{{\"buffer_16\":{stream_16:.0},\"buffer_1024\":{stream_1024:.0},\"raw_pipe\":{raw_pipe:.0}}},\"targets\":[{targets_json}]}}\n",
     );
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");
     std::fs::create_dir_all(&dir).unwrap();
