@@ -259,6 +259,12 @@ pub(crate) fn spin_until(leads: bool, done: impl Fn() -> bool) -> Option<Waited>
     })
 }
 
+/// Whether this thread's next wait on a task it can help would help at once, without spinning
+/// first (see [`spin_until`]).
+pub(crate) fn leads_at_once() -> bool {
+    max_spin_micros() == 0 || WAITS.with(|w| !w[1].get().spinning_is_quicker())
+}
+
 /// After a wait that [`spin_until`] did not see end: adapt the spin budget, and time the way
 /// it waited.
 pub(crate) fn record_wait(waited: Waited) {

@@ -15,13 +15,14 @@
 //! one thread change what another waits on without waking it; elsewhere callers wait for the
 //! I/O thread.
 //!
-//! On one CPU, a worker that a call is written to usually runs at once (it preempts the
-//! writer) and has answered by the time the write returns, often before its caller could take
-//! the pipe: the I/O thread would wake for nothing. There the thread that writes a call to an
-//! idle worker mutes the pipe before it writes, and reads what came right after
-//! ([`read_written`]); and a worker left idle stays muted for the next such writer
-//! ([`Release`]), so that a lone call costs no `epoll` change at all. A worker's end still
-//! reaches its I/O thread through a muted pipe.
+//! When the worker runs on the writer's CPU (one CPU; or a loaded machine, where the other CPUs
+//! are busy), it usually preempts the writer and has answered by the time the write returns,
+//! often before its caller could take the pipe: the I/O thread would wake for nothing. So a
+//! thread that leads at once (on one CPU, or when leading at once has been its quicker way
+//! lately: `wait::leads_at_once`) mutes the pipe of an idle worker before it writes a call to
+//! it, and reads what came right after ([`read_written`]); and a worker left idle stays muted
+//! for the next such writer ([`Release`]), so that a lone call costs the system calls of a raw
+//! echo, a write and a read. A worker's end still reaches its I/O thread through a muted pipe.
 
 use std::io;
 use std::sync::{Arc, MutexGuard, TryLockError};
@@ -103,9 +104,10 @@ fn answer_may_come(io: &WorkerIo) -> bool {
 }
 
 /// Gives the response pipe back to the I/O thread's wait however reading ends (even by a
-/// panic in a result's `Deserialize`), except on one CPU while the worker is idle: there it
-/// stays muted for the next call's writer, which reads that call's answer itself
-/// ([`reads_right_after_writing`]; any other writer unmutes it first: `Pool::dispatch`).
+/// panic in a result's `Deserialize`), except while the worker is idle and this thread reads
+/// right after writing ([`reads_right_after_writing`]): then it stays muted for the next call's
+/// writer, which reads that call's answer itself if it is such a thread too (any other writer
+/// unmutes it first: `Pool::dispatch`).
 struct Release<'a> {
     pool: &'static Pool,
     index: usize,
@@ -121,7 +123,7 @@ impl Drop for Release<'_> {
                 .io
                 .as_ref()
                 .is_some_and(|current| std::ptr::eq(Arc::as_ptr(current), self.io));
-        if idle && crate::config::one_cpu() {
+        if idle && reads_right_after_writing() {
             return;
         }
         if self.io.wake.unmute_responses().is_err() {
@@ -150,10 +152,12 @@ impl Pool {
 }
 
 /// Whether a thread that writes a call to an idle worker should mute its pipe first and read
-/// the answer right after ([`read_written`]): on one CPU, where the worker has usually answered
-/// by then. Not on a rayon worker (as for [`lead`]).
+/// the answer right after ([`read_written`]): where the worker has usually answered by then
+/// (see the module doc). Not on a rayon worker (as for [`lead`]).
 pub(super) fn reads_right_after_writing() -> bool {
-    os::CAN_MUTE && crate::config::one_cpu() && rayon::current_thread_index().is_none()
+    os::CAN_MUTE
+        && (crate::config::one_cpu() || wait::leads_at_once())
+        && rayon::current_thread_index().is_none()
 }
 
 /// Read and settle what the worker at `index`, whose pipe this thread muted before writing to
