@@ -30,38 +30,39 @@ use loom_tests::count_report as unobserved;
 /// runs the task (abort a tokio task, kill a worker process). Run at most once; dropped unrun
 /// when the task finishes first. It may also say how a waiter can help the task finish
 /// ([`Lead`]).
-pub(crate) struct Abort(Box<dyn Stopper>);
+pub(crate) struct Abort(Stopping);
 
-trait Stopper: Send {
-    fn stop(self: Box<Self>, why: Stop);
-    fn lead(&self) -> Option<Lead>;
-}
-
-/// A stop function, and maybe a [`Lead`].
-struct StopFn<F>(F, Option<Lead>);
-
-impl<F: FnOnce(Stop) + Send> Stopper for StopFn<F> {
-    fn stop(self: Box<Self>, why: Stop) {
-        (self.0)(why)
-    }
-    fn lead(&self) -> Option<Lead> {
-        self.1
-    }
+enum Stopping {
+    /// Any closure.
+    Boxed(Box<dyn FnOnce(Stop) + Send>),
+    /// `stop(key)`: no allocation (the process pool's calls: `cancel(id)`).
+    Keyed {
+        stop: fn(u64),
+        key: u64,
+        lead: Option<Lead>,
+    },
 }
 
 impl Abort {
     pub(crate) fn new(stop: impl FnOnce() + Send + 'static) -> Abort {
-        Abort(Box::new(StopFn(move |_| stop(), None)))
+        Abort(Stopping::Boxed(Box::new(move |_| stop())))
     }
 
     /// An abort that is told why the task stops (the async runtime's, for `stats`).
     pub(crate) fn knowing_why(stop: impl FnOnce(Stop) + Send + 'static) -> Abort {
-        Abort(Box::new(StopFn(stop, None)))
+        Abort(Stopping::Boxed(Box::new(stop)))
     }
 
-    /// An abort that also says how a thread blocked on the cell can help the task finish.
-    pub(crate) fn with_lead(stop: impl FnOnce() + Send + 'static, lead: Option<Lead>) -> Abort {
-        Abort(Box::new(StopFn(move |_| stop(), lead)))
+    /// `stop(key)`, and maybe how a thread blocked on the cell can help the task finish.
+    pub(crate) fn keyed(stop: fn(u64), key: u64, lead: Option<Lead>) -> Abort {
+        Abort(Stopping::Keyed { stop, key, lead })
+    }
+
+    fn lead(&self) -> Option<Lead> {
+        match self.0 {
+            Stopping::Keyed { lead, .. } => lead,
+            Stopping::Boxed(_) => None,
+        }
     }
 
     pub(crate) fn run(self) {
@@ -69,7 +70,10 @@ impl Abort {
     }
 
     pub(crate) fn run_because(self, why: Stop) {
-        self.0.stop(why)
+        match self.0 {
+            Stopping::Boxed(stop) => stop(why),
+            Stopping::Keyed { stop, key, .. } => stop(key),
+        }
     }
 }
 
@@ -350,7 +354,7 @@ impl<T, P> Completion<T, P> {
     /// How a thread blocked on the cell can do the work that finishes it, if its executor
     /// allows that (see [`Lead`]).
     fn lead(&self) -> Option<Lead> {
-        lock(&self.inner).abort.as_ref().and_then(|a| a.0.lead())
+        lock(&self.inner).abort.as_ref().and_then(Abort::lead)
     }
 
     /// A new reader (a cloned handle). `clone_fn` is how it will copy the value.

@@ -658,10 +658,8 @@ impl<R: Read> FrameReader<R> {
     /// faster than frames are taken must not grow the buffer.
     pub(crate) fn fill(&mut self) -> io::Result<usize> {
         if !matches!(self.complete_frame(), Ok(None)) {
-            return Err(io::Error::new(
-                io::ErrorKind::WouldBlock,
-                "a whole frame waits to be taken",
-            ));
+            // A bare kind: this is every answer's path, and a message would be allocated.
+            return Err(io::ErrorKind::WouldBlock.into());
         }
         if self.start == self.end {
             (self.start, self.end) = (0, 0);

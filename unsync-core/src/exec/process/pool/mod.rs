@@ -118,6 +118,17 @@ struct Slot {
     writing: bool,
     want_writable: bool,
     kill: Option<Kill>,
+    /// Given calls while idle, by the dispatch under way (see `schedule`).
+    fed: Fed,
+}
+
+/// What a dispatch did to a worker that was idle: nothing, gave it calls, or also muted its
+/// response pipe for the dispatching thread to read the answer right after (`lead`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Fed {
+    No,
+    Idle,
+    IdleMuted,
 }
 
 impl Slot {
@@ -134,6 +145,7 @@ impl Slot {
             writing: false,
             want_writable: false,
             kill: None,
+            fed: Fed::No,
         }
     }
 }
@@ -245,7 +257,7 @@ impl Pool {
     ) -> Unfinished<R> {
         let cell = Completion::pending(entry.name);
         let job = job(cell.clone());
-        cell.set_abort(Abort::with_lead(move || cancel(id), lead::lead_of(id)));
+        cell.set_abort(Abort::keyed(cancel, id, lead::lead_of(id)));
         self.submit(Call {
             id,
             entry,

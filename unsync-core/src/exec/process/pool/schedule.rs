@@ -3,10 +3,10 @@
 //! pipelined up to [`MAX_DEPTH`] deep, one that runs for milliseconds goes one at a time, so
 //! that a free worker always takes the next call. A stream takes a worker for itself.
 
+use std::sync::MutexGuard;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, MutexGuard};
 
-use super::{Call, Phase, Pool, State, WorkerIo, lead};
+use super::{Call, Fed, Phase, Pool, State, lead};
 use crate::error::Error;
 use crate::exec::lock;
 
@@ -30,12 +30,7 @@ impl Pool {
         }
         state.queue.push_back(call);
         self.start_idle_workers(&mut state);
-        let mut muted = Vec::new();
-        let read_after = lead::reads_right_after_writing();
-        drop(self.dispatch_muting(state, read_after.then_some(&mut muted)));
-        for (index, io) in muted {
-            lead::read_written(self, index, &io);
-        }
+        drop(self.dispatch_muting(state, lead::reads_right_after_writing()));
     }
 
     /// Expected run time of function `index` in µs; unmeasured functions count as the whole
@@ -63,17 +58,18 @@ impl Pool {
         &'static self,
         state: MutexGuard<'a, State>,
     ) -> MutexGuard<'a, State> {
-        self.dispatch_muting(state, None)
+        self.dispatch_muting(state, false)
     }
 
-    /// [`dispatch`](Pool::dispatch), muting the response pipe of each idle worker it writes
-    /// to before it writes, into `muted` when given (see `lead::reads_right_after_writing`).
+    /// [`dispatch`](Pool::dispatch); with `read_after`, muting the response pipe of each idle
+    /// worker it writes to before it writes, and reading what they answered right after (see
+    /// `lead::reads_right_after_writing`).
     fn dispatch_muting<'a>(
         &'static self,
         mut state: MutexGuard<'a, State>,
-        mut muted: Option<&mut Vec<(usize, Arc<WorkerIo>)>>,
+        read_after: bool,
     ) -> MutexGuard<'a, State> {
-        let mut idle_fed = Vec::new();
+        let mut fed_idle = false;
         while let Some(call) = state.queue.front() {
             if call.job.is_cancelled() {
                 state.queue.pop_front();
@@ -103,28 +99,54 @@ impl Pool {
             call.cost = cost;
             let slot = &mut state.slots[index];
             if slot.in_flight.is_empty() {
-                idle_fed.push(index);
+                slot.fed = Fed::Idle;
+                fed_idle = true;
             }
             slot.load += u64::from(cost);
             call.job.dispatched();
             slot.in_flight.push_back(call);
         }
-        for index in idle_fed {
-            if let Some(io) = &state.slots[index].io {
-                match muted.as_mut() {
-                    Some(muted) if io.wake.mute_responses().is_ok() => {
-                        muted.push((index, io.clone()));
-                    }
+        if !fed_idle {
+            return state;
+        }
+        // Write to the workers that were idle (`Slot::fed` instead of a list: a lone call
+        // allocates nothing here)...
+        let mut muted_any = false;
+        for index in 0..state.slots.len() {
+            let slot = &mut state.slots[index];
+            if slot.fed != Fed::Idle {
+                continue;
+            }
+            slot.fed = match &slot.io {
+                Some(io) if read_after && io.wake.mute_responses().is_ok() => Fed::IdleMuted,
+                Some(io) => {
                     // Muted while idle (`lead::Release`): whoever reads its next answer, the
                     // I/O thread must hear it.
-                    _ => {
-                        if io.wake.unmute_responses().is_err() {
-                            io.kill();
-                        }
+                    if io.wake.unmute_responses().is_err() {
+                        io.kill();
                     }
+                    Fed::No
                 }
-            }
+                None => Fed::No,
+            };
+            muted_any |= slot.fed == Fed::IdleMuted;
             state = self.flush(state, index);
+        }
+        if !muted_any {
+            return state;
+        }
+        // ... then read what those this thread muted answered meanwhile (another such thread,
+        // whose dispatch overlapped, may read some of them: either way each is read once, and
+        // its pipe given back unless its worker is idle again).
+        for index in 0..state.slots.len() {
+            let slot = &mut state.slots[index];
+            if std::mem::replace(&mut slot.fed, Fed::No) != Fed::IdleMuted {
+                continue;
+            }
+            let Some(io) = slot.io.clone() else { continue };
+            drop(state);
+            lead::read_written(self, index, &io);
+            state = lock(&self.state);
         }
         state
     }

@@ -40,27 +40,24 @@ impl Pool {
         loop {
             let slot = &mut state.slots[index];
             let first = (slot.written - slot.answered) as usize;
-            let jobs: Vec<Arc<dyn Job>> = slot
-                .in_flight
-                .range(first..)
-                .take(MAX_DEPTH as usize)
-                .map(|c| c.job.clone())
-                .collect();
+            // A lone call, the common case, allocates nothing here.
+            let one;
+            let many: Vec<Arc<dyn Job>>;
+            let jobs: &[Arc<dyn Job>] = if slot.in_flight.len() == first + 1 {
+                one = [slot.in_flight[first].job.clone()];
+                &one
+            } else {
+                many = slot
+                    .in_flight
+                    .range(first..)
+                    .take(MAX_DEPTH as usize)
+                    .map(|c| c.job.clone())
+                    .collect();
+                &many
+            };
             let partial = slot.partial;
             drop(state);
-            let slices: Vec<IoSlice<'_>> = jobs
-                .iter()
-                .enumerate()
-                .map(|(i, job)| {
-                    IoSlice::new(if i == 0 {
-                        &job.frame()[partial..]
-                    } else {
-                        job.frame()
-                    })
-                })
-                .collect();
-            let written = os::write_vectored(&io.requests, &slices);
-            drop(slices);
+            let written = write_frames(&io.requests, jobs, partial);
             state = lock(&self.state);
             let slot = &mut state.slots[index];
             if slot.generation != generation {
@@ -68,7 +65,7 @@ impl Pool {
             }
             match written {
                 Ok(n) => {
-                    advance(slot, &jobs, n);
+                    advance(slot, jobs, n);
                     if !slot.has_unwritten() {
                         slot.writing = false;
                         slot.write_credit();
@@ -92,6 +89,29 @@ impl Pool {
     }
 }
 
+/// Write the frames of `jobs`, the first from byte `partial`, in one system call.
+fn write_frames(
+    requests: &os::Requests,
+    jobs: &[Arc<dyn Job>],
+    partial: usize,
+) -> io::Result<usize> {
+    if let [job] = jobs {
+        return os::write_vectored(requests, &[IoSlice::new(&job.frame()[partial..])]);
+    }
+    let slices: Vec<IoSlice<'_>> = jobs
+        .iter()
+        .enumerate()
+        .map(|(i, job)| {
+            IoSlice::new(if i == 0 {
+                &job.frame()[partial..]
+            } else {
+                job.frame()
+            })
+        })
+        .collect();
+    os::write_vectored(requests, &slices)
+}
+
 impl Slot {
     fn has_unwritten(&self) -> bool {
         self.answered + self.in_flight.len() as u64 > self.written
@@ -100,13 +120,13 @@ impl Slot {
     /// Write the credit granted to this worker's stream and not sent yet, if its `STREAM`
     /// frame is out; when the pipe is full, once it has room.
     fn write_credit(&mut self) {
-        let Some(io) = self.io.clone() else { return };
         let Some(call) = self.in_flight.front_mut() else {
             return;
         };
         let Some(credit) = call.stream.as_mut().filter(|c| c.unsent > 0) else {
             return;
         };
+        let Some(io) = &self.io else { return };
         let mut frame = Vec::with_capacity(32);
         Message::Credit {
             id: call.id,
