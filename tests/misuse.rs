@@ -132,7 +132,7 @@ fn assert_main_never_ran(output: &Output, what: &str) {
 
 fn spec(requests: RawFd, responses: RawFd, fingerprint: u64) -> String {
     format!(
-        "{requests},{responses},{},{fingerprint:x},1048576",
+        "{requests},{responses},{},{fingerprint:x},1048576,0",
         std::process::id()
     )
 }

@@ -533,7 +533,7 @@ fn no_orphans_when_the_parent_is_killed() {
 fn a_stray_worker_process_exits_with_a_clear_message() {
     use std::process::Command;
     watchdog(LIMIT, || {
-        for spec in ["garbage", "3,4,1,0,1024", "900,901,1,0,1024"] {
+        for spec in ["garbage", "3,4,1,0,1024,0", "900,901,1,0,1024,0"] {
             let output = Command::new(std::env::current_exe().unwrap())
                 .env("UNSYNC_WORKER", spec)
                 .output()

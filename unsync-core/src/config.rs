@@ -12,7 +12,7 @@
 //! | rayon pool threads | [`Config::parallel_threads`] | `UNSYNC_PARALLEL_THREADS` | cores |
 //! | worker processes | [`Config::processes`] | `UNSYNC_PROCESSES` | cores |
 //! | largest frame on a worker pipe | [`Config::max_frame_bytes`] | `UNSYNC_MAX_FRAME_BYTES` | 256 MiB |
-//! | longest spin of a waiter before it parks | [`Config::spin`] | `UNSYNC_SPIN_MICROS` | 50 µs (0 on one CPU) |
+//! | longest spin of a waiter (or an idle worker process) before it parks | [`Config::spin`] | `UNSYNC_SPIN_MICROS` | 50 µs (0 on one CPU) |
 //! | the Temporal cluster of `remote` functions | [`Config::remote`] | `UNSYNC_REMOTE` | none: local worker processes |
 //! | a remote call's heartbeat timeout | [`Remote::heartbeat`] | `UNSYNC_REMOTE_HEARTBEAT_MILLIS` | 10 s |
 //!
@@ -200,7 +200,9 @@ impl Config {
     /// thread and shrinks to nothing when waits are long, so a thread that waits seconds burns
     /// almost no CPU. Each thread also times its waits with and without the spin, and parks at
     /// once while that has been quicker (when the scheduler would run the task on the waiting
-    /// thread's CPU, a spin pushes it to another one). `Duration::ZERO`
+    /// thread's CPU, a spin pushes it to another one). A `cpu_bound` worker process waits for
+    /// its next call the same way, with the same limit, after a call whose caller spins: a
+    /// quick call then finds its worker awake instead of waking it. `Duration::ZERO`
     /// never spins: the choice for battery-powered or heavily oversubscribed machines, and the
     /// default when the process may run on one CPU only (there a spin only delays the thread it
     /// waits for).

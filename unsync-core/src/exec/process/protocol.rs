@@ -8,7 +8,7 @@
 //!
 //! | kind | direction | fields |
 //! |---|---|---|
-//! | `CALL` | parent → worker | call id `u64`, function key `u64`, the most verbose `tracing` level the parent records `u8` (0: none, 1: ERROR ... 5: TRACE; plus [`SHARE_ANSWER`]), encoded arguments |
+//! | `CALL` | parent → worker | call id `u64`, function key `u64`, the most verbose `tracing` level the parent records `u8` (0: none, 1: ERROR ... 5: TRACE; plus [`SHARE_ANSWER`] and [`SPIN_AFTER`]), encoded arguments |
 //! | `STREAM` | parent → worker | call id, function key, level `u8`, initial credit `u32` (items the worker may send), encoded arguments |
 //! | `CREDIT` | parent → worker | call id, items `u32` the worker may send beyond what it was granted |
 //! | `HELLO` | worker → parent | protocol version `u32`, build fingerprint `u64`, pid `u32` |
@@ -39,6 +39,11 @@ pub(crate) const PROTOCOL_VERSION: u32 = 6;
 /// Set in a `CALL` frame's level byte: the answer may keep blocks in the worker's results
 /// arena (the parent reads them from there; see `shared`).
 pub(crate) const SHARE_ANSWER: u8 = 0x80;
+/// Set in a `CALL` frame's level byte: the caller waits spinning, so its worker may spin for
+/// the next call too (see the worker's `wait_for_request`).
+pub(crate) const SPIN_AFTER: u8 = 0x40;
+/// The `tracing` level in a `CALL` frame's level byte, without the flags.
+pub(crate) const LEVEL: u8 = !(SHARE_ANSWER | SPIN_AFTER);
 
 const CALL: u8 = 1;
 const STREAM: u8 = 2;
@@ -631,6 +636,11 @@ impl<R: Read> FrameReader<R> {
         }
         let body = self.start + PREFIX;
         Ok(Some((body, body + len)))
+    }
+
+    /// The stream read from.
+    pub(crate) fn source(&self) -> &R {
+        &self.source
     }
 
     /// Whether a whole frame is already buffered (so reading it will not block).

@@ -12,9 +12,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::protocol::{self, Failure, FrameReader, Message, ProtocolError};
+use crate::handle::wait;
 use super::{handshake, launch, parent_death, registry, shared, sys, worker_stream};
 
-/// Set by the pool in a worker's environment: `<request fd>,<response fd>,<parent pid>,<fingerprint hex>,<max frame>`,
+/// Set by the pool in a worker's environment: `<request fd>,<response fd>,<parent pid>,<fingerprint hex>,<max frame>,<spin µs>`,
 /// then, with shared memory, `,<arguments arena fd>,<results arena fd, or ->` (see `shared`).
 pub(crate) const WORKER_ENV: &str = "UNSYNC_WORKER";
 
@@ -91,6 +92,11 @@ fn become_worker(spec: &OsStr) -> ! {
         }
         Ok(spec) => {
             IN_WORKER.store(true, Ordering::Relaxed);
+            // The parent's spin: a worker waits for its next call as the parent's callers wait
+            // for answers (see `wait_for_request`). The rest as the parent resolved it too,
+            // from the same environment.
+            let spin = std::time::Duration::from_micros(u64::from(spec.spin_micros));
+            let _ = crate::Config::new().spin(spin).install();
             crate::exec::panic_site::install();
             crate::exec::panic_site::capture_backtraces();
             super::worker_log::install();
@@ -145,6 +151,7 @@ struct WorkerSpec {
     responses: File,
     fingerprint: u64,
     max_frame: usize,
+    spin_micros: u32,
     arenas: shared::WorkerArenas,
 }
 
@@ -152,8 +159,8 @@ impl WorkerSpec {
     fn parse(spec: &OsStr) -> Result<WorkerSpec, String> {
         let text = spec.to_str().ok_or("malformed worker spec")?;
         let fields: Vec<&str> = text.split(',').collect();
-        let (&[requests, responses, parent, fingerprint, max_frame], arenas) =
-            fields.split_at(fields.len().min(5))
+        let (&[requests, responses, parent, fingerprint, max_frame, spin], arenas) =
+            fields.split_at(fields.len().min(6))
         else {
             return Err(format!("malformed worker spec {text:?}"));
         };
@@ -170,6 +177,8 @@ impl WorkerSpec {
         let fingerprint = u64::from_str_radix(fingerprint, 16)
             .map_err(|_| format!("malformed worker spec {text:?}"))?;
         let max_frame = number(max_frame)? as usize;
+        let spin_micros = u32::try_from(number(spin)?)
+            .map_err(|_| format!("malformed worker spec {text:?}"))?;
         let parent =
             u32::try_from(parent).map_err(|_| format!("malformed worker spec {text:?}"))?;
         parent_death::arm(parent)?;
@@ -205,6 +214,7 @@ impl WorkerSpec {
             responses,
             fingerprint,
             max_frame,
+            spin_micros,
             arenas,
         })
     }
@@ -270,10 +280,21 @@ fn serve(spec: WorkerSpec) -> i32 {
         );
         return 4;
     }
+    // Whether the last call's caller waits spinning (`protocol::SPIN_AFTER`).
+    let mut spin_after = false;
     loop {
-        if !requests.has_frame() && responses().flush().is_err() {
-            return 0;
-        }
+        let waited = if requests.has_frame() {
+            None
+        } else {
+            if responses().flush().is_err() {
+                return 0;
+            }
+            if spin_after {
+                wait_for_request(&requests)
+            } else {
+                None
+            }
+        };
         let body = match requests.next_frame() {
             Ok(Some(body)) => body,
             Ok(None) => return 0,
@@ -282,6 +303,9 @@ fn serve(spec: WorkerSpec) -> i32 {
                 return 4;
             }
         };
+        if let Some(waited) = waited {
+            wait::record_wait(waited);
+        }
         match Message::decode(body) {
             // Credit for a stream that has ended.
             Ok(Message::Credit { .. }) => continue,
@@ -318,6 +342,7 @@ fn serve(spec: WorkerSpec) -> i32 {
                     }
                 }
             }
+            Ok(Message::Call { level, .. }) => spin_after = level & protocol::SPIN_AFTER != 0,
             _ => {}
         }
         frame.clear();
@@ -329,6 +354,24 @@ fn serve(spec: WorkerSpec) -> i32 {
             return 0;
         }
     }
+}
+
+/// Before blocking on the pipe for the parent's next call, spin while the next call may come
+/// soon, as a caller blocked on an answer does (`handle::wait::spin_until`: the spin adapts,
+/// and shrinks to nothing when calls come seldom): a lone call then finds its worker awake on
+/// another CPU instead of waking it (tens of µs on an idle VM). Only after a call whose caller
+/// waits spinning itself (`protocol::SPIN_AFTER`): a caller that leads at once shares its CPU
+/// with the worker, which would then spin on the CPU the caller needs. `None` when a call came
+/// while it spun; otherwise the wait, to record once the call is read. Unix only: elsewhere a
+/// worker blocks at once.
+#[cfg(unix)]
+fn wait_for_request(requests: &FrameReader<File>) -> Option<wait::Waited> {
+    wait::spin_until(false, || super::os::readable_now(requests.source()))
+}
+
+#[cfg(not(unix))]
+fn wait_for_request(_: &FrameReader<File>) -> Option<wait::Waited> {
+    None
 }
 
 /// Run one request (a frame body) and append the answer frame to `out`: `RETURNED`; or
@@ -354,7 +397,7 @@ pub(crate) fn handle_request(
     };
     // What the body records goes out before the answer (see `worker_log`).
     let records_at = out.len();
-    super::worker_log::begin(id, level & !protocol::SHARE_ANSWER);
+    super::worker_log::begin(id, level & protocol::LEVEL);
     answer(
         id,
         key,
@@ -452,8 +495,9 @@ pub(crate) fn spec(
     arenas: Option<(RawFd, Option<RawFd>)>,
 ) -> OsString {
     let mut spec = format!(
-        "{requests},{responses},{},{fingerprint:x},{max_frame}",
-        std::process::id()
+        "{requests},{responses},{},{fingerprint:x},{max_frame},{}",
+        std::process::id(),
+        crate::config::settings().spin_micros,
     );
     if let Some((args, results)) = arenas {
         let results = results.map_or("-".into(), |fd| fd.to_string());

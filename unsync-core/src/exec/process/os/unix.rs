@@ -193,6 +193,13 @@ impl Wake {
     }
 }
 
+/// Whether `pipe` can be read without blocking (bytes, or its end), now. For a worker's end of
+/// its request pipe, which it reads blocking.
+pub(in crate::exec::process) fn readable_now(pipe: &File) -> bool {
+    let mut fds = [PollFd::new(pipe, PollFlags::IN)];
+    rustix::event::poll(&mut fds, Some(&Timespec::default())).map_or(true, |n| n > 0)
+}
+
 /// The parent's end of a worker's request pipe.
 pub(in crate::exec::process) type Requests = File;
 /// The parent's end of a worker's response pipe.

@@ -223,11 +223,19 @@ where
     let level = super::worker_log::wanted();
     let arena = pool.args_arena.as_ref();
     // With shared memory for arguments, the worker has a results arena too.
-    let flags = if arena.is_some() {
+    let share = if arena.is_some() {
         protocol::SHARE_ANSWER
     } else {
         0
     };
+    // A caller that leads at once shares its CPU with the worker (see `lead`), where a worker
+    // that spins for the next call would only take it from the caller.
+    let spin = if crate::handle::wait::leads_at_once() {
+        0
+    } else {
+        protocol::SPIN_AFTER
+    };
+    let flags = share | spin;
     let frame = match call::encode_call(entry, id, level | flags, args, arena, pool.max_frame) {
         Ok(frame) => frame,
         Err(error) => return refused(error),
