@@ -638,7 +638,8 @@ impl<R: Read> FrameReader<R> {
         Ok(Some((body, body + len)))
     }
 
-    /// The stream read from.
+    /// The stream read from (a worker polls it before it blocks on it).
+    #[cfg(unix)]
     pub(crate) fn source(&self) -> &R {
         &self.source
     }

@@ -12,8 +12,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::protocol::{self, Failure, FrameReader, Message, ProtocolError};
-use crate::handle::wait;
 use super::{handshake, launch, parent_death, registry, shared, sys, worker_stream};
+use crate::handle::wait;
 
 /// Set by the pool in a worker's environment: `<request fd>,<response fd>,<parent pid>,<fingerprint hex>,<max frame>,<spin µs>`,
 /// then, with shared memory, `,<arguments arena fd>,<results arena fd, or ->` (see `shared`).
@@ -177,8 +177,8 @@ impl WorkerSpec {
         let fingerprint = u64::from_str_radix(fingerprint, 16)
             .map_err(|_| format!("malformed worker spec {text:?}"))?;
         let max_frame = number(max_frame)? as usize;
-        let spin_micros = u32::try_from(number(spin)?)
-            .map_err(|_| format!("malformed worker spec {text:?}"))?;
+        let spin_micros =
+            u32::try_from(number(spin)?).map_err(|_| format!("malformed worker spec {text:?}"))?;
         let parent =
             u32::try_from(parent).map_err(|_| format!("malformed worker spec {text:?}"))?;
         parent_death::arm(parent)?;
