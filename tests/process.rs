@@ -283,6 +283,33 @@ fn crashes_cost_one_worker_and_later_calls_succeed() {
     });
 }
 
+#[unsync(cpu_bound)]
+fn add_or_abort(a: u64, b: u64, abort: bool) -> u64 {
+    if abort {
+        std::process::abort();
+    }
+    a + b
+}
+
+/// A thread that makes quick calls one at a time reads each answer itself right after writing
+/// the call (on several CPUs it polls for it: see the pool's `lead`): a worker that dies then
+/// fails that call alone.
+#[test]
+fn a_quick_call_whose_worker_dies_as_it_is_written_fails_alone() {
+    watchdog(LIMIT, || {
+        for i in 0..200 {
+            assert_eq!(add_or_abort(i, 1, false).result(), i + 1);
+        }
+        assert_died(
+            add_or_abort(0, 0, true).catch().result().unwrap_err(),
+            ABORTED,
+        );
+        for i in 0..200 {
+            assert_eq!(add_or_abort(i, 1, false).result(), i + 1);
+        }
+    });
+}
+
 #[test]
 fn calls_queued_behind_a_crash_still_run() {
     watchdog(LIMIT, || {
@@ -688,6 +715,7 @@ fn the_tests_of_waiting_callers() {
     a_panic_is_an_error_and_the_worker_survives();
     values_that_cannot_cross_fail_their_call_with_encoding();
     crashes_cost_one_worker_and_later_calls_succeed();
+    a_quick_call_whose_worker_dies_as_it_is_written_fails_alone();
     calls_queued_behind_a_crash_still_run();
     cancel_reaches_a_caller_blocked_on_the_call();
     calls_awaited_in_async_code_complete();

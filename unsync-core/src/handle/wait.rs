@@ -70,6 +70,11 @@ impl Drop for Blocking {
 /// How long a rayon worker with nothing else to run parks before looking for jobs again.
 const RAYON_RESCAN: Duration = Duration::from_millis(1);
 
+/// Longest spin before parking (see [`Config::spin`](crate::Config::spin)).
+pub(crate) fn spin_limit() -> Duration {
+    Duration::from_micros(u64::from(max_spin_micros()))
+}
+
 /// Longest spin before parking, in µs (see [`Config::spin`](crate::Config::spin)).
 fn max_spin_micros() -> u32 {
     crate::config::installed().map_or_else(crate::config::default_spin_micros, |s| s.spin_micros)

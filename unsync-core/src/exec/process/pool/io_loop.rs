@@ -55,6 +55,9 @@ pub(in crate::exec::process::pool) struct Reading {
     /// Why, when a caller that led found out (see `lead`): the I/O thread takes it, and buries
     /// the worker.
     pub(super) death: Option<Death>,
+    /// Answers settled so far (for a thread that reads until its call's answer comes: see
+    /// `lead::read_written`).
+    pub(super) answers: u64,
 }
 
 impl Reading {
@@ -65,6 +68,7 @@ impl Reading {
             replay: Replay::default(),
             gone: false,
             death: None,
+            answers: 0,
         }
     }
 
@@ -183,6 +187,7 @@ impl Pool {
             reader,
             finished,
             replay,
+            answers,
             ..
         } = reading;
         let mut state = lock(&self.state);
@@ -247,6 +252,7 @@ impl Pool {
                 }
                 Settle::Items(job, range) => job.items(reader.slice(range)),
                 Settle::Finished((job, outcome), shared) => {
+                    *answers += 1;
                     replay.call_ended();
                     let results = io.results.as_ref().filter(|_| shared);
                     shared::decoding_from(results.map(ResultsReader::region), || {

@@ -23,9 +23,17 @@
 //! it, and reads what came right after ([`read_written`]); and a worker left idle stays muted
 //! for the next such writer ([`Release`]), so that a lone call costs the system calls of a raw
 //! echo, a write and a read. A worker's end still reaches its I/O thread through a muted pipe.
+//!
+//! On several idle CPUs, a thread that makes quick calls one at a time (each done with before
+//! the next) also mutes the pipe before it writes, then polls it until the answer comes, for a
+//! few µs ([`ReadAfter::Polling`]), while the worker, told that its caller spins, spins for the
+//! next call (the worker's `wait_for_request`): a lone call then wakes no thread at all, where
+//! the worker and then the I/O thread had to be woken (tens of µs each on an idle VM).
+//! [`read_after`] says which way a call is read.
 
 use std::io;
 use std::sync::{Arc, MutexGuard, TryLockError};
+use std::time::{Duration, Instant};
 
 use super::io_loop::Reading;
 use super::supervisor::Death;
@@ -62,6 +70,7 @@ fn lead(id: u64, done: &dyn Fn() -> bool) {
         pool,
         index,
         io: &io,
+        keep_muted: !matches!(read_after(0, false), ReadAfter::No),
     };
     // The I/O thread may have read the answer before this thread took the pipe: `done()`
     // first. An answer that came before the mute leaves the pipe readable: no read before the
@@ -105,13 +114,14 @@ fn answer_may_come(io: &WorkerIo) -> bool {
 
 /// Gives the response pipe back to the I/O thread's wait however reading ends (even by a
 /// panic in a result's `Deserialize`), except while the worker is idle and this thread reads
-/// right after writing ([`reads_right_after_writing`]): then it stays muted for the next call's
-/// writer, which reads that call's answer itself if it is such a thread too (any other writer
-/// unmutes it first: `Pool::dispatch`).
+/// right after writing (`keep_muted`, see [`read_after`]): then it stays muted for the next
+/// call's writer, which reads that call's answer itself if it is such a thread too (any other
+/// writer unmutes it first: `Pool::dispatch`).
 struct Release<'a> {
     pool: &'static Pool,
     index: usize,
     io: &'a WorkerIo,
+    keep_muted: bool,
 }
 
 impl Drop for Release<'_> {
@@ -123,7 +133,7 @@ impl Drop for Release<'_> {
                 .io
                 .as_ref()
                 .is_some_and(|current| std::ptr::eq(Arc::as_ptr(current), self.io));
-        if idle && reads_right_after_writing() {
+        if idle && self.keep_muted {
             return;
         }
         if self.io.wake.unmute_responses().is_err() {
@@ -151,19 +161,55 @@ impl Pool {
     }
 }
 
-/// Whether a thread that writes a call to an idle worker should mute its pipe first and read
-/// the answer right after ([`read_written`]): where the worker has usually answered by then
-/// (see the module doc). Not on a rayon worker (as for [`lead`]).
-pub(super) fn reads_right_after_writing() -> bool {
-    os::CAN_MUTE
-        && (crate::config::one_cpu() || wait::leads_at_once())
-        && rayon::current_thread_index().is_none()
+/// How a thread that writes a call to an idle worker reads its answer (see the module doc).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(super) enum ReadAfter {
+    /// It does not: the I/O thread does, or the caller once it waits ([`lead`]).
+    No,
+    /// It mutes the pipe before it writes and reads what came right after ([`read_written`]).
+    Once,
+    /// As `Once`, then reads again until the answer comes, for up to this long.
+    Polling(Duration),
+}
+
+/// Calls of functions that typically run this long at most (µs) may be read [polling]
+/// (ReadAfter::Polling): the thread that writes one waits for it before it returns the handle,
+/// so two such calls in a row do not overlap; at this size that costs less than the wake-up it
+/// saves.
+const POLLED_CALL_MICROS: u32 = 10;
+
+/// How the current thread reads the answer of a call it writes to an idle worker: a call of a
+/// function that typically runs `expected_micros` (0: not measured yet), made `one_at_a_time`
+/// (its previous call is done with: its handles gone). Where the worker shares the thread's CPU
+/// (one CPU, or leading at once has been quicker lately), it has usually answered by the time
+/// the write returns: [`ReadAfter::Once`]. Where the thread spins when it waits, a quick call
+/// made one at a time is polled for ([`ReadAfter::Polling`]): its answer then wakes no thread
+/// at all, where the I/O thread would have had to wake first (the worker spins for the next call
+/// meanwhile: see the worker's `wait_for_request`). Never on a rayon worker (as for [`lead`]).
+pub(super) fn read_after(expected_micros: u32, one_at_a_time: bool) -> ReadAfter {
+    if !os::CAN_MUTE || rayon::current_thread_index().is_some() {
+        return ReadAfter::No;
+    }
+    if crate::config::one_cpu() || wait::leads_at_once() {
+        return ReadAfter::Once;
+    }
+    if one_at_a_time && (1..=POLLED_CALL_MICROS).contains(&expected_micros) {
+        let micros = u64::from(expected_micros) * 2 + 5;
+        return ReadAfter::Polling(Duration::from_micros(micros).min(wait::spin_limit()));
+    }
+    ReadAfter::No
 }
 
 /// Read and settle what the worker at `index`, whose pipe this thread muted before writing to
-/// it, has answered so far (without waiting), then give the pipe back ([`Release`]).
-pub(super) fn read_written(pool: &'static Pool, index: usize, io: &WorkerIo) {
-    let release = Release { pool, index, io };
+/// it, has answered so far (or, [`ReadAfter::Polling`], until an answer comes, for a while),
+/// then give the pipe back ([`Release`]).
+pub(super) fn read_written(pool: &'static Pool, index: usize, io: &WorkerIo, how: ReadAfter) {
+    let release = Release {
+        pool,
+        index,
+        io,
+        keep_muted: true,
+    };
     let Ok(mut reading) = io.reading.try_lock() else {
         // The I/O thread or a caller that leads is reading: it reads this answer too.
         return;
@@ -171,6 +217,22 @@ pub(super) fn read_written(pool: &'static Pool, index: usize, io: &WorkerIo) {
     if reading.gone {
         return;
     }
-    let death = reading.read_available(pool, index, io).err();
+    let until = match how {
+        ReadAfter::Polling(limit) => Some(Instant::now() + limit),
+        ReadAfter::Once | ReadAfter::No => None,
+    };
+    let death = loop {
+        let answers = reading.answers;
+        match reading.read_available(pool, index, io) {
+            Ok(false) => {}
+            // The pipe's end: the I/O thread sees it too, and buries the worker.
+            Ok(true) => break None,
+            Err(death) => break Some(death),
+        }
+        if reading.answers != answers || until.is_none_or(|until| Instant::now() >= until) {
+            break None;
+        }
+        std::hint::spin_loop();
+    };
     hand_back(release, reading, death);
 }

@@ -17,10 +17,11 @@ mod schedule;
 mod supervisor;
 mod writer;
 
+use std::any::Any;
 use std::collections::VecDeque;
 use std::process::Child;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, Weak};
 use std::time::Instant;
 
 use crossbeam_channel::Sender;
@@ -180,6 +181,13 @@ pub(crate) struct Pool {
 
 static POOL: OnceLock<Pool> = OnceLock::new();
 
+thread_local! {
+    /// This thread's last call: when both its handles and its job are gone by the next call,
+    /// the thread makes its calls one at a time (see `lead::read_after`).
+    static LAST_CALL: std::cell::Cell<Weak<dyn Any + Send + Sync>> =
+        std::cell::Cell::new(Weak::<()>::new());
+}
+
 fn pool() -> &'static Pool {
     POOL.get_or_init(|| {
         let settings = crate::config::settings();
@@ -266,14 +274,21 @@ impl Pool {
         let cell = Completion::pending(entry.name);
         let job = job(cell.clone());
         cell.set_abort(Abort::keyed(cancel, id, lead::lead_of(id)));
-        self.submit(Call {
-            id,
-            entry,
-            index,
-            job,
-            cost: 0,
-            stream: None,
+        let one_at_a_time = LAST_CALL.with(|last| {
+            let previous = last.replace(Arc::downgrade(&cell) as Weak<dyn Any + Send + Sync>);
+            previous.strong_count() == 0
         });
+        self.submit(
+            Call {
+                id,
+                entry,
+                index,
+                job,
+                cost: 0,
+                stream: None,
+            },
+            one_at_a_time,
+        );
         Unfinished::from_cell(cell)
     }
 }
@@ -318,18 +333,21 @@ where
     sender.set_on_read(Arc::new(move |items| grant(id, items)));
     let job = Arc::new(StreamJob::<W, T>::new(id, frame, sender, entry.name, span));
     stream.control().set_abort(Abort::new(move || cancel(id)));
-    pool.submit(Call {
-        id,
-        entry,
-        index,
-        job,
-        cost: 0,
-        stream: Some(Credit {
-            granted: u64::from(buffer),
-            received: 0,
-            unsent: 0,
-        }),
-    });
+    pool.submit(
+        Call {
+            id,
+            entry,
+            index,
+            job,
+            cost: 0,
+            stream: Some(Credit {
+                granted: u64::from(buffer),
+                received: 0,
+                unsent: 0,
+            }),
+        },
+        false,
+    );
     stream
 }
 

@@ -6,7 +6,8 @@
 use std::sync::MutexGuard;
 use std::sync::atomic::Ordering;
 
-use super::{Call, Fed, Phase, Pool, State, lead};
+use super::lead::{self, ReadAfter};
+use super::{Call, Fed, Phase, Pool, State};
 use crate::error::Error;
 use crate::exec::lock;
 
@@ -16,8 +17,10 @@ pub(super) const MAX_DEPTH: u32 = 64;
 const DEPTH_BUDGET_MICROS: u32 = 2000;
 
 impl Pool {
-    /// Queue a call, start workers if none runs, and hand it out if a worker has room.
-    pub(super) fn submit(&'static self, call: Call) {
+    /// Queue a call, start workers if none runs, and hand it out if a worker has room. With
+    /// `one_at_a_time`, the calling thread's previous call is done with (see `lead::read_after`).
+    pub(super) fn submit(&'static self, call: Call, one_at_a_time: bool) {
+        let read_after = lead::read_after(self.expected_micros(call.index), one_at_a_time);
         let mut state = lock(&self.state);
         if let Some(reason) = &state.broken {
             let error = Error::WorkerDied {
@@ -30,16 +33,21 @@ impl Pool {
         }
         state.queue.push_back(call);
         self.start_idle_workers(&mut state);
-        drop(self.dispatch_muting(state, lead::reads_right_after_writing()));
+        drop(self.dispatch_muting(state, read_after));
     }
 
     /// Expected run time of function `index` in µs; unmeasured functions count as the whole
     /// budget, so that they only go to idle workers.
     fn cost(&self, index: usize) -> u32 {
-        match self.speed[index].load(Ordering::Relaxed) {
+        match self.expected_micros(index) {
             0 => DEPTH_BUDGET_MICROS,
             micros => micros.min(DEPTH_BUDGET_MICROS),
         }
+    }
+
+    /// Typical run time of function `index` in µs (0: not measured yet).
+    fn expected_micros(&self, index: usize) -> u32 {
+        self.speed[index].load(Ordering::Relaxed)
     }
 
     /// Count a call of function `index` that ran for `micros` towards its expected run time.
@@ -58,16 +66,16 @@ impl Pool {
         &'static self,
         state: MutexGuard<'a, State>,
     ) -> MutexGuard<'a, State> {
-        self.dispatch_muting(state, false)
+        self.dispatch_muting(state, ReadAfter::No)
     }
 
-    /// [`dispatch`](Pool::dispatch); with `read_after`, muting the response pipe of each idle
-    /// worker it writes to before it writes, and reading what they answered right after (see
-    /// `lead::reads_right_after_writing`).
+    /// [`dispatch`](Pool::dispatch); unless `read_after` is `No`, muting the response pipe of
+    /// each idle worker it writes to before it writes, and reading what they answered after (see
+    /// `lead::read_after`).
     fn dispatch_muting<'a>(
         &'static self,
         mut state: MutexGuard<'a, State>,
-        read_after: bool,
+        read_after: ReadAfter,
     ) -> MutexGuard<'a, State> {
         let mut fed_idle = false;
         while let Some(call) = state.queue.front() {
@@ -118,7 +126,9 @@ impl Pool {
                 continue;
             }
             slot.fed = match &slot.io {
-                Some(io) if read_after && io.wake.mute_responses().is_ok() => Fed::IdleMuted,
+                Some(io) if read_after != ReadAfter::No && io.wake.mute_responses().is_ok() => {
+                    Fed::IdleMuted
+                }
                 Some(io) => {
                     // Muted while idle (`lead::Release`): whoever reads its next answer, the
                     // I/O thread must hear it.
@@ -145,7 +155,7 @@ impl Pool {
             }
             let Some(io) = slot.io.clone() else { continue };
             drop(state);
-            lead::read_written(self, index, &io);
+            lead::read_written(self, index, &io, read_after);
             state = lock(&self.state);
         }
         state
