@@ -172,8 +172,8 @@ pub(super) enum ReadAfter {
     Polling(Duration),
 }
 
-/// Calls of functions that typically run this long at most (µs) may be read [polling]
-/// (ReadAfter::Polling): the thread that writes one waits for it before it returns the handle,
+/// Calls of functions that typically run this long at most (µs) may be read polling
+/// ([`ReadAfter::Polling`]): the thread that writes one waits for it before it returns the handle,
 /// so two such calls in a row do not overlap; at this size that costs less than the wake-up it
 /// saves.
 const POLLED_CALL_MICROS: u32 = 10;
