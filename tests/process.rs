@@ -676,6 +676,46 @@ fn lone_calls_are_read_from_every_kind_of_thread() {
     });
 }
 
+#[unsync]
+async fn awaits_in_pairs(n: u64) -> u64 {
+    let mut sum = 0;
+    for i in 0..n {
+        let (a, b) = (add(i, 1), add(i, 2));
+        sum += a.await + b.await;
+    }
+    sum
+}
+
+/// Callers that read their answers right after writing, callers that wait later, callers that
+/// await and rayon workers, all at once on the same few workers: every answer arrives (the
+/// pool's `lead` hands a worker's pipe between them; a lost hand-over would hang a call).
+#[test]
+fn every_kind_of_caller_at_once_loses_no_answer() {
+    watchdog(LIMIT, || {
+        const N: u64 = 300;
+        let lone = |t: u64| (0..N).map(|i| add(i, t).result()).sum::<u64>();
+        let pairs = |_| {
+            (0..N)
+                .map(|i| {
+                    let (a, b) = (add(i, 1), add(i, 2));
+                    a.result() + b.result()
+                })
+                .sum::<u64>()
+        };
+        let threads: Vec<std::thread::JoinHandle<u64>> = vec![
+            std::thread::spawn(move || lone(0)),
+            std::thread::spawn(move || lone(1)),
+            std::thread::spawn(move || pairs(())),
+            std::thread::spawn(|| awaits_in_pairs(N).result()),
+            std::thread::spawn(|| sums_on_rayon(N).result()),
+        ];
+        let sums: Vec<u64> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        let to = |k: u64| (0..N).map(|i| i + k).sum::<u64>();
+        let pair_sum = (0..N).map(|i| 2 * i + 3).sum::<u64>();
+        assert_eq!(sums, [to(0), to(1), pair_sum, pair_sum, to(1)]);
+    });
+}
+
 /// On one CPU the pool reads answers another way (the thread that writes a call to an idle
 /// worker reads its answer right after; see the pool's `lead`): the same tests, there.
 #[cfg(target_os = "linux")]
@@ -723,4 +763,5 @@ fn the_tests_of_waiting_callers() {
     nested_cpu_bound_calls_run_inline_in_the_worker();
     timeout_kills_a_runaway_call_within_a_second_of_the_deadline();
     lone_calls_are_read_from_every_kind_of_thread();
+    every_kind_of_caller_at_once_loses_no_answer();
 }

@@ -21,7 +21,7 @@
 //! thread that leads at once (on one CPU, or when leading at once has been its quicker way
 //! lately: `wait::leads_at_once`) mutes the pipe of an idle worker before it writes a call to
 //! it, and reads what came right after ([`read_written`]); and a worker left idle stays muted
-//! for the next such writer ([`Release`]), so that a lone call costs the system calls of a raw
+//! for the next such writer ([`Taken`]), so that a lone call costs the system calls of a raw
 //! echo, a write and a read. A worker's end still reaches its I/O thread through a muted pipe.
 //!
 //! On several idle CPUs, a thread that makes quick calls one at a time (each done with before
@@ -59,14 +59,15 @@ fn lead(id: u64, done: &dyn Fn() -> bool) {
     let Some((index, io)) = pool.running(id) else {
         return;
     };
-    let mut reading = match io.reading.try_lock() {
+    let reading = match io.reading.try_lock() {
         Ok(reading) => reading,
         Err(TryLockError::WouldBlock | TryLockError::Poisoned(_)) => return,
     };
     if reading.gone || io.wake.mute_responses().is_err() {
         return;
     }
-    let release = Release {
+    let mut taken = Taken {
+        reading: Some(reading),
         pool,
         index,
         io: &io,
@@ -79,27 +80,14 @@ fn lead(id: u64, done: &dyn Fn() -> bool) {
         if done() || !answer_may_come(&io) {
             break None;
         }
-        match reading.read_available(pool, index, &io) {
+        match taken.reading().read_available(pool, index, &io) {
             Ok(false) => {}
             // The pipe's end: the I/O thread sees it too, and buries the worker.
             Ok(true) => break None,
             Err(death) => break Some(death),
         }
     };
-    hand_back(release, reading, death);
-}
-
-/// Stop reading: give the pipe back ([`Release`]), and if the worker was found gone, wake its
-/// I/O thread, which buries it.
-fn hand_back(release: Release<'_>, mut reading: MutexGuard<'_, Reading>, death: Option<Death>) {
-    let io = release.io;
-    let found_dead = death.is_some();
-    reading.death = death;
-    drop(release);
-    drop(reading);
-    if found_dead {
-        io.wake();
-    }
+    taken.hand_back(death);
 }
 
 /// Block until the worker's response pipe is readable, as any waiter blocks
@@ -112,20 +100,44 @@ fn answer_may_come(io: &WorkerIo) -> bool {
     }
 }
 
-/// Gives the response pipe back to the I/O thread's wait however reading ends (even by a
-/// panic in a result's `Deserialize`), except while the worker is idle and this thread reads
-/// right after writing (`keep_muted`, see [`read_after`]): then it stays muted for the next
-/// call's writer, which reads that call's answer itself if it is such a thread too (any other
-/// writer unmutes it first: `Pool::dispatch`).
-struct Release<'a> {
+/// A worker's pipe taken from its I/O thread: its [`Reading`], held, and the response pipe,
+/// muted. Dropped however reading ends (even by a panic in a result's `Deserialize`), it first
+/// lets go of the `Reading`, then gives the pipe back to the I/O thread's wait, except while
+/// the worker is idle and this thread reads right after writing (`keep_muted`, see
+/// [`read_after`]): then it stays muted for the next call's writer, which reads that call's
+/// answer itself if it is such a thread too (any other writer unmutes it first:
+/// `Pool::dispatch`). In that order, a thread that writes a call to the worker meanwhile either
+/// finds the `Reading` free, and reads its answer itself, or made the worker busy before the
+/// check, and the pipe is given back: no answer is left on a muted pipe with no reader.
+struct Taken<'a> {
+    reading: Option<MutexGuard<'a, Reading>>,
     pool: &'static Pool,
     index: usize,
     io: &'a WorkerIo,
     keep_muted: bool,
 }
 
-impl Drop for Release<'_> {
+impl Taken<'_> {
+    fn reading(&mut self) -> &mut Reading {
+        self.reading.as_mut().expect("held until dropped")
+    }
+
+    /// Stop reading: give the pipe back, and if the worker was found gone, wake its I/O thread,
+    /// which buries it.
+    fn hand_back(mut self, death: Option<Death>) {
+        let io = self.io;
+        let found_dead = death.is_some();
+        self.reading().death = death;
+        drop(self);
+        if found_dead {
+            io.wake();
+        }
+    }
+}
+
+impl Drop for Taken<'_> {
     fn drop(&mut self) {
+        drop(self.reading.take());
         let state = lock(&self.pool.state);
         let slot = &state.slots[self.index];
         let idle = slot.in_flight.is_empty()
@@ -202,19 +214,18 @@ pub(super) fn read_after(expected_micros: u32, one_at_a_time: bool) -> ReadAfter
 
 /// Read and settle what the worker at `index`, whose pipe this thread muted before writing to
 /// it, has answered so far (or, [`ReadAfter::Polling`], until an answer comes, for a while),
-/// then give the pipe back ([`Release`]).
+/// then give the pipe back ([`Taken`]).
 pub(super) fn read_written(pool: &'static Pool, index: usize, io: &WorkerIo, how: ReadAfter) {
-    let release = Release {
+    let mut taken = Taken {
+        reading: io.reading.try_lock().ok(),
         pool,
         index,
         io,
         keep_muted: true,
     };
-    let Ok(mut reading) = io.reading.try_lock() else {
-        // The I/O thread or a caller that leads is reading: it reads this answer too.
-        return;
-    };
-    if reading.gone {
+    // Held by the I/O thread, or by a reader about to let go: dropping `taken` gives the pipe
+    // back, so that the I/O thread reads this answer.
+    if taken.reading.as_ref().is_none_or(|reading| reading.gone) {
         return;
     }
     let until = match how {
@@ -222,6 +233,7 @@ pub(super) fn read_written(pool: &'static Pool, index: usize, io: &WorkerIo, how
         ReadAfter::Once | ReadAfter::No => None,
     };
     let death = loop {
+        let reading = taken.reading();
         let answers = reading.answers;
         match reading.read_available(pool, index, io) {
             Ok(false) => {}
@@ -234,5 +246,5 @@ pub(super) fn read_written(pool: &'static Pool, index: usize, io: &WorkerIo, how
         }
         std::hint::spin_loop();
     };
-    hand_back(release, reading, death);
+    taken.hand_back(death);
 }

@@ -130,7 +130,7 @@ impl Pool {
                     Fed::IdleMuted
                 }
                 Some(io) => {
-                    // Muted while idle (`lead::Release`): whoever reads its next answer, the
+                    // Muted while idle (`lead::Taken`): whoever reads its next answer, the
                     // I/O thread must hear it.
                     if io.wake.unmute_responses().is_err() {
                         io.kill();
