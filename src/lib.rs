@@ -658,9 +658,9 @@
 //! `poll` instead of an `eventfd` and `epoll` for a worker's I/O thread, and, instead of
 //! `PR_SET_PDEATHSIG`, a thread in each worker that exits it within 100 ms of its parent's
 //! death. Two Linux-only speed-ups have no replacement there: large payloads through shared
-//! memory, and a thread blocked in `.result()` on a `cpu_bound` call reading the worker's
-//! answer itself (elsewhere the pool's I/O thread reads it and wakes the caller: one more
-//! thread hop per call). CI runs the process tests on Linux through those replacements
+//! memory, and the caller of a `cpu_bound` call reading the worker's answer itself, once it
+//! blocks in `.result()` or right after writing a quick call (elsewhere the pool's I/O thread
+//! reads it and wakes the caller: one more thread hop per call). CI runs the process tests on Linux through those replacements
 //! (`--cfg unsync_portable`), but nothing has run on a real Mac or BSD machine yet.
 //!
 //! **Windows** (x86_64, `-msvc` and `-gnu`): every mode works, `cpu_bound` with the same
@@ -682,7 +682,8 @@
 //!   starts.
 //! - Workers ignore the console's Ctrl-C and Ctrl-Break (the program decides, as on Unix).
 //! - Anonymous pipes cannot be polled, so each worker also has a reader and a writer thread
-//!   in the parent.
+//!   in the parent, and a worker waits for its next call without spinning first (on Unix it
+//!   may spin: see [`Config::spin`]).
 //! - The Task Manager shows a worker under the program's own name and command line, without
 //!   the `(unsync worker)` mark.
 //!
@@ -699,7 +700,7 @@
 //! | `UNSYNC_PARALLEL_THREADS` | [`Config::parallel_threads`] | threads of the rayon pool | cores |
 //! | `UNSYNC_PROCESSES` | [`Config::processes`] | worker processes for `cpu_bound` | cores |
 //! | `UNSYNC_MAX_FRAME_BYTES` | [`Config::max_frame_bytes`] | largest encoded arguments or result of one `cpu_bound` call | 256 MiB |
-//! | `UNSYNC_SPIN_MICROS` | [`Config::spin`] | longest spin of a blocked waiter before it parks, in µs (0: never) | 50 (0 on one CPU) |
+//! | `UNSYNC_SPIN_MICROS` | [`Config::spin`] | longest spin of a blocked waiter (or an idle worker process) before it parks, in µs (0: never) | 50 (0 on one CPU) |
 //! | `UNSYNC_REMOTE` | [`Config::remote`] | the Temporal cluster of `remote` functions, `temporal://HOST:PORT[/NAMESPACE]` | none: local worker processes |
 //! | `UNSYNC_REMOTE_HEARTBEAT_MILLIS` | [`Remote::heartbeat`] | how long a running remote call may go without a heartbeat | 10000 |
 //!
