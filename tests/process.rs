@@ -716,6 +716,42 @@ fn every_kind_of_caller_at_once_loses_no_answer() {
     });
 }
 
+/// CPU time (user and system) the process `pid` has used, in clock ticks.
+#[cfg(target_os = "linux")]
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command (which may hold spaces): state is the 3rd, utime the 14th.
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+/// After calls from a caller that spins, the worker spins for the next call (`Config::spin`),
+/// but for microseconds: idle, it sleeps. Alone in a child process, so that no other test's
+/// calls reach the worker.
+#[cfg(target_os = "linux")]
+#[test]
+fn an_idle_worker_spins_briefly_then_sleeps() {
+    common::run_child_test("child_with_an_idle_worker");
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+#[ignore = "run by an_idle_worker_spins_briefly_then_sleeps"]
+fn child_with_an_idle_worker() {
+    watchdog(LIMIT, || {
+        let worker = (0..1000).map(|_| pid().result()).last().unwrap();
+        let before = cpu_ticks(worker);
+        // The window observed, not a synchronisation: a worker that kept spinning would use
+        // about 50 ticks (100 per second) in it, one that sleeps none.
+        std::thread::sleep(Duration::from_millis(500));
+        let used = cpu_ticks(worker) - before;
+        assert!(
+            used <= 5,
+            "the idle worker used {used} ticks of CPU in 500 ms"
+        );
+    });
+}
+
 /// On one CPU the pool reads answers another way (the thread that writes a call to an idle
 /// worker reads its answer right after; see the pool's `lead`): the same tests, there.
 #[cfg(target_os = "linux")]
