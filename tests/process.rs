@@ -217,6 +217,23 @@ fn returns_untagged() -> Untagged {
     Untagged::Number(3)
 }
 
+/// A value whose `Deserialize` panics: as a result, it crosses the pipe (the worker only
+/// serializes it), then fails to be read back.
+#[derive(Debug, Serialize)]
+struct Trap(u8);
+
+impl<'de> Deserialize<'de> for Trap {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = u8::deserialize(deserializer)?;
+        panic!("a Trap cannot be read ({value})");
+    }
+}
+
+#[unsync(cpu_bound)]
+fn returns_a_trap() -> Trap {
+    Trap(7)
+}
+
 fn assert_encoding(error: Error, task: &str, payload: Payload, place: &str) {
     match &error {
         Error::Encoding {
@@ -259,6 +276,28 @@ fn values_that_cannot_cross_fail_their_call_with_encoding() {
             "decoding it in this process",
         );
         assert_eq!(add(4, 4).result(), 8);
+    });
+}
+
+/// A panic in the result's `Deserialize` (user code, run in this process, by whichever thread
+/// reads the answer) fails that call alone, as an encoding failure, from every reader.
+#[test]
+fn a_result_whose_deserialize_panics_fails_its_call_alone() {
+    watchdog(LIMIT, || {
+        for _ in 0..50 {
+            assert_encoding(
+                returns_a_trap().catch().result().unwrap_err(),
+                "process::returns_a_trap",
+                Payload::Result,
+                "a Trap cannot be read (7)",
+            );
+            assert_eq!(add(4, 4).result(), 8);
+        }
+        let traps: Vec<_> = (0..20).map(|_| returns_a_trap()).collect();
+        for trap in traps {
+            assert!(matches!(trap.catch().result(), Err(Error::Encoding { .. })));
+        }
+        assert_eq!(add(5, 5).result(), 10);
     });
 }
 
@@ -793,6 +832,7 @@ fn the_tests_of_waiting_callers() {
     big_payloads_take_the_bulk_path();
     a_panic_is_an_error_and_the_worker_survives();
     values_that_cannot_cross_fail_their_call_with_encoding();
+    a_result_whose_deserialize_panics_fails_its_call_alone();
     crashes_cost_one_worker_and_later_calls_succeed();
     a_quick_call_whose_worker_dies_as_it_is_written_fails_alone();
     calls_queued_behind_a_crash_still_run();

@@ -177,6 +177,43 @@ fn dropping_the_stream_stops_an_endless_producer_and_frees_its_worker() {
     });
 }
 
+/// An item whose `Deserialize` panics: it crosses the pipe (the worker only serializes it),
+/// then fails to be read back in the caller's process.
+#[derive(Debug, Serialize)]
+struct Trap(u64);
+
+impl<'de> Deserialize<'de> for Trap {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = u64::deserialize(deserializer)?;
+        assert!(value < 5, "Trap {value} cannot be read");
+        Ok(Trap(value))
+    }
+}
+
+#[unsync(cpu_bound)]
+fn traps() -> impl Iterator<Item = Trap> {
+    (0..).map(Trap)
+}
+
+/// A panic in an item's `Deserialize` (user code, run by the pool's thread that reads the
+/// worker) ends that stream alone, as an encoding failure, after the items before it.
+#[test]
+fn an_item_whose_deserialize_panics_ends_its_stream_alone() {
+    setup();
+    watchdog(LIMIT, || {
+        let items: Vec<_> = traps().catch().into_iter().collect();
+        assert_eq!(items.len(), 6, "{items:?}");
+        assert!(items[..5].iter().all(Result::is_ok));
+        match &items[5] {
+            Err(Error::Encoding { detail, .. }) => {
+                assert!(detail.contains("Trap 5 cannot be read"), "{detail}");
+            }
+            other => panic!("expected an encoding failure, got {other:?}"),
+        }
+        assert_eq!(count_to(3).into_iter().count(), 3);
+    });
+}
+
 #[test]
 fn items_before_a_panic_are_delivered_then_it_is_reraised() {
     setup();

@@ -335,7 +335,7 @@ pub(crate) fn decode_result<W: DeserializeOwned + Into<R>, R>(
     task: &'static str,
     bytes: &[u8],
 ) -> Result<R, Error> {
-    codec::decode::<W>(bytes)
+    codec::decode_in_parent::<W>(bytes)
         .map(Into::into)
         .map_err(|e| Error::Encoding {
             task,

@@ -74,6 +74,19 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
     }
 }
 
+/// Decode `T` in the parent, where the decoding thread must not unwind (the pool's I/O thread,
+/// or a caller reading answers inside the pool): a panic in `T`'s `Deserialize` (user code)
+/// becomes a decoding failure, its message said.
+pub(crate) fn decode_in_parent<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+    match std::panic::catch_unwind(|| decode::<T>(bytes)) {
+        Ok(decoded) => decoded.map_err(|e| e.to_string()),
+        Err(panic) => Err(format!(
+            "its Deserialize panicked: {}",
+            crate::error::panic_message(&*panic)
+        )),
+    }
+}
+
 /// A byte or number vector sent as one block instead of element by element.
 ///
 /// ```

@@ -89,7 +89,7 @@ where
             };
             let mut decoded = Ok(());
             for item in protocol::items(items) {
-                match codec::decode::<W>(item) {
+                match codec::decode_in_parent::<W>(item) {
                     Ok(item) => {
                         if sender.push(item.into()).is_err() {
                             break;
