@@ -101,14 +101,14 @@ fn answer_may_come(io: &WorkerIo) -> bool {
 }
 
 /// A worker's pipe taken from its I/O thread: its [`Reading`], held, and the response pipe,
-/// muted. Dropped however reading ends (even by a panic in a result's `Deserialize`), it first
-/// lets go of the `Reading`, then gives the pipe back to the I/O thread's wait, except while
-/// the worker is idle and this thread reads right after writing (`keep_muted`, see
-/// [`read_after`]): then it stays muted for the next call's writer, which reads that call's
-/// answer itself if it is such a thread too (any other writer unmutes it first:
-/// `Pool::dispatch`). In that order, a thread that writes a call to the worker meanwhile either
-/// finds the `Reading` free, and reads its answer itself, or made the worker busy before the
-/// check, and the pipe is given back: no answer is left on a muted pipe with no reader.
+/// muted. Dropped however reading ends (even by a panic), it first lets go of the `Reading`,
+/// then gives the pipe back to the I/O thread's wait, except while the worker is idle and this
+/// thread reads right after writing (`keep_muted`, see [`read_after`]): then it stays muted for
+/// the next call's writer, which reads that call's answer itself if it is such a thread too
+/// (any other writer unmutes it first: `Pool::dispatch`). In that order, a thread that writes
+/// a call to the worker meanwhile either finds the `Reading` free, and reads its answer itself,
+/// or made the worker busy before the check, and the pipe is given back: no answer is left on
+/// a muted pipe with no reader.
 struct Taken<'a> {
     reading: Option<MutexGuard<'a, Reading>>,
     pool: &'static Pool,
