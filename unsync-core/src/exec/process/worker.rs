@@ -366,7 +366,11 @@ fn serve(spec: WorkerSpec) -> i32 {
 /// worker blocks at once.
 #[cfg(unix)]
 fn wait_for_request(requests: &FrameReader<File>) -> Option<wait::Waited> {
-    wait::spin_until(false, || super::os::readable_now(requests.source()))
+    // A failed poll ends the spin: the blocking read that follows sees why.
+    wait::spin_until(false, || {
+        super::os::readable_within(requests.source(), Some(std::time::Duration::ZERO))
+            .unwrap_or(true)
+    })
 }
 
 #[cfg(not(unix))]

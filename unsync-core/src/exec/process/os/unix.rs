@@ -9,7 +9,7 @@
 
 use std::fs::File;
 use std::io::{self, IoSlice};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
 use std::time::Duration;
@@ -187,17 +187,19 @@ impl Wake {
         &self,
         timeout: Option<Duration>,
     ) -> io::Result<bool> {
-        let timeout = timeout.map(|left| Timespec::try_from(left).unwrap_or_default());
-        let mut fds = [PollFd::new(&self.responses, PollFlags::IN)];
-        Ok(rustix::event::poll(&mut fds, timeout.as_ref())? > 0)
+        readable_within(&self.responses, timeout)
     }
 }
 
-/// Whether `pipe` can be read without blocking (bytes, or its end), now. For a worker's end of
-/// its request pipe, which it reads blocking.
-pub(in crate::exec::process) fn readable_now(pipe: &File) -> bool {
-    let mut fds = [PollFd::new(pipe, PollFlags::IN)];
-    rustix::event::poll(&mut fds, Some(&Timespec::default())).map_or(true, |n| n > 0)
+/// Whether `pipe` has bytes (or its end) now, or within `timeout` (`None`: however long it
+/// takes). Also for a worker's end of its request pipe, which it reads blocking.
+pub(in crate::exec::process) fn readable_within(
+    pipe: impl AsFd,
+    timeout: Option<Duration>,
+) -> io::Result<bool> {
+    let timeout = timeout.map(|left| Timespec::try_from(left).unwrap_or_default());
+    let mut fds = [PollFd::new(&pipe, PollFlags::IN)];
+    Ok(rustix::event::poll(&mut fds, timeout.as_ref())? > 0)
 }
 
 /// The parent's end of a worker's request pipe.
