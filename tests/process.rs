@@ -150,6 +150,21 @@ fn big_payloads_take_the_bulk_path() {
 }
 
 #[test]
+fn large_vectors_of_changing_sizes_and_types_cross_intact() {
+    // A worker keeps a large result's vector for the next large argument (`shared::Spare`):
+    // each argument must arrive as itself, whatever the kept vector held or how large it was.
+    watchdog(LIMIT, || {
+        for (round, mib) in [8, 5, 16, 9, 6, 8].into_iter().enumerate() {
+            let data: Vec<u8> = (0..mib << 20).map(|i| (i * 7 + round) as u8).collect();
+            assert!(echo_bytes(data.clone()).result() == data, "{mib} MiB");
+            let floats: Vec<f64> = (0..(mib << 20) / 8).map(|i| (i % 3) as f64).collect();
+            let expected: f64 = floats.iter().sum();
+            assert_eq!(sum_floats(floats).result(), expected, "{mib} MiB of f64");
+        }
+    });
+}
+
+#[test]
 fn a_panic_is_an_error_and_the_worker_survives() {
     watchdog(LIMIT, || {
         let error = fails("bad input".into()).catch().result().unwrap_err();

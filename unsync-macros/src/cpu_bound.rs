@@ -139,7 +139,7 @@ pub(crate) fn expand(options: &Options, mut function: ItemFn) -> TokenStream {
         )
     } else if is_bulk(&output_ty) {
         (
-            quote!(&#private::Bulk(&__unsync_result)),
+            quote!(#private::encode_vec_result(__unsync_result, __unsync_out)),
             quote!(#private::#spawn_bulk::<#private::Bulk<#output_ty>, #output_ty>(
                 &__UNSYNC_WORKER_FN,
                 &(#(#encode,)*)
@@ -151,7 +151,10 @@ pub(crate) fn expand(options: &Options, mut function: ItemFn) -> TokenStream {
             quote_spanned!(output_ty.span()=> let __unsync_wire = #private::check_wire::<#output_ty, _>();),
         );
         (
-            quote!(#private::Cross::lend(__unsync_wire, &__unsync_result)),
+            quote!(#private::encode_result(
+                #private::Cross::lend(__unsync_wire, &__unsync_result),
+                __unsync_out,
+            )),
             quote!(#private::#spawn_checked(
                 __unsync_wire,
                 &__UNSYNC_WORKER_FN,
@@ -208,7 +211,7 @@ pub(crate) fn expand(options: &Options, mut function: ItemFn) -> TokenStream {
                     #(#checks)*
                     let (#(#names,)*): (#(#decoded_types,)*) = #private::decode_args(__unsync_args)?;
                     let __unsync_result = __unsync_body(#(#unwrap),*);
-                    #private::encode_result(#encode_output, __unsync_out)
+                    #encode_output
                 }
             },
             quote!(#private::WorkerFn::new(__UNSYNC_NAME, #signature, __unsync_shim)),

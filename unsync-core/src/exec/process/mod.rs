@@ -64,7 +64,7 @@ pub mod private {
     #[cfg(windows)]
     pub use super::registry::register;
     pub use super::registry::{NextItem, Shim, StreamShim, WorkerFn};
-    pub use super::shared::{decode_args, encode_result};
+    pub use super::shared::{decode_args, encode_result, encode_vec_result};
     pub use super::wire_check::{
         Cross, SerializeAndDeserialize, Witness, check_wire, next_item, spawn_checked,
         spawn_stream_checked,

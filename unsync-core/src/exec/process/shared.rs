@@ -22,7 +22,9 @@
 //! results arena's beyond its first [`KEEP_RESIDENT`] bytes, given back at the worker's next
 //! call; the arguments arena cannot give pages back (its seal against other writers also
 //! forbids punching holes), so it keeps the largest arguments sent at once until the pool
-//! shuts down.
+//! shuts down. A worker also keeps its last large `Vec` result (4 to 64 MiB, see [`Spare`]) to
+//! copy the next large argument into: a function that maps a large vector to another, called
+//! again and again, then copies into memory already allocated, not into fresh pages.
 //!
 //! A broken worker can write anything into its results arena and any offsets into its frames:
 //! every block is checked to lie in the arena before it is copied, and what is copied is plain
@@ -38,7 +40,7 @@ use std::sync::atomic::Ordering;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::codec::{self, CodecError};
+use super::codec::{self, BulkElement, CodecError};
 
 /// Blocks from this size up go through shared memory (below it, the pipe is as fast).
 pub(crate) const MIN_BLOCK: usize = 64 << 10;
@@ -120,8 +122,9 @@ mod region {
             &self,
             offset: usize,
             len: usize,
+            reuse: Option<Vec<E>>,
         ) -> Option<Vec<E>> {
-            self.mapping.read_vec(offset, len)
+            self.mapping.read_vec(offset, len, reuse)
         }
 
         /// The counter in the first bytes of the memory.
@@ -166,7 +169,12 @@ mod region {
         pub(crate) fn write(&self, _offset: usize, _bytes: &[u8]) -> bool {
             match *self {}
         }
-        pub(crate) fn read_vec<E: bytemuck::Pod>(&self, _: usize, _: usize) -> Option<Vec<E>> {
+        pub(crate) fn read_vec<E: bytemuck::Pod>(
+            &self,
+            _: usize,
+            _: usize,
+            _: Option<Vec<E>>,
+        ) -> Option<Vec<E>> {
             match *self {}
         }
         pub(crate) fn counter(&self) -> &AtomicU64 {
@@ -364,7 +372,7 @@ pub(crate) fn put(bytes: &[u8]) -> Option<u64> {
 
 /// The block of `len` bytes at `offset` of the memory the value being decoded refers to, as
 /// `E`s. Called by `Bulk` for a block that crossed through shared memory.
-pub(crate) fn take<E: bytemuck::Pod>(offset: u64, len: u64) -> Result<Vec<E>, String> {
+pub(crate) fn take<E: BulkElement>(offset: u64, len: u64) -> Result<Vec<E>, String> {
     SOURCE.with_borrow(|source| {
         let Some(region) = source else {
             return Err("a block in shared memory, where none is shared".into());
@@ -372,7 +380,8 @@ pub(crate) fn take<E: bytemuck::Pod>(offset: u64, len: u64) -> Result<Vec<E>, St
         let (Ok(offset), Ok(len)) = (usize::try_from(offset), usize::try_from(len)) else {
             return Err("a shared block beyond the address space".into());
         };
-        region.read_vec(offset, len).ok_or_else(|| {
+        let reuse = WORKER.with_borrow_mut(|arenas| arenas.spare.take_fitting::<E>(len));
+        region.read_vec(offset, len, reuse).ok_or_else(|| {
             format!("a shared block of {len} bytes at {offset} that does not lie in its memory or is not made of whole elements")
         })
     })
@@ -434,6 +443,37 @@ pub(crate) fn encode_args<T: Serialize + ?Sized>(
 pub(crate) struct WorkerArenas {
     args: Option<Arc<Region>>,
     results: Option<ResultsWriter>,
+    /// The last large result's vector, for the next large argument to be copied into.
+    spare: Spare,
+}
+
+/// A large vector a call is done with, kept for the next block of the same element type to be
+/// copied into: its pages are allocated already, where a new vector of that size would be
+/// fresh memory, which the system zeroes page by page as the copy first touches it (a
+/// fifth of a 64 MiB round trip's time). One at a time, of [`SPARE_BYTES`].
+#[derive(Default)]
+struct Spare(Option<Box<dyn std::any::Any + Send>>);
+
+/// Sizes of vectors worth keeping as the [`Spare`]: from where allocators hand out fresh
+/// memory for each vector, up to what a worker keeps resident anyway.
+const SPARE_BYTES: std::ops::RangeInclusive<usize> = (4 << 20)..=KEEP_RESIDENT;
+
+impl Spare {
+    fn keep<E: BulkElement>(&mut self, vector: Vec<E>) {
+        if SPARE_BYTES.contains(&(vector.capacity() * size_of::<E>())) {
+            self.0 = Some(Box::new(vector));
+        }
+    }
+
+    /// The spare if it is a vector of `E` with room for `bytes` bytes, and no more than
+    /// twice that (the vector goes to the caller, spare room and all).
+    fn take_fitting<E: BulkElement>(&mut self, bytes: usize) -> Option<Vec<E>> {
+        let room = self.0.as_ref()?.downcast_ref::<Vec<E>>()?.capacity() * size_of::<E>();
+        if room < bytes || room / 2 > bytes {
+            return None;
+        }
+        self.0.take()?.downcast().ok().map(|vector| *vector)
+    }
 }
 
 impl WorkerArenas {
@@ -441,6 +481,7 @@ impl WorkerArenas {
         WorkerArenas {
             args: args.map(Arc::new),
             results: results.map(ResultsWriter::new),
+            spare: Spare::default(),
         }
     }
 }
@@ -545,6 +586,21 @@ pub fn encode_result<T: Serialize + ?Sized>(
     encoded
 }
 
+/// Encode a call's `Vec` result in the worker (the `cpu_bound` shim calls this for a function
+/// that returns a [`Bulk`](codec::Bulk) vector), as [`encode_result`]; a large vector whose
+/// block went into the results arena is kept for the next call's arguments (see [`Spare`]).
+#[doc(hidden)]
+pub fn encode_vec_result<E: BulkElement>(
+    value: Vec<E>,
+    out: &mut Vec<u8>,
+) -> Result<(), CodecError> {
+    let encoded = encode_result(&codec::Bulk(&value), out);
+    if LAST_SHARED.get() > 0 {
+        WORKER.with_borrow_mut(|arenas| arenas.spare.keep(value));
+    }
+    encoded
+}
+
 /// The parent's view of one worker's results arena.
 pub(crate) struct ResultsReader {
     region: Arc<Region>,
@@ -606,6 +662,52 @@ mod tests {
                 Err(_) => prop_assert!(!fits),
             }
         }
+    }
+
+    #[test]
+    fn a_spare_is_taken_only_for_a_block_of_its_type_that_it_fits_without_much_room_to_spare() {
+        const MIB: usize = 1 << 20;
+        let mut spare = Spare::default();
+        spare.keep(vec![0_u8; MIB]);
+        assert!(spare.0.is_none(), "too small to be worth keeping");
+        spare.keep(vec![0_u8; KEEP_RESIDENT + 1]);
+        assert!(spare.0.is_none(), "larger than a worker keeps resident");
+
+        let kept = vec![0_u64; MIB];
+        let address = kept.as_ptr();
+        spare.keep(kept);
+        assert!(spare.take_fitting::<u8>(8 * MIB).is_none(), "another type");
+        assert!(spare.take_fitting::<u64>(8 * MIB + 8).is_none(), "too small");
+        assert!(spare.take_fitting::<u64>(4 * MIB - 8).is_none(), "over twice as large");
+        let taken = spare.take_fitting::<u64>(4 * MIB).expect("fits");
+        assert_eq!(taken.as_ptr(), address);
+        assert!(spare.take_fitting::<u64>(4 * MIB).is_none(), "taken once");
+    }
+
+    #[cfg(all(target_os = "linux", not(unsync_portable)))]
+    #[test]
+    fn a_block_is_copied_into_the_spare_and_is_exactly_that_block() {
+        let Some(results) = ResultsReader::create(6 << 20) else {
+            return;
+        };
+        let pattern: Vec<u8> = (0..5 << 20).map(|i| (i % 251) as u8).collect();
+        assert!(results.region.write(HEADER, &pattern));
+        let spare = vec![0xAA_u8; 8 << 20];
+        let address = spare.as_ptr();
+        WORKER.with_borrow_mut(|arenas| arenas.spare.keep(spare));
+        let taken = decoding_from(Some(results.region()), || {
+            take::<u8>(HEADER as u64, pattern.len() as u64)
+        })
+        .unwrap();
+        assert_eq!(taken.as_ptr(), address, "copied into the spare");
+        assert!(taken == pattern, "exactly the block, nothing of what the spare held");
+        // Nothing spare is left: the next block of that size is copied into a new vector.
+        let again = decoding_from(Some(results.region()), || {
+            take::<u8>(HEADER as u64, pattern.len() as u64)
+        })
+        .unwrap();
+        assert_ne!(again.as_ptr(), address);
+        assert!(again == pattern);
     }
 
     #[cfg(all(target_os = "linux", not(unsync_portable)))]

@@ -197,22 +197,37 @@ impl Mapping {
         true
     }
 
-    /// The `len` bytes at `offset` as a new vector of `E`, or `None` when they do not lie in
-    /// the mapping or are not a whole number of `E`s.
+    /// The `len` bytes at `offset` as a vector of `E`, or `None` when they do not lie in the
+    /// mapping or are not a whole number of `E`s. The vector is `reuse` when that has room
+    /// for them (its pages are already allocated), a new one otherwise.
     ///
     /// Another process may be writing those bytes meanwhile (a broken worker): the copy then
     /// holds garbage, which any bit pattern of a `Pod` type is allowed to be.
-    pub(super) fn read_vec<E: bytemuck::Pod>(&self, offset: usize, len: usize) -> Option<Vec<E>> {
+    pub(super) fn read_vec<E: bytemuck::Pod>(
+        &self,
+        offset: usize,
+        len: usize,
+        reuse: Option<Vec<E>>,
+    ) -> Option<Vec<E>> {
         let size = std::mem::size_of::<E>();
         if size == 0 || len % size != 0 || offset.checked_add(len)? > self.len {
             return None;
         }
-        let mut out = Vec::<E>::with_capacity(len / size);
-        ask_for_huge_pages(out.as_mut_ptr().cast(), len);
+        let mut out = match reuse {
+            Some(mut spare) if spare.capacity() >= len / size => {
+                spare.clear();
+                spare
+            }
+            _ => {
+                let mut fresh = Vec::<E>::with_capacity(len / size);
+                ask_for_huge_pages(fresh.as_mut_ptr().cast(), len);
+                fresh
+            }
+        };
         // SAFETY: the source lies in the mapping (checked above); the destination is the
-        // vector's spare capacity, `len` bytes (`len / size` elements); they cannot overlap.
-        // Every bit pattern is a valid `E` (`Pod`), so the elements are initialised once
-        // copied, whatever the bytes were.
+        // vector's spare capacity, at least `len` bytes (`len / size` elements); they cannot
+        // overlap. Every bit pattern is a valid `E` (`Pod`), so the elements are initialised
+        // once copied, whatever the bytes were.
         unsafe {
             std::ptr::copy_nonoverlapping(
                 self.base.as_ptr().add(offset),
