@@ -425,7 +425,10 @@
 //! platforms go through the pipe. The shared memory a large payload touched stays allocated
 //! for the next calls: the arguments' while the program runs (the largest arguments sent at
 //! once), a worker's results' up to 64 MiB while that worker lives (the memory of a larger
-//! result is given back at that worker's next call). Postcard is not self-describing, so `#[serde(flatten)]` and
+//! result is given back at that worker's next call). A worker also keeps its last `Vec`
+//! result of 4 to 64 MiB and copies the next large argument of that element type into it,
+//! so a function that maps a large vector to another, called again and again, does not pay
+//! for fresh memory in the worker. Postcard is not self-describing, so `#[serde(flatten)]` and
 //! `#[serde(untagged)]` types do not round-trip. Generic functions (`impl Trait` arguments
 //! included), `async fn` and methods are compile errors: a worker can only run a function it
 //! can name.

@@ -1,24 +1,13 @@
 //! Configuration: the [`Config`] builder, the `UNSYNC_*` environment variables, and the
 //! settings every executor reads when it starts.
 //!
-//! Settings are fixed once, the first time any executor starts (or when
-//! [`Config::install`] runs, whichever comes first). Precedence, highest first: a value set on
-//! the [`Config`] builder, then the environment variable, then the default.
-//!
-//! | setting | builder | environment | default |
-//! |---|---|---|---|
-//! | async runtime workers | [`Config::runtime_threads`] | `UNSYNC_RUNTIME_THREADS` | cores |
-//! | blocking pool, most threads | [`Config::blocking_threads`] | `UNSYNC_BLOCKING_THREADS` | 512 |
-//! | rayon pool threads | [`Config::parallel_threads`] | `UNSYNC_PARALLEL_THREADS` | cores |
-//! | worker processes | [`Config::processes`] | `UNSYNC_PROCESSES` | cores |
-//! | largest frame on a worker pipe | [`Config::max_frame_bytes`] | `UNSYNC_MAX_FRAME_BYTES` | 256 MiB |
-//! | longest spin of a waiter (or an idle worker process) before it parks | [`Config::spin`] | `UNSYNC_SPIN_MICROS` | 50 µs (0 on one CPU) |
-//! | the Temporal cluster of `remote` functions | [`Config::remote`] | `UNSYNC_REMOTE` | none: local worker processes |
-//! | a remote call's heartbeat timeout | [`Remote::heartbeat`] | `UNSYNC_REMOTE_HEARTBEAT_MILLIS` | 10 s |
-//!
-//! An environment variable that does not parse is never ignored: [`Config::install`] returns
-//! [`ConfigError::InvalidEnv`], and without `install` the first task panics with the same
-//! message.
+//! Settings are fixed once, the first time any executor starts (or when [`Config::install`]
+//! runs, whichever comes first). What each one is, its builder method, its environment
+//! variable, its default and the precedence between them: the user guide's *Configuration*
+//! section (the facade's `src/lib.rs`), the one place they are listed; a new setting goes
+//! there, on the builder, and in [`Settings`]. A variable that does not parse makes
+//! [`Config::install`] return [`ConfigError::InvalidEnv`], and without `install` the first
+//! task panics with the same message.
 
 use std::fmt;
 use std::sync::{Arc, OnceLock};

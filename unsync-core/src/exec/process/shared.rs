@@ -677,8 +677,14 @@ mod tests {
         let address = kept.as_ptr();
         spare.keep(kept);
         assert!(spare.take_fitting::<u8>(8 * MIB).is_none(), "another type");
-        assert!(spare.take_fitting::<u64>(8 * MIB + 8).is_none(), "too small");
-        assert!(spare.take_fitting::<u64>(4 * MIB - 8).is_none(), "over twice as large");
+        assert!(
+            spare.take_fitting::<u64>(8 * MIB + 8).is_none(),
+            "too small"
+        );
+        assert!(
+            spare.take_fitting::<u64>(4 * MIB - 8).is_none(),
+            "over twice as large"
+        );
         let taken = spare.take_fitting::<u64>(4 * MIB).expect("fits");
         assert_eq!(taken.as_ptr(), address);
         assert!(spare.take_fitting::<u64>(4 * MIB).is_none(), "taken once");
@@ -700,7 +706,10 @@ mod tests {
         })
         .unwrap();
         assert_eq!(taken.as_ptr(), address, "copied into the spare");
-        assert!(taken == pattern, "exactly the block, nothing of what the spare held");
+        assert!(
+            taken == pattern,
+            "exactly the block, nothing of what the spare held"
+        );
         // Nothing spare is left: the next block of that size is copied into a new vector.
         let again = decoding_from(Some(results.region()), || {
             take::<u8>(HEADER as u64, pattern.len() as u64)
