@@ -425,10 +425,11 @@
 //! platforms go through the pipe. The shared memory a large payload touched stays allocated
 //! for the next calls: the arguments' while the program runs (the largest arguments sent at
 //! once), a worker's results' up to 64 MiB while that worker lives (the memory of a larger
-//! result is given back at that worker's next call). A worker also keeps its last `Vec`
-//! result of 4 to 64 MiB and copies the next large argument of that element type into it,
-//! so a function that maps a large vector to another, called again and again, does not pay
-//! for fresh memory in the worker. Postcard is not self-describing, so `#[serde(flatten)]` and
+//! result is given back at that worker's next call). A function from a large vector to a
+//! vector of the same type pays for no fresh memory either way once warm: a call keeps its
+//! first argument of the result's type (4 to 64 MiB) until its result comes, and copies the
+//! result into it (so `echo(v).result()` hands back `v`'s own memory), and a worker keeps its
+//! last such result for its next call's argument. Postcard is not self-describing, so `#[serde(flatten)]` and
 //! `#[serde(untagged)]` types do not round-trip. Generic functions (`impl Trait` arguments
 //! included), `async fn` and methods are compile errors: a worker can only run a function it
 //! can name.

@@ -44,6 +44,12 @@ fn axpy(x: Vec<f64>, a: f64, y: Vec<f64>) -> Vec<f64> {
     x.iter().zip(&y).map(|(x, y)| a * x + y).collect()
 }
 
+#[unsync(cpu_bound)]
+fn resize(mut data: Vec<u8>, len: usize) -> Vec<u8> {
+    data.resize(len, 7);
+    data
+}
+
 /// A type of the program's own, with a large field marked for the bulk path.
 #[derive(serde::Serialize, serde::Deserialize, PartialEq, Debug)]
 struct Samples {
@@ -215,6 +221,43 @@ fn large_blocks_cross_through_shared_memory() {
         assert!(echo(data.clone()).result() == data);
         assert!(shared_bytes("arguments") >= 4 << 20);
         assert!(shared_bytes("results") >= 4 << 20);
+    });
+}
+
+/// `echo` and `axpy` map a vector to a vector of its type: a call keeps its (first such)
+/// argument's vector, when large, and copies its result into it instead of into fresh memory.
+#[cfg(all(target_os = "linux", not(unsync_portable)))]
+#[test]
+fn a_large_result_is_copied_into_its_argument_vector() {
+    configured();
+    common::watchdog(common::LIMIT, || {
+        let data = pattern(8 << 20, 9);
+        let (expected, address) = (data.clone(), data.as_ptr());
+        let echoed = echo(data).result();
+        assert_eq!(echoed.as_ptr(), address, "the argument's vector");
+        assert!(echoed == expected, "holding exactly the result");
+
+        let x: Vec<f64> = (0..1 << 20).map(f64::from).collect();
+        let y: Vec<f64> = (0..1 << 20).map(|i| -f64::from(i)).collect();
+        let address = x.as_ptr();
+        let z = axpy(x, 2.0, y).result();
+        assert_eq!(z.as_ptr(), address, "the first argument's vector");
+        assert!(z.iter().enumerate().all(|(i, &v)| v == i as f64));
+
+        // Used for a result it has room for, and no more than twice as large (the vector goes
+        // to the caller, spare room and all).
+        for (to, reused) in [(16 << 20, false), (5 << 20, true), (3 << 20, false)] {
+            let data = pattern(8 << 20, 4);
+            let address = data.as_ptr();
+            let mut expected = data.clone();
+            expected.resize(to, 7);
+            let resized = resize(data, to).result();
+            assert_eq!(resized.as_ptr() == address, reused, "8 MiB to {to} bytes");
+            assert!(resized == expected, "8 MiB to {to} bytes");
+        }
+        // Small vectors are not kept (the allocator reuses their memory anyway).
+        let small = pattern(100_000, 3);
+        assert!(echo(small.clone()).result() == small);
     });
 }
 

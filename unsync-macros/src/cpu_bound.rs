@@ -82,6 +82,12 @@ pub(crate) fn expand(options: &Options, mut function: ItemFn) -> TokenStream {
     let mut encode = Vec::new();
     let mut unwrap = Vec::new();
     let mut checks = Vec::new();
+    // A `cpu_bound` function from a vector to a vector of the same type: the call owns its
+    // first such argument, and copies its result into it (`spawn_process_reusing`).
+    let may_reuse =
+        matches!(options.mode, Mode::CpuBound) && item_ty.is_none() && is_bulk(&output_ty);
+    let output_tokens = output_ty.to_token_stream().to_string();
+    let mut reused = None;
     for (index, input) in function.sig.inputs.iter_mut().enumerate() {
         let FnArg::Typed(arg) = input else {
             unreachable!("receivers are refused by validate")
@@ -95,7 +101,12 @@ pub(crate) fn expand(options: &Options, mut function: ItemFn) -> TokenStream {
         if is_bulk(ty) {
             // Always crosses: no check.
             decoded_types.push(quote!(#private::Bulk<#ty>));
-            encode.push(quote!(#private::Bulk(&#ident)));
+            if may_reuse && reused.is_none() && ty.to_token_stream().to_string() == output_tokens {
+                reused = Some(syn::Index::from(index));
+                encode.push(quote!(#private::Bulk(#ident)));
+            } else {
+                encode.push(quote!(#private::Bulk(&#ident)));
+            }
             unwrap.push(quote!(#ident.0));
         } else {
             let witness = format_ident!("__unsync_wire{}", index);
@@ -138,13 +149,26 @@ pub(crate) fn expand(options: &Options, mut function: ItemFn) -> TokenStream {
             )),
         )
     } else if is_bulk(&output_ty) {
-        (
-            quote!(#private::encode_vec_result(__unsync_result, __unsync_out)),
-            quote!(#private::#spawn_bulk::<#private::Bulk<#output_ty>, #output_ty>(
+        let spawn = match &reused {
+            Some(position) => quote!(#private::spawn_process_reusing::<
+                #private::Bulk<#output_ty>,
+                #output_ty,
+                _,
+                _,
+            >(
+                &__UNSYNC_WORKER_FN,
+                (#(#encode,)*),
+                |__unsync_args| __unsync_args.#position.0,
+            )),
+            None => quote!(#private::#spawn_bulk::<#private::Bulk<#output_ty>, #output_ty>(
                 &__UNSYNC_WORKER_FN,
                 &(#(#encode,)*)
                 #settings
             )),
+        };
+        (
+            quote!(#private::encode_vec_result(__unsync_result, __unsync_out)),
+            spawn,
         )
     } else {
         checks.push(

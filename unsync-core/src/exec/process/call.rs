@@ -11,8 +11,9 @@ use serde::de::DeserializeOwned;
 use super::codec;
 use super::protocol::{self, Failure, Message};
 use super::registry::WorkerFn;
-use super::shared::{self, ArgsArena, ArgsBlocks};
+use super::shared::{self, ArgsArena, ArgsBlocks, Spare};
 use crate::error::{Error, PanicSite, Payload};
+use crate::exec::lock;
 use crate::exec::stats::{self, Mode};
 use crate::handle::completion::{Completion, Stop};
 
@@ -98,6 +99,8 @@ pub(crate) struct ProcessJob<W, R> {
     frame: Vec<u8>,
     /// The arguments' blocks in shared memory, freed with the job.
     _blocks: ArgsBlocks,
+    /// The vector the result's block is copied into, if any (see `shared::Spare`).
+    spare: Option<std::sync::Mutex<Spare>>,
     cell: Arc<Completion<R>>,
     stats: CallStats,
     span: Option<tracing::Span>,
@@ -107,12 +110,14 @@ pub(crate) struct ProcessJob<W, R> {
 impl<W, R> ProcessJob<W, R> {
     pub(crate) fn new(
         (frame, blocks): (Vec<u8>, ArgsBlocks),
+        spare: Option<Spare>,
         cell: Arc<Completion<R>>,
         span: Option<tracing::Span>,
     ) -> ProcessJob<W, R> {
         ProcessJob {
             frame,
             _blocks: blocks,
+            spare: spare.map(std::sync::Mutex::new),
             cell,
             stats: CallStats::submitted(),
             span,
@@ -138,7 +143,13 @@ where
     }
     fn finish(&self, outcome: Result<&[u8], Error>) {
         let task = self.cell.task();
-        let outcome = outcome.and_then(|bytes| decode_result::<W, R>(task, bytes));
+        let spare = self
+            .spare
+            .as_ref()
+            .map(|spare| std::mem::take(&mut *lock(spare)));
+        let outcome = shared::reusing(spare, || {
+            outcome.and_then(|bytes| decode_result::<W, R>(task, bytes))
+        });
         // Counted before the handle resolves (see `task::run`); a cell already done was
         // stopped by its handle.
         let stopped = self.cell.is_done().then(|| self.cell.stopped_by());

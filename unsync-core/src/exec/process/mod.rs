@@ -58,7 +58,7 @@ pub(crate) use {call::decode_result, pool::spawn_encoded, registry::lookup, regi
 /// What `#[unsync(cpu_bound)]` expands to.
 pub mod private {
     pub use super::codec::{Bulk, BulkElement, CodecError, decode, encode};
-    pub use super::pool::{spawn_process, spawn_process_stream};
+    pub use super::pool::{spawn_process, spawn_process_reusing, spawn_process_stream};
     #[cfg(not(windows))]
     pub use super::registry::WORKER_FNS;
     #[cfg(windows)]

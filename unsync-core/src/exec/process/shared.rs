@@ -22,9 +22,10 @@
 //! results arena's beyond its first [`KEEP_RESIDENT`] bytes, given back at the worker's next
 //! call; the arguments arena cannot give pages back (its seal against other writers also
 //! forbids punching holes), so it keeps the largest arguments sent at once until the pool
-//! shuts down. A worker also keeps its last large `Vec` result (4 to 64 MiB, see [`Spare`]) to
-//! copy the next large argument into: a function that maps a large vector to another, called
-//! again and again, then copies into memory already allocated, not into fresh pages.
+//! shuts down. A large vector that its owner is done with is kept to copy the next block of
+//! its type into ([`Spare`]): a call's argument for its result, a worker's last result for its
+//! next argument; a function from a large vector to another then copies only into memory
+//! already allocated, not into fresh pages.
 //!
 //! A broken worker can write anything into its results arena and any offsets into its frames:
 //! every block is checked to lie in the arena before it is copied, and what is copied is plain
@@ -380,7 +381,7 @@ pub(crate) fn take<E: BulkElement>(offset: u64, len: u64) -> Result<Vec<E>, Stri
         let (Ok(offset), Ok(len)) = (usize::try_from(offset), usize::try_from(len)) else {
             return Err("a shared block beyond the address space".into());
         };
-        let reuse = WORKER.with_borrow_mut(|arenas| arenas.spare.take_fitting::<E>(len));
+        let reuse = SPARE.with_borrow_mut(|spare| spare.take_fitting::<E>(len));
         region.read_vec(offset, len, reuse).ok_or_else(|| {
             format!("a shared block of {len} bytes at {offset} that does not lie in its memory or is not made of whole elements")
         })
@@ -443,22 +444,52 @@ pub(crate) fn encode_args<T: Serialize + ?Sized>(
 pub(crate) struct WorkerArenas {
     args: Option<Arc<Region>>,
     results: Option<ResultsWriter>,
-    /// The last large result's vector, for the next large argument to be copied into.
-    spare: Spare,
 }
 
-/// A large vector a call is done with, kept for the next block of the same element type to be
-/// copied into: its pages are allocated already, where a new vector of that size would be
-/// fresh memory, which the system zeroes page by page as the copy first touches it (a
-/// fifth of a 64 MiB round trip's time). One at a time, of [`SPARE_BYTES`].
+/// A large vector that its owner is done with, for the next block of the same element type
+/// from shared memory to be copied into: its pages are allocated already, where a new vector of
+/// that size would be fresh memory, which the system zeroes page by page as the copy first
+/// touches it (a fifth of a 64 MiB round trip's time). Of [`SPARE_BYTES`]. Two owners:
+/// - a worker, its last large `Vec` result, for its next call's arguments
+///   ([`encode_vec_result`]);
+/// - in the parent, a call of a function from a large vector to a vector of that type, its
+///   argument, for its result (`pool::spawn_process_reusing`; the job holds it until then).
 #[derive(Default)]
-struct Spare(Option<Box<dyn std::any::Any + Send>>);
+pub(crate) struct Spare(Option<Box<dyn std::any::Any + Send>>);
+
+thread_local! {
+    /// The spare of the worker's calls (on the thread that runs them), or of the call whose
+    /// result is being decoded (see [`reusing`]).
+    static SPARE: RefCell<Spare> = RefCell::default();
+}
+
+/// Run `f`, which decodes a call's result, with `spare` for its block to be copied into.
+pub(crate) fn reusing<R>(spare: Option<Spare>, f: impl FnOnce() -> R) -> R {
+    /// Puts the outer spare back, also when unwinding; a spare left unused (the result was an
+    /// error, or small) drops with it.
+    struct Outer(Spare);
+    impl Drop for Outer {
+        fn drop(&mut self) {
+            SPARE.set(std::mem::take(&mut self.0));
+        }
+    }
+    let Some(spare) = spare else { return f() };
+    let _outer = Outer(SPARE.replace(spare));
+    f()
+}
 
 /// Sizes of vectors worth keeping as the [`Spare`]: from where allocators hand out fresh
 /// memory for each vector, up to what a worker keeps resident anyway.
 const SPARE_BYTES: std::ops::RangeInclusive<usize> = (4 << 20)..=KEEP_RESIDENT;
 
 impl Spare {
+    /// `vector` as a spare, if it is of [`SPARE_BYTES`].
+    pub(crate) fn of<E: BulkElement>(vector: Vec<E>) -> Option<Spare> {
+        let mut spare = Spare::default();
+        spare.keep(vector);
+        spare.0.is_some().then_some(spare)
+    }
+
     fn keep<E: BulkElement>(&mut self, vector: Vec<E>) {
         if SPARE_BYTES.contains(&(vector.capacity() * size_of::<E>())) {
             self.0 = Some(Box::new(vector));
@@ -481,7 +512,6 @@ impl WorkerArenas {
         WorkerArenas {
             args: args.map(Arc::new),
             results: results.map(ResultsWriter::new),
-            spare: Spare::default(),
         }
     }
 }
@@ -596,7 +626,7 @@ pub fn encode_vec_result<E: BulkElement>(
 ) -> Result<(), CodecError> {
     let encoded = encode_result(&codec::Bulk(&value), out);
     if LAST_SHARED.get() > 0 {
-        WORKER.with_borrow_mut(|arenas| arenas.spare.keep(value));
+        SPARE.with_borrow_mut(|spare| spare.keep(value));
     }
     encoded
 }
@@ -700,7 +730,7 @@ mod tests {
         assert!(results.region.write(HEADER, &pattern));
         let spare = vec![0xAA_u8; 8 << 20];
         let address = spare.as_ptr();
-        WORKER.with_borrow_mut(|arenas| arenas.spare.keep(spare));
+        SPARE.with_borrow_mut(|kept| kept.keep(spare));
         let taken = decoding_from(Some(results.region()), || {
             take::<u8>(HEADER as u64, pattern.len() as u64)
         })

@@ -30,10 +30,11 @@ use serde::de::DeserializeOwned;
 
 use self::io_loop::Reading;
 use super::call::{self, EncodedJob, Job, ProcessJob};
+use super::codec::BulkElement;
 use super::os;
 use super::protocol;
 use super::registry::{self, WorkerFn};
-use super::shared::{ArgsArena, ResultsReader};
+use super::shared::{ArgsArena, ArgsBlocks, ResultsReader, Spare};
 use super::stream::{StreamJob, encode_stream};
 use crate::error::Error;
 use crate::exec::lock;
@@ -221,10 +222,45 @@ where
     W: DeserializeOwned + Into<R> + 'static,
     R: Send + 'static,
 {
-    let index = match registry::position(entry) {
-        Ok(index) => index,
-        Err(error) => return refused(error),
-    };
+    match prepare_call(entry, args) {
+        Ok(prepared) => prepared.submit::<W, R>(None),
+        Err(error) => refused(error),
+    }
+}
+
+/// [`spawn_process`] for a function that maps a large vector to another of the same type:
+/// `args` owns that argument, and `argument` takes it out of them once they are encoded. The
+/// call keeps the vector, if large (see `shared::Spare`), and its result is copied into it.
+#[doc(hidden)]
+pub fn spawn_process_reusing<W, R, A, E>(
+    entry: &'static WorkerFn,
+    args: A,
+    argument: impl FnOnce(A) -> Vec<E>,
+) -> Unfinished<R>
+where
+    W: DeserializeOwned + Into<R> + 'static,
+    R: Send + 'static,
+    A: Serialize,
+    E: BulkElement,
+{
+    match prepare_call(entry, &args) {
+        Ok(prepared) => prepared.submit::<W, R>(Spare::of(argument(args))),
+        Err(error) => refused(error),
+    }
+}
+
+/// A call encoded and numbered, not submitted yet.
+struct Prepared {
+    pool: &'static Pool,
+    entry: &'static WorkerFn,
+    index: usize,
+    id: u64,
+    level: u8,
+    frame: (Vec<u8>, ArgsBlocks),
+}
+
+fn prepare_call(entry: &'static WorkerFn, args: &impl Serialize) -> Result<Prepared, Error> {
+    let index = registry::position(entry)?;
     let pool = pool();
     let id = pool.next_id.fetch_add(1, Ordering::Relaxed);
     // The worker records `tracing` events only when this process would (see `worker_log`).
@@ -244,14 +280,36 @@ where
         protocol::SPIN_AFTER
     };
     let flags = share | spin;
-    let frame = match call::encode_call(entry, id, level | flags, args, arena, pool.max_frame) {
-        Ok(frame) => frame,
-        Err(error) => return refused(error),
-    };
-    let span = (level > 0).then(tracing::Span::current);
-    pool.submit_call(entry, index, id, |cell| {
-        Arc::new(ProcessJob::<W, R>::new(frame, cell, span))
+    let frame = call::encode_call(entry, id, level | flags, args, arena, pool.max_frame)?;
+    Ok(Prepared {
+        pool,
+        entry,
+        index,
+        id,
+        level,
+        frame,
     })
+}
+
+impl Prepared {
+    fn submit<W, R>(self, spare: Option<Spare>) -> Unfinished<R>
+    where
+        W: DeserializeOwned + Into<R> + 'static,
+        R: Send + 'static,
+    {
+        let Prepared {
+            pool,
+            entry,
+            index,
+            id,
+            level,
+            frame,
+        } = self;
+        let span = (level > 0).then(tracing::Span::current);
+        pool.submit_call(entry, index, id, |cell| {
+            Arc::new(ProcessJob::<W, R>::new(frame, spare, cell, span))
+        })
+    }
 }
 
 /// The handle of a call refused before it was queued, counted in `stats` as failed.
