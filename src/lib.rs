@@ -428,8 +428,9 @@
 //! result is given back at that worker's next call). A function from a large vector to a
 //! vector of the same type pays for no fresh memory either way once warm: a call keeps its
 //! first argument of the result's type (4 to 64 MiB) until its result comes, and copies the
-//! result into it (so `echo(v).result()` hands back `v`'s own memory), and a worker keeps its
-//! last such result for its next call's argument. Postcard is not self-describing, so `#[serde(flatten)]` and
+//! result into it when it has room for it and is at most twice its size (so `echo(v).result()`
+//! hands back `v`'s own memory, capacity included), and a worker keeps its last such result
+//! for its next call's argument. Postcard is not self-describing, so `#[serde(flatten)]` and
 //! `#[serde(untagged)]` types do not round-trip. Generic functions (`impl Trait` arguments
 //! included), `async fn` and methods are compile errors: a worker can only run a function it
 //! can name.
