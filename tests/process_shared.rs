@@ -1,8 +1,9 @@
 //! Large payloads: on Linux, blocks of 64 KiB and more cross through shared memory instead of
 //! the pipe (elsewhere the pipe carries them, and these tests check the same results). Every
 //! size arrives intact, in arguments and in results, one call at a time or many at once; a
-//! worker that dies with blocks in flight costs only its call; and a worker can neither shrink
-//! the memory it shares with the parent nor write the arguments of other calls.
+//! vector-to-vector call copies its result into its argument's vector; a worker that dies with
+//! blocks in flight costs only its call; and a worker can neither shrink the memory it shares
+//! with the parent nor write the arguments of other calls.
 
 use unsync::{Config, Error, Payload, unsync};
 
@@ -70,6 +71,17 @@ fn die_with(data: Vec<u8>) -> usize {
         std::process::abort();
     }
     data.len()
+}
+
+/// A function from a vector to a vector (its call keeps the argument for the result) that
+/// panics (`how` 0) or aborts its worker (1) instead.
+#[unsync(cpu_bound)]
+fn fail_instead(data: Vec<u8>, how: u8) -> Vec<u8> {
+    match how {
+        0 => panic!("no result for {} bytes", data.len()),
+        1 => std::process::abort(),
+        _ => data,
+    }
 }
 
 /// Sizes on both sides of the shared-memory threshold (64 KiB), up to 16 MiB.
@@ -165,6 +177,24 @@ fn a_worker_that_dies_with_blocks_in_flight_costs_only_its_call() {
             assert!(other.result() == pattern(1 << 20, i as u8));
         }
         assert_eq!(die_with(vec![1]).result(), 1);
+    });
+}
+
+#[test]
+fn a_call_that_keeps_its_argument_and_fails_costs_only_that_call() {
+    configured();
+    common::watchdog(common::LIMIT, || {
+        let panicked = fail_instead(pattern(8 << 20, 2), 0).catch().result();
+        assert!(
+            matches!(&panicked, Err(Error::Panicked { message, .. }) if message == "no result for 8388608 bytes"),
+            "{panicked:?}"
+        );
+        let died = fail_instead(pattern(8 << 20, 3), 1).catch().result();
+        assert!(matches!(died, Err(Error::WorkerDied { .. })), "{died:?}");
+        for seed in 0..4 {
+            let data = pattern(8 << 20, seed);
+            assert!(fail_instead(data.clone(), 2).result() == data);
+        }
     });
 }
 
