@@ -229,8 +229,9 @@ where
 }
 
 /// [`spawn_process`] for a function that maps a large vector to another of the same type:
-/// `args` owns that argument, and `argument` takes it out of them once they are encoded. The
-/// call keeps the vector, if large (see `shared::Spare`), and its result is copied into it.
+/// `args` owns that argument, and `argument` takes it out of them once they are encoded. Where
+/// large blocks cross through shared memory, the call keeps the vector, if large (see
+/// `shared::Spare`), and its result is copied into it.
 #[doc(hidden)]
 pub fn spawn_process_reusing<W, R, A, E>(
     entry: &'static WorkerFn,
@@ -244,7 +245,12 @@ where
     E: BulkElement,
 {
     match prepare_call(entry, &args) {
-        Ok(prepared) => prepared.submit::<W, R>(Spare::of(argument(args))),
+        Ok(prepared) => {
+            let vector = argument(args);
+            let shared = prepared.pool.args_arena.is_some();
+            let spare = shared.then(|| Spare::of(vector)).flatten();
+            prepared.submit::<W, R>(spare)
+        }
         Err(error) => refused(error),
     }
 }
