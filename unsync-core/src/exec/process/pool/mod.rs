@@ -265,6 +265,9 @@ struct Prepared {
     frame: (Vec<u8>, ArgsBlocks),
 }
 
+/// Number a call of `entry` with `args` and encode its frame; the error a refused call's handle
+/// fails with (a function missing from the registry, arguments that do not encode or are too
+/// large).
 fn prepare_call(entry: &'static WorkerFn, args: &impl Serialize) -> Result<Prepared, Error> {
     let index = registry::position(entry)?;
     let pool = pool();
@@ -298,6 +301,7 @@ fn prepare_call(entry: &'static WorkerFn, args: &impl Serialize) -> Result<Prepa
 }
 
 impl Prepared {
+    /// Queue the call, with `spare` for its result to be copied into; its handle.
     fn submit<W, R>(self, spare: Option<Spare>) -> Unfinished<R>
     where
         W: DeserializeOwned + Into<R> + 'static,
