@@ -261,8 +261,9 @@ struct Prepared {
     entry: &'static WorkerFn,
     index: usize,
     id: u64,
-    level: u8,
     frame: (Vec<u8>, ArgsBlocks),
+    /// The call site's span, when the worker records `tracing` events (see `worker_log`).
+    span: Option<tracing::Span>,
 }
 
 /// Number a call of `entry` with `args` and encode its frame; the error a refused call's handle
@@ -295,8 +296,8 @@ fn prepare_call(entry: &'static WorkerFn, args: &impl Serialize) -> Result<Prepa
         entry,
         index,
         id,
-        level,
         frame,
+        span: (level > 0).then(tracing::Span::current),
     })
 }
 
@@ -307,18 +308,10 @@ impl Prepared {
         W: DeserializeOwned + Into<R> + 'static,
         R: Send + 'static,
     {
-        let Prepared {
-            pool,
-            entry,
-            index,
-            id,
-            level,
-            frame,
-        } = self;
-        let span = (level > 0).then(tracing::Span::current);
-        pool.submit_call(entry, index, id, |cell| {
-            Arc::new(ProcessJob::<W, R>::new(frame, spare, cell, span))
-        })
+        self.pool
+            .submit_call(self.entry, self.index, self.id, |cell| {
+                Arc::new(ProcessJob::<W, R>::new(self.frame, spare, cell, self.span))
+            })
     }
 }
 
